@@ -1,0 +1,170 @@
+"""Folding RED edits into the weights: in place (reversible) or as a plain checkpoint folder."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .edit import BIAS, SCALE, get_state, red_vectors
+from .sites import find_scheme
+
+MERGE_TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+class MergeError(ValueError):
+    """The edits cannot be folded into this model's weights exactly."""
+
+
+def fold(weight: torch.Tensor, bias: torch.Tensor | None, scale, shift, transposed: bool):
+    """W' = diag(scale)·W, b' = scale ⊙ b + shift. ``transposed``: weight stored (in, out) as in Conv1D."""
+    if scale is not None:
+        scale = scale.to(weight.dtype)
+        weight = weight * (scale[None, :] if transposed else scale[:, None])
+        bias = bias * scale if bias is not None else None
+    if shift is not None and bool(shift.detach().any()):
+        shift = shift.to(weight.dtype)
+        bias = shift.clone() if bias is None else bias + shift
+    return weight, bias
+
+
+def _site_vectors(module: nn.Module):
+    return module._parameters.get(SCALE), module._parameters.get(BIAS)
+
+
+def merge_red(model: nn.Module) -> None:
+    """Fold the edits into the live weights (zero inference overhead); ``unmerge_red`` undoes it.
+
+    The original weights are kept for an exact unmerge. A site without a bias gets one in place.
+    """
+    state = get_state(model)
+    if state.merged_backup is not None:
+        return
+    backup = {}
+    with torch.no_grad():
+        for site in state.sites:
+            module = model.get_submodule(site.name)
+            scale, shift = _site_vectors(module)
+            backup[site.name] = (module.weight.detach().clone(), _bias_copy(module))
+            weight, bias = fold(module.weight, module.bias, scale, shift, isinstance(module, Conv1D))
+            module.weight.copy_(weight)
+            if bias is not None and module.bias is None:
+                module.bias = nn.Parameter(bias, requires_grad=False)
+            elif bias is not None:
+                module.bias.copy_(bias)
+    state.merged_backup = backup
+
+
+def _bias_copy(module: nn.Module) -> torch.Tensor | None:
+    return None if module.bias is None else module.bias.detach().clone()
+
+
+def unmerge_red(model: nn.Module) -> None:
+    """Restore the exact base weights after ``merge_red``; the edits apply through the hook again."""
+    state = get_state(model)
+    if state.merged_backup is None:
+        return
+    with torch.no_grad():
+        for name, (weight, bias) in state.merged_backup.items():
+            module = model.get_submodule(name)
+            module.weight.copy_(weight)
+            if bias is None:
+                module.register_parameter("bias", None)
+            else:
+                module.bias.copy_(bias)
+    state.merged_backup = None
+
+
+def _merged_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Base weights with the edits folded in, and the new biases for sites that had none."""
+    state = get_state(model)
+    edit_names = set(red_vectors(model))
+    tensors = {name: value for name, value in model.state_dict().items() if name not in edit_names}
+    new_biases = {}
+    with torch.no_grad():
+        for site in state.sites:
+            module = model.get_submodule(site.name)
+            scale, shift = _site_vectors(module)
+            weight, bias = fold(module.weight, module.bias, scale, shift, isinstance(module, Conv1D))
+            tensors[f"{site.name}.weight"] = weight
+            if module.bias is not None:
+                tensors[f"{site.name}.bias"] = bias
+            elif bias is not None:
+                new_biases[f"{site.name}.bias"] = bias
+    return tensors, new_biases
+
+
+def _config_with_bias_slots(model: nn.Module, new_biases: dict[str, torch.Tensor]):
+    """A copy of the model config that gives the edited sites a bias, or a MergeError."""
+    config = copy.deepcopy(model.config)
+    if not new_biases:
+        return config
+    state = get_state(model)
+    scheme = find_scheme(model) if state.config.target_modules is None else None
+    kinds = {site.kind for site in state.sites if f"{site.name}.bias" in new_biases}
+    for kind in kinds:
+        flag = getattr(scheme, f"{kind}_bias_flag", None) if scheme else None
+        if flag is None or not hasattr(config, flag):
+            raise MergeError(
+                f"the {kind} site of a '{config.model_type}' model has no bias slot that transformers can "
+                "load, so the learned bias cannot be merged exactly. Use a scale-only edit to merge, or "
+                "keep the edits as a separate file (save_edits) and attach them at load time."
+            )
+        setattr(config, flag, True)
+    return config
+
+
+def build_merged_model(model: nn.Module) -> nn.Module:
+    """A new plain transformers model (same class) whose weights carry the edits."""
+    tensors, new_biases = _merged_state_dict(model)
+    config = _config_with_bias_slots(model, new_biases)
+    merged = type(model)._from_config(config, dtype=next(model.parameters()).dtype)
+    result = merged.load_state_dict(tensors, strict=False)
+    unexpected = list(result.unexpected_keys)
+    missing = [name for name in result.missing_keys if name not in new_biases]
+    if unexpected or any(not name.endswith(".bias") for name in missing):
+        raise MergeError(f"merged weights do not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    with torch.no_grad():
+        parameters = dict(merged.named_parameters())
+        for name in missing:  # bias slots the config switched on elsewhere (e.g. gate/up): zero
+            parameters[name].zero_()
+        for name, bias in new_biases.items():
+            if name not in parameters:
+                raise MergeError(f"the merged model has no parameter {name}: cannot merge the bias exactly")
+            parameters[name].copy_(bias)
+    merged.tie_weights()
+    return merged.eval()
+
+
+def verify_merged(model: nn.Module, merged: nn.Module, vocab_size: int | None = None) -> float:
+    """Max |logits difference| between the edited and the merged model on a random probe batch."""
+    vocab_size = vocab_size or model.config.vocab_size
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, vocab_size, (2, 12), generator=generator)
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=input_ids.to(device)).logits.float().cpu()
+        actual = merged.to(device)(input_ids=input_ids.to(device)).logits.float().cpu()
+    return (expected - actual).abs().max().item()
+
+
+def save_merged(model: nn.Module, directory: str | Path, tokenizer=None) -> Path:
+    """Write a standard Hugging Face checkpoint with the edits folded in, after checking it.
+
+    The folder loads with plain ``AutoModelFor*.from_pretrained``, no RED code needed.
+    """
+    merged = build_merged_model(model)
+    dtype = next(model.parameters()).dtype
+    difference = verify_merged(model, merged)
+    tolerance = MERGE_TOLERANCE.get(dtype, 1e-4)
+    if not difference <= tolerance:
+        raise MergeError(f"the merged model differs from the edited one (max |Δlogit| {difference:.2e}); not written")
+    directory = Path(directory)
+    merged.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory

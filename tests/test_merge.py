@@ -1,0 +1,95 @@
+"""Merging: folded weights reproduce the edited model; plain from_pretrained loads them."""
+
+import pytest
+import torch
+from test_edit import SITE_CHOICES, VARIANTS, randomize
+from tiny_models import ARCHITECTURES, logits, sample_inputs, tiny_model
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from red_explorer.config import RedConfig
+from red_explorer.edit import attach_red, red_disabled
+from red_explorer.merge import MergeError, fold, merge_red, save_merged, unmerge_red
+
+# (architecture, site) pairs where transformers hard-codes bias=False on the edited module
+NO_BIAS_SLOT = {
+    ("qwen2", "ffn"),
+    ("qwen2", "attn"),
+    ("mistral", "ffn"),
+    ("mistral", "attn"),
+    ("gemma", "ffn"),
+    ("gemma3", "ffn"),
+}
+ENCODERS = {"bert", "roberta"}
+
+
+def edited_model(architecture, variant, sites):
+    model = tiny_model(architecture)
+    attach_red(model, RedConfig.from_variant(variant, sites=sites))
+    randomize(model)
+    return model
+
+
+def auto_class(architecture):
+    return AutoModelForSequenceClassification if architecture in ENCODERS else AutoModelForCausalLM
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("sites", SITE_CHOICES, ids="+".join)
+def test_merged_checkpoint_loads_plainly_and_matches(architecture, variant, sites, tmp_path):
+    model, input_ids = edited_model(architecture, variant, sites), sample_inputs()
+    expected = logits(model, input_ids)
+    needs_bias_slot = variant != "scale" and any((architecture, site) in NO_BIAS_SLOT for site in sites)
+    if needs_bias_slot:
+        with pytest.raises(MergeError, match="no bias slot"):
+            save_merged(model, tmp_path / "merged")
+        return
+    save_merged(model, tmp_path / "merged")
+    plain = auto_class(architecture).from_pretrained(tmp_path / "merged").eval()
+    assert not any("red_" in name for name in plain.state_dict())
+    assert (logits(plain, input_ids) - expected).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_in_place_merge_and_unmerge(architecture):
+    model, input_ids = edited_model(architecture, "full", ["ffn", "attn"]), sample_inputs()
+    edited = logits(model, input_ids)
+    with red_disabled(model):
+        base = logits(model, input_ids)
+    original = {name: value.clone() for name, value in model.state_dict().items()}
+    merge_red(model)
+    torch.testing.assert_close(logits(model, input_ids), edited, rtol=1e-5, atol=1e-5)
+    unmerge_red(model)
+    assert all(torch.equal(value, original[name]) for name, value in model.state_dict().items())
+    assert torch.equal(logits(model, input_ids), edited)
+    with red_disabled(model):
+        assert torch.equal(logits(model, input_ids), base)
+
+
+def test_llama_bias_merge_uses_mlp_bias_slot(tmp_path):
+    model = edited_model("llama", "full", ["ffn"])
+    save_merged(model, tmp_path)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert plain.config.mlp_bias is True
+    layer = plain.model.layers[0].mlp
+    assert torch.equal(layer.gate_proj.bias, torch.zeros_like(layer.gate_proj.bias))
+    expected_bias = model.model.layers[0].mlp.down_proj.red_bias
+    torch.testing.assert_close(layer.down_proj.bias, expected_bias.detach())
+
+
+def test_fold_matches_the_formula_for_linear_and_conv1d():
+    generator = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(3, 5, generator=generator), torch.randn(3, generator=generator)
+    scale, shift = torch.randn(3, generator=generator), torch.randn(3, generator=generator)
+    new_weight, new_bias = fold(weight, bias, scale, shift, transposed=False)
+    torch.testing.assert_close(new_weight, torch.diag(scale) @ weight)
+    torch.testing.assert_close(new_bias, scale * bias + shift)
+    conv_weight, _ = fold(weight.T, bias, scale, shift, transposed=True)
+    torch.testing.assert_close(conv_weight, (torch.diag(scale) @ weight).T)
+
+
+def test_scale_only_merge_on_model_without_bias_slot(tmp_path):
+    model, input_ids = edited_model("qwen2", "scale", ["ffn", "attn"]), sample_inputs()
+    save_merged(model, tmp_path)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert (logits(plain, input_ids) - logits(model, input_ids)).abs().max() < 1e-4
