@@ -1,0 +1,438 @@
+"""TARE: identity at init, exact routing formula, top-k, disable/detach, count, save/load, training, merge."""
+
+import json
+import pickle
+
+import pytest
+import torch
+import transformers as tf
+from safetensors.torch import load_file
+from test_edit import randomize as randomize_red
+from test_saving import Exploit, rewrite_tensors
+from tiny_models import ARCHITECTURES, logits, sample_inputs, tiny_model
+
+from red_explorer.config import RedConfig
+from red_explorer.edit import attach_red, trainable_parameter_count
+from red_explorer.saving import EditsFileError, load_edits, save_edits
+from red_explorer.tare import (
+    TareConfig,
+    attach_tare,
+    detach_tare,
+    editor_magnitudes,
+    has_tare,
+    merge_tare,
+    tare_disabled,
+    tare_parameter_count,
+    tare_parameters,
+    tare_routing,
+)
+from red_explorer.tare_saving import load_tare, save_tare
+
+SITE_CHOICES = [["ffn"], ["attn"], ["ffn", "attn"]]
+HIDDEN = 32
+
+
+def randomize(model, seed=3):
+    """Editors and selectors far from the identity, so that every editor and the routing matter."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in tare_parameters(model).items():
+            noise = torch.randn(tensor.shape, generator=generator) * 0.5
+            tensor.copy_(noise + (1.0 if name.endswith("tare_scale") else 0.0))
+
+
+def hand_tare(output, scale, bias, selector, top_k):
+    """Σ_j w_j (scale_j ⊙ h + bias_j) over the top-k scores of each token, one token at a time."""
+    rows = []
+    for hidden in output.reshape(-1, output.shape[-1]):
+        scores = [torch.dot(hidden, row).item() for row in selector]
+        chosen = sorted(range(len(scores)), key=lambda editor: scores[editor], reverse=True)[:top_k]
+        top = torch.tensor([scores[editor] for editor in chosen])
+        weights = torch.exp(top - top.max())
+        weights = weights / weights.sum()
+        rows.append(sum(weights[j] * (scale[editor] * hidden + bias[editor]) for j, editor in enumerate(chosen)))
+    return torch.stack(rows).reshape(output.shape)
+
+
+def hand_edited_logits(base, tensors, top_k, input_ids):
+    """The expected output: TARE computed by hand in plain forward hooks on the base model."""
+    handles = []
+    for module_name in {name.rsplit(".", 1)[0] for name in tensors}:
+        scale, bias, selector = (
+            tensors[f"{module_name}.{kind}"] for kind in ("tare_scale", "tare_bias", "tare_selector")
+        )
+
+        def hook(module, inputs, output, scale=scale, bias=bias, selector=selector):
+            return hand_tare(output, scale, bias, selector, top_k)
+
+        handles.append(base.get_submodule(module_name).register_forward_hook(hook))
+    try:
+        return logits(base, input_ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def frozen_copy(model):
+    return {name: tensor.detach().clone() for name, tensor in tare_parameters(model).items()}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("sites", SITE_CHOICES, ids="+".join)
+def test_untouched_tare_equals_base_exactly(architecture, sites):
+    model, input_ids = tiny_model(architecture), sample_inputs()
+    expected = logits(model, input_ids)
+    attach_tare(model, TareConfig(sites=sites))
+    assert torch.equal(logits(model, input_ids), expected)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("top_k", [1, 2, 4])
+def test_edited_logits_equal_hand_computation(architecture, top_k):
+    model, base, input_ids = tiny_model(architecture), tiny_model(architecture), sample_inputs()
+    attach_tare(model, TareConfig(num_editors=4, top_k=top_k, sites=["ffn", "attn"]))
+    randomize(model)
+    edited = logits(model, input_ids)
+    assert (edited - logits(base, input_ids)).abs().max() > 1e-3  # the edit changes the output
+    expected = hand_edited_logits(base, frozen_copy(model), top_k, input_ids)
+    torch.testing.assert_close(edited, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_each_token_mixes_exactly_k_editors(architecture):
+    model, input_ids = tiny_model(architecture), sample_inputs()
+    sites = attach_tare(model, TareConfig(num_editors=5, top_k=3, sites=["ffn", "attn"]))
+    randomize(model)
+    routing = tare_routing(model, input_ids)
+    assert routing.site_names == [site.name for site in sites]
+    assert routing.layer_indices == [site.layer_index for site in sites]
+    assert routing.selected.shape == routing.weights.shape == (len(sites), input_ids.shape[1], 3)
+    assert all(len(set(token.tolist())) == 3 for token in routing.selected.reshape(-1, 3))
+    assert (routing.weights > 0).all() and (routing.weights[..., :-1] >= routing.weights[..., 1:]).all()
+    torch.testing.assert_close(routing.weights.sum(-1), torch.ones(len(sites), input_ids.shape[1]))
+    torch.testing.assert_close(routing.usage.sum(-1), torch.full((len(sites),), 3.0))
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_unselected_editors_do_not_contribute(architecture):
+    model, input_ids = tiny_model(architecture), sample_inputs()
+    attach_tare(model, TareConfig(num_editors=8, top_k=1, sites=["ffn", "attn"]))
+    randomize(model)
+    expected = logits(model, input_ids)
+    routing = tare_routing(model, input_ids)
+    unused = routing.usage == 0  # (sites, E)
+    assert unused.any(), "precondition: some editor is never chosen on this input"
+    parameters = tare_parameters(model)
+    with torch.no_grad():
+        for row, site_name in enumerate(routing.site_names):
+            for kind in ("tare_scale", "tare_bias"):
+                parameters[f"{site_name}.{kind}"][unused[row]] = 1e4
+    assert torch.equal(logits(model, input_ids), expected)
+    used_editor = routing.selected[0, 0, 0]
+    with torch.no_grad():
+        parameters[f"{routing.site_names[0]}.tare_bias"][used_editor] += 1.0
+    assert not torch.equal(logits(model, input_ids), expected)
+
+
+def test_routing_usage_counts_only_unmasked_tokens():
+    model, input_ids = tiny_model("llama"), sample_inputs(batch=2, length=6)
+    attach_tare(model, TareConfig(num_editors=4, top_k=1, sites=["ffn", "attn"]))
+    randomize(model)
+    mask = torch.ones_like(input_ids)
+    mask[1, 3:] = 0  # right padding: a causal model sees the first three tokens of row 1 unchanged
+    masked = tare_routing(model, input_ids, mask)
+    first_row = tare_routing(model, input_ids[:1])
+    second_row = tare_routing(model, input_ids[1:, :3])
+    assert torch.equal(masked.selected, first_row.selected)
+    for site in range(4):
+        chosen = torch.cat([first_row.selected[site].flatten(), second_row.selected[site].flatten()])
+        expected = torch.bincount(chosen, minlength=4).float() / 9
+        torch.testing.assert_close(masked.usage[site], expected)
+    torch.testing.assert_close(masked.usage.sum(-1), torch.ones(4))
+
+
+def test_routing_restores_training_mode():
+    model = tiny_model("gpt2").train()
+    attach_tare(model)
+    tare_routing(model, sample_inputs())
+    assert model.training
+    with tare_disabled(model), pytest.raises(ValueError, match="disabled"):
+        tare_routing(model, sample_inputs())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_disabled_and_detached_equal_base(architecture):
+    model, input_ids = tiny_model(architecture), sample_inputs()
+    expected = logits(model, input_ids)
+    attach_tare(model, TareConfig(sites=["ffn", "attn"]))
+    randomize(model)
+    with tare_disabled(model):
+        assert torch.equal(logits(model, input_ids), expected)
+    assert (logits(model, input_ids) - expected).abs().max() > 1e-6
+    detach_tare(model)
+    assert torch.equal(logits(model, input_ids), expected)
+    assert not any("tare_" in name for name in model.state_dict())
+    assert not has_tare(model) and not hasattr(model, "_tare_state")
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("sites", SITE_CHOICES, ids="+".join)
+@pytest.mark.parametrize("num_editors", [1, 4])
+def test_parameter_count_is_exact(architecture, sites, num_editors):
+    model = tiny_model(architecture)
+    attached = attach_tare(model, TareConfig(num_editors=num_editors, top_k=1, sites=sites))
+    assert len(attached) == 2 * len(sites)  # two layers
+    assert tare_parameter_count(model) == len(attached) * 3 * num_editors * HIDDEN
+    assert trainable_parameter_count(model) == tare_parameter_count(model)
+
+
+def test_names_shapes_and_init():
+    model = tiny_model("llama")
+    sites = attach_tare(model, TareConfig(num_editors=3, top_k=2, layers=[1]))
+    assert [site.name for site in sites] == ["model.layers.1.mlp.down_proj"]
+    parameters = tare_parameters(model)
+    prefix = "model.layers.1.mlp.down_proj"
+    assert set(parameters) == {f"{prefix}.tare_scale", f"{prefix}.tare_bias", f"{prefix}.tare_selector"}
+    assert set(parameters) <= set(model.state_dict())
+    assert all(tensor.shape == (3, HIDDEN) and tensor.dtype == torch.float32 for tensor in parameters.values())
+    assert torch.equal(parameters[f"{prefix}.tare_scale"], torch.ones(3, HIDDEN))
+    assert torch.equal(parameters[f"{prefix}.tare_bias"], torch.zeros(3, HIDDEN))
+    assert 0 < parameters[f"{prefix}.tare_selector"].std() < 0.05
+    magnitudes = editor_magnitudes(model)
+    assert torch.equal(magnitudes[prefix]["scale"], torch.zeros(3))
+    with torch.no_grad():
+        parameters[f"{prefix}.tare_bias"][1] = -2.0
+    assert torch.equal(editor_magnitudes(model)[prefix]["bias"], torch.tensor([0.0, 2.0, 0.0]))
+
+
+def test_config_validation_and_round_trip():
+    with pytest.raises(ValueError, match="top_k"):
+        TareConfig(num_editors=2, top_k=3)
+    with pytest.raises(ValueError, match="top_k"):
+        TareConfig(top_k=0)
+    with pytest.raises(ValueError, match="num_editors"):
+        TareConfig(num_editors=0)
+    with pytest.raises(ValueError, match="sites"):
+        TareConfig(sites=["mlp"])
+    with pytest.raises(ValueError, match="vector_dtype"):
+        TareConfig(vector_dtype="int8")
+    with pytest.raises(ValueError, match="unknown TARE config keys"):
+        TareConfig.from_dict({"num_editors": 4, "rank": 8})
+    config = TareConfig(num_editors=6, top_k=3, sites="ffn,attn", layers=[1, 0, 1])
+    assert config.sites == ["ffn", "attn"] and config.layers == [0, 1]
+    assert TareConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_attaching_twice_or_beside_red_is_refused():
+    model = tiny_model("gpt2")
+    attach_tare(model)
+    with pytest.raises(ValueError, match="already carries TARE"):
+        attach_tare(model)
+    other = tiny_model("gpt2")
+    attach_red(other)
+    with pytest.raises(ValueError, match="detach_red"):
+        attach_tare(other)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_keep_fp32_tensors(dtype):
+    model, input_ids = tiny_model("llama").to(dtype), sample_inputs()
+    expected = logits(model, input_ids)
+    attach_tare(model)
+    assert all(tensor.dtype == torch.float32 for tensor in tare_parameters(model).values())
+    assert torch.equal(logits(model, input_ids), expected)
+    randomize(model)
+    edited = logits(model, input_ids)
+    assert edited.dtype == dtype and torch.isfinite(edited).all()
+
+
+def test_merge_is_refused_with_the_reason_and_the_alternative():
+    model = tiny_model("llama")
+    attach_tare(model)
+    with pytest.raises(ValueError, match=r"routed.*save_tare.*load_tare"):
+        merge_tare(model)
+
+
+def test_training_lowers_the_loss_and_reaches_every_tare_tensor():
+    model, input_ids = tiny_model("llama"), sample_inputs(batch=4, length=12)
+    attach_tare(model)
+    parameters = tare_parameters(model)
+    optimizer = torch.optim.AdamW(parameters.values(), lr=1e-2)
+    model.train()
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss = model(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        losses.append(loss.item())
+        optimizer.step()
+    assert losses[-1] < losses[0] - 0.05
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    assert set(grads) == set(parameters)  # the base stays frozen
+    assert all(grad.abs().sum() > 0 for grad in grads.values())  # selectors too, once editors differ
+
+
+def saved_tare(tmp_path, architecture="llama", config=None, head=()):
+    model = tiny_model(architecture)
+    attach_tare(model, config or TareConfig(sites=["ffn", "attn"]))
+    randomize(model)
+    return model, save_tare(model, tmp_path / "edits", base_model="tiny", head_parameter_names=head)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_save_then_load_into_fresh_model_gives_same_logits(architecture, tmp_path):
+    config = TareConfig(num_editors=3, top_k=2, sites=["ffn", "attn"])
+    model, directory = saved_tare(tmp_path, architecture, config)
+    fresh = tiny_model(architecture)
+    loaded = load_tare(fresh, directory)
+    assert loaded.num_editors == 3 and loaded.top_k == 2 and loaded.sites == ["ffn", "attn"]
+    assert torch.equal(logits(fresh, sample_inputs()), logits(model, sample_inputs()))
+
+
+def test_file_format(tmp_path):
+    model, directory = saved_tare(tmp_path)
+    record = json.loads((directory / "red_config.json").read_text())
+    assert record["method"] == "tare" and record["format_version"] == 1
+    for key in ("library_version", "base_model", "model_type", "architectures", "model_dtype", "head_parameters"):
+        assert key in record
+    assert record["hidden_size"] == HIDDEN and record["layers"] == [0, 1] and record["sites"] == ["ffn", "attn"]
+    assert record["tare"]["num_editors"] == 4 and record["tare"]["top_k"] == 2
+    assert record["tare"]["target_modules"] == record["modules"] and len(record["modules"]) == 4
+    tensors = load_file(str(directory / "edits.safetensors"))
+    assert set(tensors) == set(tare_parameters(model))
+    assert tensors["model.layers.1.mlp.down_proj.tare_selector"].shape == (4, HIDDEN)
+
+
+def test_classification_head_saved_beside_the_editors(tmp_path):
+    model = tiny_model("bert")
+    attach_tare(model)
+    randomize(model)
+    with torch.no_grad():
+        model.classifier.weight.normal_()
+    save_tare(model, tmp_path, "tiny", head_parameter_names=["classifier.weight", "classifier.bias"])
+    fresh = tiny_model("bert")
+    load_tare(fresh, tmp_path)
+    assert torch.equal(fresh.classifier.weight, model.classifier.weight)
+    assert torch.equal(logits(fresh, sample_inputs()), logits(model, sample_inputs()))
+
+
+def wide_llama():
+    config = tf.LlamaConfig(
+        vocab_size=100,
+        hidden_size=48,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+    )
+    return tf.LlamaForCausalLM(config)
+
+
+def set_tare_section(directory, **changes):
+    path = directory / "red_config.json"
+    record = json.loads(path.read_text())
+    record["tare"].update(changes)
+    path.write_text(json.dumps(record))
+
+
+SITE = "model.layers.0.mlp.down_proj"
+BAD_FILES = {
+    "wrong architecture": (lambda directory: None, lambda: tiny_model("gpt2"), "trained on a 'llama' model"),
+    "wrong hidden size": (lambda directory: None, wide_llama, "hidden size 32, this model 48"),
+    "missing tensor": (
+        lambda directory: rewrite_tensors(directory, lambda tensors: tensors.pop(f"{SITE}.tare_selector")),
+        lambda: tiny_model("llama"),
+        "lacks tensors",
+    ),
+    "extra tensor": (
+        lambda directory: rewrite_tensors(directory, lambda tensors: tensors.update(surprise=torch.zeros(32))),
+        lambda: tiny_model("llama"),
+        "unexpected tensors",
+    ),
+    "wrong shape": (
+        lambda directory: rewrite_tensors(
+            directory, lambda tensors: tensors.update({f"{SITE}.tare_bias": torch.ones(4, 31)})
+        ),
+        lambda: tiny_model("llama"),
+        r"shape \(4, 31\); this TARE config needs \(4, 32\)",
+    ),
+    "num_editors mismatch": (
+        lambda directory: set_tare_section(directory, num_editors=5),
+        lambda: tiny_model("llama"),
+        r"shape \(4, 32\); this TARE config needs \(5, 32\)",
+    ),
+    "non-finite": (
+        lambda directory: rewrite_tensors(
+            directory, lambda tensors: tensors[f"{SITE}.tare_scale"].__setitem__((1, 0), float("inf"))
+        ),
+        lambda: tiny_model("llama"),
+        "NaN or infinite",
+    ),
+    "broken tare section": (
+        lambda directory: set_tare_section(directory, top_k=9),
+        lambda: tiny_model("llama"),
+        "no valid 'tare' section",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_bad_file_raises_and_leaves_the_model_clean(case, tmp_path):
+    damage, make_model, message = BAD_FILES[case]
+    _, directory = saved_tare(tmp_path)
+    damage(directory)
+    model = make_model()
+    with pytest.raises(EditsFileError, match=message):
+        load_tare(model, directory)
+    assert not has_tare(model) and not any("tare_" in name for name in model.state_dict())
+
+
+def test_pickle_renamed_is_refused_and_never_executed(tmp_path, monkeypatch):
+    _, directory = saved_tare(tmp_path)
+    (directory / "edits.safetensors").write_bytes(pickle.dumps({"x": Exploit()}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EditsFileError, match="not a safetensors file"):
+        load_tare(tiny_model("llama"), directory)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_red_and_tare_files_are_not_interchangeable(tmp_path):
+    red_model = tiny_model("llama")
+    attach_red(red_model, RedConfig())
+    randomize_red(red_model)
+    red_directory = save_edits(red_model, tmp_path / "red", base_model="tiny")
+    with pytest.raises(EditsFileError, match="'red' edits, not TARE: load RED edits with load_edits"):
+        load_tare(tiny_model("llama"), red_directory)
+    _, tare_directory = saved_tare(tmp_path)
+    with pytest.raises(EditsFileError, match="holds 'tare' edits"):
+        load_edits(tiny_model("llama"), tare_directory)
+
+
+@pytest.mark.real_model
+def test_real_default_model_trains_saves_and_loads(tmp_path):
+    from red_explorer.models import load_model
+
+    loaded = load_model("default", device="cpu", dtype="float32")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    batch = tokenizer(["The capital of France is Paris."], return_tensors="pt")
+    input_ids = batch["input_ids"]
+    expected = logits(model, input_ids)
+    sites = attach_tare(model, TareConfig(num_editors=4, top_k=2))
+    hidden = model.config.hidden_size
+    assert tare_parameter_count(model) == len(sites) * 3 * 4 * hidden == trainable_parameter_count(model)
+    assert torch.equal(logits(model, input_ids), expected)
+    optimizer = torch.optim.AdamW(tare_parameters(model).values(), lr=1e-2)
+    losses = []
+    for _ in range(4):
+        optimizer.zero_grad()
+        loss = model(input_ids=input_ids, labels=input_ids).loss
+        loss.backward()
+        losses.append(loss.item())
+        optimizer.step()
+    assert losses[-1] < losses[0]
+    trained = logits(model, input_ids)
+    directory = save_tare(model, tmp_path / "tare", base_model=loaded.name)
+    detach_tare(model)
+    assert torch.equal(logits(model, input_ids), expected)
+    load_tare(model, directory)
+    assert torch.equal(logits(model, input_ids), trained)
