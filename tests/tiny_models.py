@@ -76,3 +76,27 @@ def sample_inputs(batch: int = 2, length: int = 10, seed: int = 1) -> torch.Tens
 def logits(model: torch.nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids=input_ids).logits
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<s> {{ message['role'] }} : {{ message['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}<s> assistant : {% endif %}"
+)
+
+
+def tiny_tokenizer(corpus: list[str], chat: bool = True):
+    """A lowercase word-piece BPE of at most VOCAB tokens trained on ``corpus`` (ids fit tiny models)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    backend.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=VOCAB, special_tokens=specials))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    if chat:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
