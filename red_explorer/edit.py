@@ -82,6 +82,8 @@ def attach_red(model: nn.Module, config: RedConfig | None = None) -> list[Site]:
     """
     if has_red(model):
         raise ValueError("this model already carries RED edits: call detach_red(model) first")
+    if getattr(model, "_tare_state", None) is not None:
+        raise ValueError("this model carries TARE edits: call detach_tare(model) before attaching RED")
     config = config or RedConfig()
     sites = find_sites(model, config)
     for parameter in model.parameters():

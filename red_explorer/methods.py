@@ -175,7 +175,9 @@ def load_method(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Met
     if method == "tare":
         from .tare_saving import load_tare
 
-        load_tare(model, directory)
+        config = load_tare(model, directory)
+        spec.method, spec.sites = "tare", config.sites
+        spec.tare_editors, spec.tare_top_k = config.num_editors, config.top_k
         return model, spec
     if method == "lora":
         from peft import PeftModel

@@ -165,6 +165,7 @@ class _LoopState:
     total_steps: int
     best: dict[str, torch.Tensor] | None = None
     best_loss: float = math.inf
+    last_good: dict[str, torch.Tensor] | None = None  # parameters that last gave a finite loss
     step: int = 0
     tokens: int = 0
     losses: list[float] = field(default_factory=list)
@@ -175,7 +176,7 @@ class _LoopState:
 def _optimizer_step(model, group, parameters, optimizer, scheduler, config, state: _LoopState, callback) -> None:
     """Forward + backward over an accumulation group, then clip and step; rolls back on a non-finite loss."""
     began = time.perf_counter()
-    snapshot = _snapshot(parameters)
+    snapshot = _snapshot(parameters)  # these parameters give a finite loss if this step's loss is finite
     loss_sum, tokens = 0.0, 0
     for batch in group:
         with _autocast(model, config):
@@ -185,9 +186,10 @@ def _optimizer_step(model, group, parameters, optimizer, scheduler, config, stat
         tokens += int(batch["attention_mask"].sum())
     if not math.isfinite(loss_sum):
         optimizer.zero_grad(set_to_none=True)
-        _restore(parameters, snapshot)
+        _restore(parameters, state.last_good)
         state.reason = f"non-finite loss at step {state.step + 1}: lower the learning rate"
         return
+    state.last_good = snapshot
     torch.nn.utils.clip_grad_norm_(parameters.values(), config.max_grad_norm)
     optimizer.step()
     scheduler.step()

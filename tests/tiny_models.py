@@ -100,3 +100,20 @@ def tiny_tokenizer(corpus: list[str], chat: bool = True):
     if chat:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def sample_corpus(path: str = "assets/samples/restaurants_e2e.csv") -> list[str]:
+    import csv
+
+    with open(path, newline="") as handle:
+        return [" ".join(row.values()) for row in csv.DictReader(handle)]
+
+
+def save_tiny_causal_lm(directory, architecture: str = "llama"):
+    """A tiny model + tokenizer saved as a normal folder, loadable by path (as a user's model)."""
+    model = tiny_model(architecture)
+    tokenizer = tiny_tokenizer(sample_corpus())
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
