@@ -27,15 +27,21 @@ def ablation_grid(
 def parse_row(text: str) -> MethodSpec:
     """'red:full:ffn', 'red:bias:ffn+attn', 'tare:ffn', 'lora' or 'lora:16' as a MethodSpec."""
     parts = text.strip().lower().split(":")
-    if parts[0] == "red" and len(parts) == 3 and parts[2] in SITE_SETS:
-        return MethodSpec("red", variant=parts[1], sites=SITE_SETS[parts[2]])
-    if parts[0] == "tare" and len(parts) <= 2:
-        return MethodSpec("tare", sites=SITE_SETS[parts[1]] if len(parts) == 2 else ["ffn"])
-    if parts[0] == "lora" and len(parts) <= 2:
-        return MethodSpec("lora", lora_rank=int(parts[1]) if len(parts) == 2 else 8)
-    if parts == ["full"]:
-        return MethodSpec("full")
-    raise ValueError(f"cannot read ablation row {text!r}: use red:VARIANT:SITES (e.g. red:bias:ffn+attn), tare, lora")
+    try:
+        if parts[0] == "red" and len(parts) == 3 and parts[2] in SITE_SETS:
+            return MethodSpec("red", variant=parts[1], sites=SITE_SETS[parts[2]])
+        if parts[0] == "tare" and len(parts) <= 2:
+            return MethodSpec("tare", sites=SITE_SETS[parts[1]] if len(parts) == 2 else ["ffn"])
+        if parts[0] == "lora" and len(parts) <= 2:
+            return MethodSpec("lora", lora_rank=int(parts[1]) if len(parts) == 2 else 8)
+        if parts == ["full"]:
+            return MethodSpec("full")
+    except (KeyError, ValueError):
+        pass
+    raise ValueError(
+        f"cannot read ablation row {text!r}: use red:VARIANT:SITES (VARIANT full|scale|bias, SITES ffn|attn|ffn+attn), "
+        "tare[:SITES], lora[:RANK] or full"
+    )
 
 
 def result_row(run, task: str) -> dict:
