@@ -67,6 +67,11 @@ def _edit_output(state: RedState, site_name: str, module: nn.Module, inputs, out
 
 def _edit_rows(row_edits: RowEdits, site_name: str, output: torch.Tensor) -> torch.Tensor:
     """Row b of output (B, T, H) gets the edit row_ids[b] of the banks."""
+    if output.shape[0] != row_edits.row_ids.shape[0]:
+        raise ValueError(
+            f"per-row edits name {row_edits.row_ids.shape[0]} rows but the batch has {output.shape[0]} "
+            "(beam search and num_return_sequences > 1 change the batch size: give one row id per sequence)"
+        )
     shape = (output.shape[0],) + (1,) * (output.dim() - 2) + (output.shape[-1],)
     scale = row_edits.scales[site_name].index_select(0, row_edits.row_ids).view(shape)
     bias = row_edits.biases[site_name].index_select(0, row_edits.row_ids).view(shape)
