@@ -47,7 +47,7 @@ def save_edits(
         "hidden_size": _site_width(model),
         "model_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "num_labels": getattr(config, "num_labels", None) if head_parameter_names else None,
-        "red": state.config.to_dict() | {"target_modules": [site.name for site in state.sites]},
+        "red": state.config.to_dict(),
         "variant": state.config.variant,
         "sites": state.config.sites,
         "layers": sorted({site.layer_index for site in state.sites}),
@@ -139,6 +139,12 @@ def load_edits(model: nn.Module, directory: str | Path) -> RedConfig:
         raise EditsFileError("this model already carries RED edits: detach_red(model) before loading others")
     attach_red(model, config)
     try:
+        attached = [site.name for site in get_state(model).sites]
+        if attached != record["modules"]:
+            raise EditsFileError(
+                f"the edits name modules {record['modules'][:2]}..., this model offers {attached[:2]}...; "
+                "they belong to another architecture"
+            )
         hidden_size = _site_width(model)
         if record.get("hidden_size") != hidden_size:
             raise EditsFileError(f"edits have hidden size {record.get('hidden_size')}, this model {hidden_size}")

@@ -93,3 +93,15 @@ def test_scale_only_merge_on_model_without_bias_slot(tmp_path):
     save_merged(model, tmp_path)
     plain = AutoModelForCausalLM.from_pretrained(tmp_path)
     assert (logits(plain, input_ids) - logits(model, input_ids)).abs().max() < 1e-4
+
+
+def test_loaded_edits_merge_like_trained_ones(tmp_path):
+    from red_explorer.saving import load_edits, save_edits
+
+    model = edited_model("llama", "full", ["ffn", "attn"])
+    save_edits(model, tmp_path / "edits", "tiny")
+    fresh = tiny_model("llama")
+    load_edits(fresh, tmp_path / "edits")
+    save_merged(fresh, tmp_path / "merged")
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert (logits(plain, sample_inputs()) - logits(model, sample_inputs())).abs().max() < 1e-4
