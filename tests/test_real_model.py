@@ -1,0 +1,74 @@
+"""The real embedded default model (SmolLM2-135M-Instruct): the whole RED path on real weights."""
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from red_explorer.config import RedConfig
+from red_explorer.data import DataConfig
+from red_explorer.edit import attach_red, red_disabled, red_parameter_count
+from red_explorer.experiment import default_train_config, prepare_data, save_run, train_method
+from red_explorer.merge import save_merged
+from red_explorer.methods import MethodSpec
+from red_explorer.models import load_model
+from red_explorer.saving import load_edits
+
+pytestmark = pytest.mark.real_model
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_model("default", device="cpu", dtype="float32")
+
+
+def prompt_ids(loaded, text="What is the capital of France?"):
+    message = [{"role": "user", "content": text}]
+    rendered = loaded.tokenizer.apply_chat_template(message, tokenize=False, add_generation_prompt=True)
+    return loaded.tokenizer(rendered, return_tensors="pt", add_special_tokens=False)["input_ids"]
+
+
+def test_edit_save_merge_reload_on_the_default_model(default, tmp_path):
+    import copy
+
+    model, input_ids = copy.deepcopy(default.model), prompt_ids(default)
+    with torch.no_grad():
+        base = model(input_ids=input_ids).logits
+    attach_red(model, RedConfig(sites=["ffn", "attn"]))
+    assert red_parameter_count(model) == 2 * 576 * 30 * 2
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=input_ids).logits, base)
+        generator = torch.Generator().manual_seed(0)
+        for name, vector in model.named_parameters():
+            if "red_" in name:
+                vector.add_(torch.randn(vector.shape, generator=generator) * 0.05)
+        edited = model(input_ids=input_ids).logits
+        with red_disabled(model):
+            assert torch.equal(model(input_ids=input_ids).logits, base)
+    assert (edited - base).abs().max() > 1e-3
+    save_run_dir = tmp_path / "edits"
+    from red_explorer.saving import save_edits
+
+    save_edits(model, save_run_dir, "default")
+    size = (save_run_dir / "edits.safetensors").stat().st_size
+    assert 100_000 < size < 1_000_000  # a few hundred KB
+    fresh = copy.deepcopy(default.model)
+    load_edits(fresh, save_run_dir)
+    with torch.no_grad():
+        assert torch.equal(fresh(input_ids=input_ids).logits, edited)
+    save_merged(fresh, tmp_path / "merged", default.tokenizer)
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    with torch.no_grad():
+        difference = (plain(input_ids=input_ids).logits - edited).abs().max()
+    # fp32 rounding through 30 layers: far below a logit's resolution (|logits| reach ~30 here)
+    assert difference < 1e-5 * edited.abs().max() and difference < 1e-3
+
+
+def test_red_lowers_validation_loss_on_a_bundled_sample(default, tmp_path):
+    config = DataConfig(max_length=96, max_rows=72, validation_fraction=0.12)
+    data = prepare_data("assets/samples/restaurants_e2e.csv", default.tokenizer, config)
+    spec = MethodSpec("red")
+    result = train_method(default, data, spec, default_train_config(spec, max_steps=8, batch_size=8))
+    assert result.stopped_reason == "completed"
+    assert result.metrics_after["loss"] < result.metrics_before["loss"] - 0.2
+    save_run(result, default, tmp_path)
+    assert (tmp_path / "edits.safetensors").is_file() and (tmp_path / "metrics.json").is_file()
