@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .distributed import is_main_process, wait_for_everyone
 from .evaluation import evaluate
 from .methods import DEFAULT_LEARNING_RATES, MethodSpec, apply_method, save_method
 from .models import LoadedModel
@@ -70,6 +71,7 @@ class RunResult:
     eval_history: list[dict]
     stopped_reason: str
     model: nn.Module = field(repr=False, default=None)
+    num_processes: int = 1  # > 1 when trained under `accelerate launch` (DDP)
 
     def metrics(self) -> dict:
         """The content of metrics.json."""
@@ -81,6 +83,7 @@ class RunResult:
             "train_seconds": self.train_seconds,
             "peak_memory_bytes": self.peak_memory_bytes,
             "tokens_per_second": self.tokens_per_second,
+            "num_processes": self.num_processes,
             "stopped_reason": self.stopped_reason,
             "train_loss": self.train_loss,
             "eval_history": self.eval_history,
@@ -150,14 +153,21 @@ def train_method(
         eval_history=loop.eval_history,
         stopped_reason=loop.stopped_reason,
         model=model,
+        num_processes=loop.num_processes,
     )
 
 
 def save_run(result: RunResult, loaded: LoadedModel, directory: str | Path) -> Path:
-    """Write the trained method (its own format) and metrics.json into ``directory``."""
+    """Write the trained method (its own format) and metrics.json into ``directory``.
+
+    Under ``accelerate launch`` only the main process writes (every process holds the same trained
+    parameters); the others wait until the files are there.
+    """
     import json
 
     directory = Path(directory)
-    save_method(result.model, result.spec, directory, loaded.name, loaded.head_parameter_names)
-    (directory / "metrics.json").write_text(json.dumps(result.metrics(), indent=2) + "\n")
+    if is_main_process():
+        save_method(result.model, result.spec, directory, loaded.name, loaded.head_parameter_names)
+        (directory / "metrics.json").write_text(json.dumps(result.metrics(), indent=2) + "\n")
+    wait_for_everyone()
     return directory

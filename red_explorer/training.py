@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from transformers import get_scheduler
 
+from .distributed import Runtime
 from .evaluation import evaluate, move
 
 SNAPSHOT_LIMIT = 20_000_000  # methods with fewer trainable parameters keep a copy to roll back to
@@ -76,7 +77,8 @@ class LoopResult:
     steps: int
     stopped_reason: str  # "completed", "stopped by user" or "non-finite loss at step N"
     train_seconds: float
-    tokens_per_second: float
+    tokens_per_second: float  # over all processes
+    num_processes: int = 1  # > 1 under `accelerate launch` (DDP)
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -118,33 +120,30 @@ def run_training(
     callback: Callback | None = None,
     stop: threading.Event | None = None,
 ) -> LoopResult:
-    """Train the parameters of ``model`` that require grad. ``make_batches(epoch)`` gives one epoch's batches."""
+    """Train the parameters of ``model`` that require grad. ``make_batches(epoch)`` gives one epoch's batches.
+
+    Under ``accelerate launch`` with N processes, each process trains on every N-th batch and DDP
+    averages the gradients (see ``distributed.py``); otherwise this is a plain single-process loop.
+    """
     parameters = trainable_parameters(model)
     if not parameters:
         raise ValueError("the model has no trainable parameters: attach a method first")
     torch.manual_seed(config.seed)
+    runtime = Runtime.detect()
     optimizer = torch.optim.AdamW(parameters.values(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    epoch_batches = make_batches(0)
+    train_model, optimizer = runtime.prepare(model, optimizer)
+    epoch_batches = runtime.shard(make_batches(0))
     total_steps = count_steps(len(epoch_batches), config)
     scheduler = get_scheduler(config.scheduler, optimizer, round(config.warmup_ratio * total_steps), total_steps)
-    device = next(model.parameters()).device
+    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback)
     state = _LoopState(total_steps=total_steps, best=_snapshot(parameters) if config.keep == "best" else None)
     model.train()
     started = time.perf_counter()
     epoch = 0
     while state.step < total_steps and not state.reason:
         if epoch > 0:
-            epoch_batches = make_batches(epoch)
-        for start in range(0, len(epoch_batches), config.gradient_accumulation):
-            group = [move(batch, device) for batch in epoch_batches[start : start + config.gradient_accumulation]]
-            _optimizer_step(model, group, parameters, optimizer, scheduler, config, state, callback)
-            if state.reason or state.step >= total_steps:
-                break
-            if stop is not None and stop.is_set():
-                state.reason = "stopped by user"
-                break
-            if config.eval_every and validation_batches and state.step % config.eval_every == 0:
-                _evaluate_during(model, validation_batches, task, state, parameters, callback)
+            epoch_batches = runtime.shard(make_batches(epoch))
+        _run_epoch(loop, epoch_batches, state, stop, lambda: _eval_hook(model, validation_batches, task, loop, state))
         epoch += 1
     seconds = time.perf_counter() - started
     if config.keep == "best" and state.best is not None and state.eval_history:
@@ -157,7 +156,41 @@ def run_training(
         stopped_reason=state.reason or "completed",
         train_seconds=seconds,
         tokens_per_second=state.tokens / seconds if seconds > 0 else 0.0,
+        num_processes=runtime.num_processes,
     )
+
+
+@dataclass
+class _Loop:
+    """What every optimizer step uses; ``model`` is the module to call (DDP-wrapped when distributed)."""
+
+    model: nn.Module
+    parameters: dict[str, nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    config: TrainConfig
+    runtime: Runtime
+    callback: Callback | None
+
+
+def _run_epoch(loop: _Loop, epoch_batches, state: _LoopState, stop, evaluate_now: Callable[[], None]) -> None:
+    config = loop.config
+    device = next(loop.model.parameters()).device
+    for start in range(0, len(epoch_batches), config.gradient_accumulation):
+        group = [move(batch, device) for batch in epoch_batches[start : start + config.gradient_accumulation]]
+        _optimizer_step(loop, group, state)
+        if state.reason or state.step >= state.total_steps:
+            return
+        if stop is not None and stop.is_set():
+            state.reason = "stopped by user"
+            return
+        if config.eval_every and state.step % config.eval_every == 0:
+            evaluate_now()
+
+
+def _eval_hook(model, validation_batches, task, loop: _Loop, state: _LoopState) -> None:
+    if validation_batches:
+        _evaluate_during(model, validation_batches, task, state, loop.parameters, loop.callback)
 
 
 @dataclass
@@ -173,34 +206,38 @@ class _LoopState:
     reason: str = ""
 
 
-def _optimizer_step(model, group, parameters, optimizer, scheduler, config, state: _LoopState, callback) -> None:
+def _optimizer_step(loop: _Loop, group, state: _LoopState) -> None:
     """Forward + backward over an accumulation group, then clip and step; rolls back on a non-finite loss."""
     began = time.perf_counter()
-    snapshot = _snapshot(parameters)  # these parameters give a finite loss if this step's loss is finite
+    snapshot = _snapshot(loop.parameters)  # these parameters give a finite loss if this step's loss is finite
     loss_sum, tokens = 0.0, 0
-    for batch in group:
-        with _autocast(model, config):
-            loss = model(**batch).loss / len(group)
-        loss.backward()
+    for index, batch in enumerate(group):
+        with loop.runtime.no_sync(loop.model, last=index == len(group) - 1):
+            with _autocast(loop.model, loop.config):
+                loss = loop.model(**batch).loss / len(group)
+            loop.runtime.backward(loss)
         loss_sum += loss.item()
         tokens += int(batch["attention_mask"].sum())
+    if loop.runtime.num_processes > 1:  # every process sees the same mean loss, so all stop together
+        loss_sum, tokens = loop.runtime.sum_across([loss_sum, tokens])
+        loss_sum, tokens = loss_sum / loop.runtime.num_processes, int(tokens)
     if not math.isfinite(loss_sum):
-        optimizer.zero_grad(set_to_none=True)
-        _restore(parameters, state.last_good)
+        loop.optimizer.zero_grad(set_to_none=True)
+        _restore(loop.parameters, state.last_good)
         state.reason = f"non-finite loss at step {state.step + 1}: lower the learning rate"
         return
     state.last_good = snapshot
-    torch.nn.utils.clip_grad_norm_(parameters.values(), config.max_grad_norm)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
+    loop.runtime.clip_grad_norm(loop.parameters.values(), loop.config.max_grad_norm)
+    loop.optimizer.step()
+    loop.scheduler.step()
+    loop.optimizer.zero_grad(set_to_none=True)
     state.step += 1
     state.tokens += tokens
     state.losses.append(loss_sum)
-    if callback:
+    if loop.callback:
         seconds = time.perf_counter() - began
-        rate = scheduler.get_last_lr()[0]
-        callback(StepEvent(state.step, state.total_steps, loss_sum, rate, tokens / seconds if seconds else 0.0))
+        rate = loop.scheduler.get_last_lr()[0]
+        loop.callback(StepEvent(state.step, state.total_steps, loss_sum, rate, tokens / seconds if seconds else 0.0))
 
 
 def _evaluate_during(model, validation_batches, task, state: _LoopState, parameters, callback) -> None:
