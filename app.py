@@ -1,0 +1,17 @@
+"""RED Explorer's web app: `python app.py` (also the entry point of a Hugging Face Space)."""
+
+import os
+
+from red_explorer.ui import build_demo
+from red_explorer.ui.interface import DEFAULT_CONCURRENCY, launch_options
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+demo = build_demo(preload=os.environ.get("RED_EXPLORER_PRELOAD", "1") != "0")
+
+if __name__ == "__main__":
+    demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY).launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        server_port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+        **launch_options(),
+    )

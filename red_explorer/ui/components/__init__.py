@@ -1,0 +1,1 @@
+"""One module per tab: each builds its widgets and wires their events to the handlers."""

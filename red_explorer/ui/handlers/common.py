@@ -1,0 +1,96 @@
+"""What every handler shares: dropdown choices as plain data, progress reporting, number formatting."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ...workbench import Workbench
+
+Progress = Callable[..., None]
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Choices:
+    """New choices (and value) for a dropdown or checkbox group; the UI turns it into gr.update."""
+
+    choices: list[str] = field(default_factory=list)
+    value: str | list[str] | None = None
+
+
+def no_progress(*args, **kwargs) -> None:
+    """A progress reporter that reports nothing (handlers called outside the app)."""
+
+
+def pick_run(workbench: Workbench, label: str | None, methods: tuple[str, ...] | None = None) -> str:
+    """The chosen run label, or the latest run (of ``methods``) when none is chosen."""
+    if label:
+        return label
+    labels = workbench.run_labels(methods)
+    if not labels:
+        kinds = "/".join(method.upper() for method in methods) if methods else "any"
+        raise ValueError(f"no {kinds} run in this session yet: train one in the Train tab")
+    return labels[-1]
+
+
+def run_choices(workbench: Workbench, methods: tuple[str, ...] | None = None, keep: str | None = None) -> Choices:
+    """The session's runs (of ``methods``), keeping ``keep`` selected when it still exists, else the latest."""
+    labels = workbench.run_labels(methods)
+    value = keep if keep in labels else (labels[-1] if labels else None)
+    return Choices(labels, value)
+
+
+def count(value: int) -> str:
+    """12,345 → '12.3K'."""
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= divisor:
+            return f"{value / divisor:.3g}{suffix}"
+    return str(value)
+
+
+def megabytes(value: int) -> str:
+    return f"{value / 2**20:,.0f} MB"
+
+
+def optional_int(value) -> int | None:
+    """A number box's value as an int, where empty or 0 means None."""
+    if value in (None, ""):
+        return None
+    number = int(value)
+    return number if number > 0 else None
+
+
+class Worker(threading.Thread):
+    """Runs one long engine call in the background and keeps its result or its error."""
+
+    def __init__(self, call: Callable[[], object]):
+        super().__init__(daemon=True)
+        self.call, self.result, self.error = call, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.call()
+        except BaseException as error:  # re-raised in the UI thread by follow()
+            self.error = error
+
+
+def follow(workbench: Workbench, call: Callable[[], object], poll: float = POLL_SECONDS):
+    """Run ``call`` in a thread, yielding None every ``poll`` seconds while it runs; return its result.
+
+    If the consumer stops listening (the page went away), the workbench's job is asked to stop.
+    """
+    worker = Worker(call)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll)
+            if worker.is_alive():
+                yield
+    finally:
+        if worker.is_alive():
+            workbench.stop()
+    if worker.error is not None:
+        raise worker.error
+    return worker.result
