@@ -91,13 +91,14 @@ def attach_red(model: nn.Module, config: RedConfig | None = None) -> list[Site]:
         raise ValueError("this model carries TARE edits: call detach_tare(model) before attaching RED")
     config = config or RedConfig()
     sites = find_sites(model, config)
+    devices = {site.name: _execution_device(model.get_submodule(site.name)) for site in sites}
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     state = RedState(config=config, sites=sites)
     dtype = getattr(torch, config.vector_dtype)
     for site in sites:
         module = model.get_submodule(site.name)
-        size, device = output_size(module), module.weight.device
+        size, device = output_size(module), devices[site.name]
         if config.use_scale:
             module.register_parameter(SCALE, nn.Parameter(torch.ones(size, dtype=dtype, device=device)))
         if config.use_bias:
@@ -105,6 +106,16 @@ def attach_red(model: nn.Module, config: RedConfig | None = None) -> list[Site]:
         state.handles.append(module.register_forward_hook(partial(_edit_output, state, site.name)))
     setattr(model, STATE_ATTRIBUTE, state)
     return sites
+
+
+def _execution_device(module: nn.Module) -> torch.device:
+    """The module's device; refuses weights that accelerate offloads (its hook would not know the vectors)."""
+    if module.weight.device.type == "meta":
+        raise ValueError(
+            "this module's weights are offloaded by accelerate (on 'meta' until used); RED cannot attach there. "
+            "Load the model with a device_map that keeps every layer on a device (no 'cpu'/'disk' offload)."
+        )
+    return module.weight.device
 
 
 def detach_red(model: nn.Module) -> None:

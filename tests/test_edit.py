@@ -157,3 +157,41 @@ def test_attaching_twice_is_refused():
     attach_red(model)
     with pytest.raises(ValueError, match="already carries"):
         attach_red(model)
+
+
+def test_device_map_loaded_model(tmp_path):
+    """A model placed by accelerate's device_map; RED's vectors go where each edited module computes."""
+    from transformers import AutoModelForCausalLM
+
+    tiny_model("llama").save_pretrained(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, device_map={"": "cpu"}).eval()
+    base, input_ids = tiny_model("llama"), sample_inputs()
+    expected = logits(model, input_ids)
+    attach_red(model)
+    assert torch.equal(logits(model, input_ids), expected)
+    randomize(model)
+    vectors = {name: vector.detach().clone() for name, vector in red_vectors(model).items()}
+    torch.testing.assert_close(logits(model, input_ids), hand_edited_logits(base, vectors, input_ids))
+
+
+def test_offloaded_weights_are_refused_clearly():
+    from accelerate import cpu_offload
+
+    model = tiny_model("llama")
+    cpu_offload(model, execution_device="cpu")
+    with pytest.raises(ValueError, match="offloaded by accelerate"):
+        attach_red(model)
+
+
+def test_engine_imports_without_ui_or_data_packages():
+    """The library core and training engine run where only torch/transformers/peft exist (a GPU box)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import red_explorer, red_explorer.experiment, red_explorer.methods, red_explorer.training, "
+        "red_explorer.generation, red_explorer.ablation, red_explorer.cli, red_explorer.tare; "
+        "print(sorted(m for m in ('gradio', 'plotly', 'datasets') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
