@@ -1,0 +1,135 @@
+"""The benchmark's verdicts and its markdown report: each target met or not, with the measured figure."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """One promise of issue #5: ``key`` of bench.json compared with ``limit`` by ``kind``."""
+
+    key: str
+    text: str
+    kind: str  # "at_most", "at_least" or "within" (|value - 1| <= limit)
+    limit: float
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        if self.kind == "at_most":
+            return value <= self.limit
+        if self.kind == "at_least":
+            return value >= self.limit
+        return abs(value - 1.0) <= self.limit
+
+
+TARGETS = (
+    Target("red_step_over_floor", "RED training step <= 1.05 x floor", "at_most", 1.05),
+    Target("red_step_over_lora", "RED training step no slower than LoRA r=8", "at_most", 1.0),
+    Target("merged_generate_over_base", "RED merged generation = base within 3 %", "within", 0.03),
+    Target("attached_generate_over_base", "RED attached generation <= 1.10 x base time", "at_most", 1.10),
+    Target("many_edits_over_one_edit", "8 distinct edits in one batch <= 1.10 x one shared edit", "at_most", 1.10),
+    Target("red_swap_ms", "swap RED edits on a loaded model < 10 ms", "at_most", 10.0),
+    Target("engine_over_raw_throughput", "engine training throughput >= 90 % of the raw loop", "at_least", 0.90),
+)
+
+
+def verdicts(result: dict) -> list[dict]:
+    return [
+        asdict(target) | {"value": result.get(target.key), "met": target.met(result.get(target.key))}
+        for target in TARGETS
+    ]
+
+
+def _number(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _megabytes(value) -> str:
+    return "–" if value is None else f"{value / 2**20:,.1f}"
+
+
+def _training_table(training: dict) -> list[str]:
+    lines = ["| training step | median ms | × floor | peak memory MiB | trainable params |", "|---|---|---|---|---|"]
+    for row in training.values():
+        note = f" ({row['skipped']})" if row.get("skipped") else ""
+        lines.append(
+            f"| {row['label']}{note} | {_number(row['median_ms'], 1)} | {_number(row['ratio_to_floor'])} "
+            f"| {_megabytes(row['peak_memory_bytes'])} | {_number(row['trainable_parameters'])} |"
+        )
+    return lines
+
+
+def _generation_table(generation: dict) -> list[str]:
+    lines = ["| generation | median ms | tokens/s | time × base |", "|---|---|---|---|"]
+    for name, row in generation.items():
+        lines.append(
+            f"| {name} | {_number(row['median_ms'], 1)} | {_number(row['tokens_per_second'], 1)} "
+            f"| {_number(row['time_ratio_to_base'])} |"
+        )
+    return lines
+
+
+def _swap_lines(result: dict) -> list[str]:
+    swap, sizes = result["swap"], result["swap"]["sizes"]
+    return [
+        "| switch / size | RED | LoRA r=8 |",
+        "|---|---|---|",
+        f"| switch edits (ms, median) | {_number(swap['red_swap_ms'])} | {_number(swap['lora_swap_ms'])} (hotswap) |",
+        f"| alternative switch (ms) | {_number(swap['red_detach_and_load_ms'])} (detach + load) "
+        f"| {_number(swap['lora_load_adapter_ms'])} (load_adapter + set_adapter) |",
+        f"| files on disk (bytes) | {sizes['red_bytes']:,} | {sizes['lora_bytes']:,} |",
+        "",
+        f"TARE edits: {sizes['tare_bytes']:,} bytes; "
+        f"a full fine-tuned checkpoint: {sizes['full_checkpoint_bytes']:,} bytes.",
+    ]
+
+
+def _engine_lines(engine: dict) -> list[str]:
+    if "skipped" in engine:
+        return [f"Engine comparison skipped: {engine['skipped']}"]
+    return [
+        f"{engine['rows']} rows of `{engine['data']}`, {engine['batches']} length-grouped batches, "
+        f"{engine['tokens']:,} real tokens (padding efficiency {engine['padding_efficiency']:.2f}):",
+        f"engine {engine['engine_tokens_per_second']:.1f} tokens/s vs raw loop {engine['raw_tokens_per_second']:.1f} "
+        f"tokens/s = {engine['engine_over_raw_throughput']:.3f}",
+    ]
+
+
+def markdown(result: dict) -> str:
+    """bench.md: the machine, the tables and the verdicts."""
+    shape = result["batch_shape"]
+    lines = [
+        f"# RED Explorer benchmark: {result['model']}",
+        "",
+        f"- model: {result['model_description']}",
+        f"- device: {result['device']} ({result['device_name']}); torch {result['versions']['torch']}, "
+        f"transformers {result['versions']['transformers']}, peft {result['versions']['peft']}",
+        f"- training batch {shape['train']}, generation batch {shape['generate']} (B, prompt, new tokens); "
+        f"medians of {result['repetitions']} timed runs per figure, variants interleaved",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for verdict in result["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[verdict["met"]]
+        lines.append(f"| {verdict['text']} | {_number(verdict['value'])} | {met} |")
+    lines += ["", "## Training step (forward + backward + AdamW step)", "", *_training_table(result["training"])]
+    lines += ["", f"Memory: {result['memory_measure']}.", "", "## Generation", ""]
+    lines += _generation_table(result["generation"])
+    many = result["many_edits"]
+    lines += ["", "## Many edits in one batch", ""]
+    lines += [
+        f"{many['distinct_edits']} distinct edits (row b uses edit b) vs one shared edit: generation × "
+        f"{_number(many['generate_ratio'])}, one forward pass × {_number(many['forward_ratio'])}."
+    ]
+    lines += ["", "## Swapping edits and file sizes", "", *_swap_lines(result), "", "## Engine overhead", ""]
+    lines += _engine_lines(result["engine"])
+    return "\n".join(lines) + "\n"
