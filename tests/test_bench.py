@@ -1,0 +1,96 @@
+"""Smoke run of `python -m red_explorer bench --model tiny --quick`: every figure present and sane (no timings)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from red_explorer.bench import HEADLINE_KEYS
+from red_explorer.bench_report import TARGETS
+from red_explorer.bench_serve import GENERATE_VARIANTS
+from red_explorer.bench_setup import RANDOM_SHAPES
+from red_explorer.bench_train import TRAIN_VARIANTS
+from red_explorer.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["bench", "--model", "tiny", "--quick", "--device", "cpu", "--out", str(out)]) == 0
+    return out, json.loads((out / "bench.json").read_text())
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_every_headline_figure_is_a_positive_number(bench_run):
+    _, result = bench_run
+    for key in HEADLINE_KEYS:
+        assert positive(result[key]), f"{key} = {result[key]!r}"
+    assert set(HEADLINE_KEYS) <= set(result["summary"])
+    assert result["model"] == "tiny" and result["device"] == "cpu" and result["quick"] is True
+    assert result["batch_shape"] == {"train": [2, 16], "generate": [8, 8, 4]}
+    assert "torch" in result["versions"] and result["device_name"]
+
+
+def test_training_rows_have_times_memory_and_parameter_counts(bench_run):
+    _, result = bench_run
+    training = result["training"]
+    assert list(training) == list(TRAIN_VARIANTS)
+    for name, row in training.items():
+        assert row["times_ms"] and all(positive(value) for value in row["times_ms"]), name
+        assert positive(row["peak_memory_bytes"]) and positive(row["ratio_to_floor"]), name
+    shape = RANDOM_SHAPES["tiny"]
+    sites = shape["num_hidden_layers"]
+    assert training["floor"]["ratio_to_floor"] == 1.0 and training["floor"]["trainable_parameters"] == 0
+    assert training["red_ffn"]["trainable_parameters"] == 2 * shape["hidden_size"] * sites
+    assert training["red_ffn_attn"]["trainable_parameters"] == 4 * shape["hidden_size"] * sites
+    assert training["red_ffn"]["trainable_parameters"] < training["lora_r8"]["trainable_parameters"]
+    assert training["full"]["peak_memory_bytes"] > training["red_ffn"]["peak_memory_bytes"]
+
+
+def test_generation_many_edits_and_engine_figures(bench_run):
+    _, result = bench_run
+    assert list(result["generation"]) == list(GENERATE_VARIANTS)
+    for name, row in result["generation"].items():
+        assert positive(row["tokens_per_second"]) and len(row["times_ms"]) == 2, name
+    assert result["generation"]["base"]["time_ratio_to_base"] == 1.0
+    assert result["many_edits"]["distinct_edits"] == 8 and positive(result["many_edits"]["forward_ratio"])
+    engine = result["engine"]
+    assert engine["tokens"] > 0 and 0 < engine["padding_efficiency"] <= 1
+    assert engine["engine_tokens_per_second"] / engine["raw_tokens_per_second"] == pytest.approx(
+        result["engine_over_raw_throughput"]
+    )
+
+
+def test_file_sizes_match_the_files(bench_run):
+    out, result = bench_run
+    swap = result["swap"]
+    for relative, size in swap["files"].items():
+        assert (out / relative).stat().st_size == size
+    sizes = swap["sizes"]
+    for method in ("red", "lora", "tare"):
+        folder = out / sizes[f"{method}_directory"]
+        assert sizes[f"{method}_bytes"] == sum(path.stat().st_size for path in folder.iterdir())
+    assert sizes["red_bytes"] < sizes["lora_bytes"] < sizes["full_checkpoint_bytes"]
+    assert (out / sizes["red_directory"] / "edits.safetensors").is_file()
+
+
+def test_targets_and_markdown_report(bench_run):
+    out, result = bench_run
+    assert [verdict["key"] for verdict in result["targets"]] == [target.key for target in TARGETS]
+    assert all(isinstance(verdict["met"], bool) for verdict in result["targets"])
+    assert result["summary"]["targets"] == len(TARGETS)
+    report = (out / "bench.md").read_text()
+    for heading in ("## Targets", "## Training step", "## Generation", "## Many edits", "## Engine overhead"):
+        assert heading in report
+
+
+def test_unknown_random_model_is_refused(tmp_path):
+    from red_explorer.bench_setup import load_bench_model
+
+    with pytest.raises(ValueError, match="random:smollm2"):
+        load_bench_model("random:gpt5", device="cpu")
