@@ -147,7 +147,6 @@ def save_method(model: nn.Module, spec: MethodSpec, directory: str | Path, base_
         model.save_pretrained(directory)
     else:
         model.save_pretrained(directory)
-    (directory / "method.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     return directory
 
 
@@ -164,23 +163,35 @@ def detect_method(directory: str | Path) -> str:
 
 
 def load_method(model: nn.Module, directory: str | Path) -> tuple[nn.Module, MethodSpec]:
-    """Attach saved RED/TARE edits or a LoRA adapter to a fresh base model."""
+    """Attach saved RED/TARE edits or a LoRA adapter to a fresh base model; the spec is read from the files."""
     method = detect_method(directory)
-    spec_file = Path(directory) / "method.json"
-    spec = MethodSpec.from_dict(json.loads(spec_file.read_text())) if spec_file.is_file() else MethodSpec(method)
     if method == "red":
         config = load_edits(model, directory)
-        spec.method, spec.variant, spec.sites = "red", config.variant, config.sites
+        spec = MethodSpec(
+            "red",
+            variant=config.variant,
+            sites=config.sites,
+            layers=config.layers,
+            target_modules=config.target_modules,
+        )
         return model, spec
     if method == "tare":
         from .tare_saving import load_tare
 
         config = load_tare(model, directory)
-        spec.method, spec.sites = "tare", config.sites
-        spec.tare_editors, spec.tare_top_k = config.num_editors, config.top_k
+        spec = MethodSpec(
+            "tare",
+            sites=config.sites,
+            layers=config.layers,
+            target_modules=config.target_modules,
+            tare_editors=config.num_editors,
+            tare_top_k=config.top_k,
+        )
         return model, spec
     if method == "lora":
         from peft import PeftModel
 
+        adapter = json.loads((Path(directory) / "adapter_config.json").read_text())
+        spec = MethodSpec("lora", lora_rank=adapter.get("r", 8), lora_alpha=adapter.get("lora_alpha", 16))
         return PeftModel.from_pretrained(model, str(directory)).eval(), spec
     raise EditsFileError(f"{directory} is a full model checkpoint: load it as the model, not as edits")
