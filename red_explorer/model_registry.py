@@ -139,25 +139,33 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
 
 
-COMPARED_METHODS = {
-    "RED (FFN)": MethodSpec("red"),
-    "RED (FFN + attention)": MethodSpec("red", sites=["ffn", "attn"]),
-    "TARE (E=4, k=2)": MethodSpec("tare"),
-    "LoRA (r=8)": MethodSpec("lora"),
-    "Full fine-tuning": MethodSpec("full"),
-}
+def _site_width(model: nn.Module, sites: list[str]) -> int:
+    """Σ over the edited modules of their output width: the length of all RED vectors of one kind."""
+    from .config import RedConfig
+    from .sites import find_sites, output_size
+
+    return sum(output_size(model.get_submodule(site.name)) for site in find_sites(model, RedConfig(sites=sites)))
+
+
+def _lora_count(model: nn.Module, task: str, rank: int = 8) -> int:
+    """LoRA's trainable parameters, counted by PEFT itself on a weightless (meta-device) copy."""
+    with torch.device("meta"):
+        skeleton = type(model)._from_config(copy.deepcopy(model.config))
+    trained = apply_method(skeleton, MethodSpec("lora", lora_rank=rank), task)
+    return sum(p.numel() for name, p in trained.named_parameters() if p.requires_grad and "lora_" in name)
 
 
 def method_parameter_counts(model: nn.Module, task: str) -> dict[str, int]:
-    """Trainable parameters of each method on this architecture (task head excluded), counted on a
-    weightless copy of the model built on the meta device."""
-    with torch.device("meta"):
-        skeleton = type(model)._from_config(copy.deepcopy(model.config))
-    counts = {}
-    for label, spec in COMPARED_METHODS.items():
-        trained = apply_method(copy.deepcopy(skeleton), spec, task)
-        counts[label] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-    return counts
+    """Trainable parameters of each method on this architecture (a classification head excluded)."""
+    ffn, attn = _site_width(model, ["ffn"]), _site_width(model, ["attn"])
+    editors = MethodSpec("tare").tare_editors
+    return {
+        "RED (FFN)": 2 * ffn,
+        "RED (FFN + attention)": 2 * (ffn + attn),
+        f"TARE (E={editors}, k=2)": 3 * editors * ffn,
+        "LoRA (r=8)": _lora_count(model, task),
+        "Full fine-tuning": sum(parameter.numel() for parameter in model.parameters()),
+    }
 
 
 def _config_value(config, *names: str) -> int | None:

@@ -175,9 +175,15 @@ def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | 
     """Histogram of tokens per example for each split, with the max-length cut marked."""
     figure = go.Figure()
     for index, (split, values) in enumerate(lengths.items()):
-        figure.add_trace(go.Histogram(x=list(values), name=split, opacity=0.7, marker_color=PALETTE[index], nbinsx=40))
+        figure.add_trace(go.Histogram(x=list(values), name=split, opacity=0.7, marker_color=PALETTE[index], nbinsx=30))
     if max_length:
-        figure.add_vline(x=max_length, line_dash="dash", line_color=RED, annotation_text=f"max length {max_length}")
+        figure.add_vline(
+            x=max_length,
+            line_dash="dash",
+            line_color=RED,
+            annotation_text=f"max length {max_length}",
+            annotation_position="top left",
+        )
     figure.update_layout(barmode="overlay")
     figure.update_xaxes(title_text="tokens per example")
     figure.update_yaxes(title_text="examples")

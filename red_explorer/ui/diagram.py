@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from html import escape
 
@@ -10,6 +11,7 @@ INK = "#2c3e50"
 MUTED = "#7f8c8d"
 BOX_FILL = {"norm": "#ecf0f1", "block": "#eaf2f8", "site": "#fdfefe", "red": RED}
 BOX_Y, BOX_HEIGHT, RESIDUAL_Y, GAP = 46, 58, 196, 22
+MARKER = "MARKER_ID"  # replaced per drawing: several SVGs on one page need distinct marker ids
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,8 @@ def _box(x: int, box: Box) -> str:
 
 
 def _arrow(x1: float, y1: float, x2: float, y2: float, colour: str = INK) -> str:
-    return (
-        f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{colour}" stroke-width="2" marker-end="url(#arrow)"/>'
-    )
+    style = f'stroke="{colour}" stroke-width="2" marker-end="url(#{MARKER})"'
+    return f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" {style}/>'
 
 
 def _branch(x: int, boxes: list[Box]) -> tuple[list[str], int]:
@@ -49,7 +50,7 @@ def _branch(x: int, boxes: list[Box]) -> tuple[list[str], int]:
     middle_y = BOX_Y + BOX_HEIGHT / 2
     parts = [
         f'<polyline points="{x},{RESIDUAL_Y} {x},{middle_y} {x + GAP - 4},{middle_y}" fill="none" '
-        f'stroke="{INK}" stroke-width="2" marker-end="url(#arrow)"/>'
+        f'stroke="{INK}" stroke-width="2" marker-end="url(#{MARKER})"/>'
     ]
     cursor = x + GAP
     for index, box in enumerate(boxes):
@@ -61,7 +62,7 @@ def _branch(x: int, boxes: list[Box]) -> tuple[list[str], int]:
     plus_x = cursor + 30
     parts.append(
         f'<polyline points="{cursor},{middle_y} {plus_x},{middle_y} {plus_x},{RESIDUAL_Y - 17}" '
-        f'fill="none" stroke="{INK}" stroke-width="2" marker-end="url(#arrow)"/>'
+        f'fill="none" stroke="{INK}" stroke-width="2" marker-end="url(#{MARKER})"/>'
     )
     parts.append(
         f'<circle cx="{plus_x}" cy="{RESIDUAL_Y}" r="13" fill="#ffffff" stroke="{INK}" stroke-width="2"/>'
@@ -106,10 +107,11 @@ def block_svg(
     if caption:
         stream.append(f'<text x="12" y="{height - 12}" font-size="13.5" fill="{INK}">{escape(caption)}</text>')
     defs = (
-        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
+        f'<defs><marker id="{MARKER}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         f'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="{INK}"/></marker></defs>'
     )
-    body = "".join([defs, *stream, *first, *second])
+    marker = f"arrow-{zlib.crc32('|'.join([*sorted(sites), ffn_module, attn_module, caption]).encode()):08x}"
+    body = "".join([defs, *stream, *first, *second]).replace(MARKER, marker)
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
         f'role="img" aria-label="transformer block with RED edits" '

@@ -49,6 +49,13 @@ def theme() -> gr.themes.Base:
         neutral_hue=gr.themes.colors.slate,
         font=("Inter", "Liberation Sans", "Arial", "sans-serif"),
         font_mono=("Liberation Mono", "Menlo", "monospace"),
+    ).set(
+        block_label_background_fill="*neutral_100",
+        block_label_text_color="*neutral_700",
+        block_title_text_color="*neutral_700",
+        button_primary_background_fill="*primary_600",
+        button_primary_background_fill_hover="*primary_700",
+        button_primary_text_color="white",
     )
 
 
@@ -68,7 +75,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
     with gr.Blocks(title="RED Explorer") as demo:
         state = gr.State(Session(), delete_callback=Session.close)
         gr.HTML(HEADER)
-        status = gr.Markdown("⚪ Base model **default**: starting…", elem_id="model-status")
+        status = gr.Markdown("○ Base model **default**: starting…", elem_id="model-status")
         max_length = gr.Slider(16, 1024, value=128, step=16, label="Max length (tokens)", render=False)
         with gr.Tabs():
             about.build()

@@ -31,7 +31,9 @@ def build(state: gr.State, concurrency_limit: int) -> dict:
         status = gr.Markdown(elem_id="ablation-status")
         with gr.Row():
             table = gr.Dataframe(label="Results", elem_id="ablation-table", scale=3)
-            chart = gr.Plot(label="Metric against trainable parameters", elem_id="ablation-plot", scale=2)
+            chart = gr.Plot(
+                show_label=False, label="Metric against trainable parameters", elem_id="ablation-plot", scale=2
+            )
     run.click(
         ui_event(handlers.ablate),
         [state, rows, max_steps, batch_size, max_length, epochs, seed],

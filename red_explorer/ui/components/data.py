@@ -32,10 +32,10 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
                     validation = gr.Slider(0.05, 0.5, value=0.1, step=0.05, label="Validation share")
                     max_rows = gr.Number(0, precision=0, minimum=0, label="At most N rows (0 = all)")
                 load = gr.Button("Load sample", variant="primary", elem_id="load-sample")
-        summary = gr.Markdown("*No data loaded yet.*", elem_id="data-summary")
         with gr.Row():
-            preview = gr.Dataframe(label="Preview (training rows)", wrap=True, elem_id="data-preview", scale=3)
-            lengths = gr.Plot(label="Token lengths", elem_id="length-plot", scale=2)
+            summary = gr.Markdown("*No data loaded yet.*", elem_id="data-summary")
+            lengths = gr.Plot(show_label=False, label="Token lengths", elem_id="length-plot")
+        preview = gr.Dataframe(label="Preview (training rows)", wrap=True, elem_id="data-preview")
     outputs = [summary, preview, lengths]
     upload.upload(
         ui_event(handlers.load_data),

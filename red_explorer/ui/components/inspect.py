@@ -13,9 +13,9 @@ ROUTING_TEXT = "The restaurant near the river serves cheap Italian food."
 def _panel(side: str) -> list:
     with gr.Column():
         return [
-            gr.Plot(label=f"Run {side}: per layer", elem_id=f"layers-plot-{side.lower()}"),
-            gr.Plot(label=f"Run {side}: scale − 1", elem_id=f"scale-heatmap-{side.lower()}"),
-            gr.Plot(label=f"Run {side}: bias", elem_id=f"bias-heatmap-{side.lower()}"),
+            gr.Plot(show_label=False, label=f"Run {side}: per layer", elem_id=f"layers-plot-{side.lower()}"),
+            gr.Plot(show_label=False, label=f"Run {side}: scale − 1", elem_id=f"scale-heatmap-{side.lower()}"),
+            gr.Plot(show_label=False, label=f"Run {side}: bias", elem_id=f"bias-heatmap-{side.lower()}"),
         ]
 
 
@@ -25,10 +25,10 @@ def _tare_section(state: gr.State) -> gr.Dropdown:
             tare_run = gr.Dropdown([], label="TARE run", allow_custom_value=True, scale=1)
             text = gr.Textbox(ROUTING_TEXT, label="Text to route", scale=3)
             route = gr.Button("Route", scale=1)
-        routing = gr.Plot(label="Token × layer: top editor", elem_id="routing-plot")
+        routing = gr.Plot(show_label=False, label="Token × layer: top editor", elem_id="routing-plot")
         with gr.Row():
-            usage = gr.Plot(label="Editor usage", elem_id="usage-plot")
-            editors = gr.Plot(label="Editor magnitudes", elem_id="editor-plot")
+            usage = gr.Plot(show_label=False, label="Editor usage", elem_id="usage-plot")
+            editors = gr.Plot(show_label=False, label="Editor magnitudes", elem_id="editor-plot")
     route.click(
         ui_event(handlers.tare_view), [state, tare_run, text], [routing, usage, editors], api_name="tare_routing"
     )
@@ -41,12 +41,14 @@ def build(state: gr.State) -> dict:
         with gr.Row(equal_height=True):
             run_a = gr.Dropdown([], label="Run A", allow_custom_value=True, elem_id="inspect-run-a")
             run_b = gr.Dropdown([], label="Run B (side by side)", allow_custom_value=True, elem_id="inspect-run-b")
-            show = gr.Button("Show", variant="primary", elem_id="inspect-button")
+            show = gr.Button("Show", variant="primary", elem_id="inspect-button", scale=0, min_width=140)
         summary = gr.Markdown(elem_id="inspect-summary")
         with gr.Row():
             panel_a, panel_b = _panel("A"), _panel("B")
         with gr.Row():
-            distribution = gr.Plot(label="Distribution of run A's values", elem_id="distribution-plot")
+            distribution = gr.Plot(
+                show_label=False, label="Distribution of run A's values", elem_id="distribution-plot"
+            )
             top = gr.Dataframe(label="Run A: most-edited dimensions", elem_id="top-dimensions")
         tare_run = _tare_section(state)
     outputs = [summary, *panel_a, *panel_b, distribution, top]

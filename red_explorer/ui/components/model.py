@@ -31,7 +31,7 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
         load = gr.Button("Load model", variant="primary", elem_id="load-model")
         with gr.Row():
             info = gr.Markdown("*Load a model to see its architecture.*", elem_id="model-info")
-            parameters = gr.Plot(label="Trainable parameters per method", elem_id="param-plot")
+            parameters = gr.Plot(show_label=False, label="Trainable parameters per method", elem_id="param-plot")
         diagram = gr.HTML(elem_id="model-diagram")
     load.click(
         ui_event(handlers.load_model),

@@ -58,7 +58,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         status = gr.Markdown(
             "*Pick methods and press Train. On a CPU a step takes a few seconds.*", elem_id="train-status"
         )
-        loss = gr.Plot(label="Loss", elem_id="loss-plot")
+        loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
         summary = gr.Dataframe(label="Summary", elem_id="train-summary", wrap=True)
     start.click(
         ui_event(handlers.train),

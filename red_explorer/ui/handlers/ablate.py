@@ -79,9 +79,9 @@ def ablate(
 
     def on_row(row: dict) -> None:
         done.append(row)
-        updates.append((f"⏳ {len(done)}/{len(specs)} rows done", results_table(done), ablation_figure(done)))
+        updates.append((f"**Running:** {len(done)}/{len(specs)} rows done", results_table(done), ablation_figure(done)))
 
-    latest = (f"⏳ Running {len(specs)} rows…", results_table([]), empty_figure("Results appear as rows finish"))
+    latest = (f"**Running** {len(specs)} rows…", results_table([]), empty_figure("Results appear as rows finish"))
     yield latest
     ticks = follow(workbench, lambda: workbench.ablate(specs, options, on_progress=on_progress, on_row=on_row))
     while True:
@@ -94,4 +94,8 @@ def ablate(
             latest = updates[-1]
         yield latest
     stopped = " (stopped)" if workbench.stop_event.is_set() else ""
-    yield f"✅ {len(rows_out)}/{len(specs)} rows done{stopped}.", results_table(rows_out), ablation_figure(rows_out)
+    yield (
+        f"**Done:** {len(rows_out)}/{len(specs)} rows done{stopped}.",
+        results_table(rows_out),
+        ablation_figure(rows_out),
+    )

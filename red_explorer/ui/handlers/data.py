@@ -55,7 +55,7 @@ def summary_markdown(data: DataState, max_length: int, task: str) -> str:
     lines = [f"### {data.name}", f"**Detected:** {detected.description}.", "", split_table(data, max_length)]
     expected = SAMPLES.get(data.name, (None, None))[1]
     if data.path.parent == SAMPLE_FOLDER and expected and expected != task:
-        lines.append(f"\n> ⚠️ This sample is meant for **{expected}**; choose that task in the Model tab.")
+        lines.append(f"\n> **Note:** This sample is meant for **{expected}**; choose that task in the Model tab.")
     return "\n".join(lines)
 
 

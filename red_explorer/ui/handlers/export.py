@@ -37,7 +37,7 @@ def import_edits(session: Session, archive: str | None):
         raise ValueError("upload the .zip of an edits folder first")
     workbench = session.workbench
     run = workbench.import_edits_zip(archive)
-    status = f"✅ Loaded **{run.label}**: it is now available in Compare, Inspect and Export."
+    status = f"**Loaded {run.label}**: it is now available in Compare, Inspect and Export."
     return status, run_choices(workbench, EXPORTABLE, run.label)
 
 

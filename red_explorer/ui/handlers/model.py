@@ -14,7 +14,7 @@ def info_markdown(info: ModelInfo) -> str:
     red = info.parameter_counts["RED (FFN)"]
     lines = [
         f"### {info.architecture} · `{info.spec}`",
-        "| | |",
+        "| property | value |",
         "|---|---|",
         f"| family | {info.family} ({info.model_type}) |",
         f"| layers | {info.num_layers} |",
@@ -26,7 +26,7 @@ def info_markdown(info: ModelInfo) -> str:
         f"| RED parameters | 2 × {info.hidden_size} × {info.num_layers} = **{red:,}** "
         f"({100 * red / info.total_parameters:.3g}% of the model) |",
     ]
-    lines += [f"\n> ⚠️ {note}" for note in info.notes]
+    lines += [f"\n> **Note:** {note}" for note in info.notes]
     return "\n".join(lines)
 
 
@@ -52,7 +52,7 @@ def model_status(session: Session) -> str:
     workbench = session.workbench
     key = workbench.key
     status = workbench.model_status()
-    icon = {"ready": "🟢", "loading": "🟡", "not loaded": "⚪"}.get(status, "🔴")
+    icon = {"ready": "●", "loading": "◌", "not loaded": "○"}.get(status, "✕")
     where = "" if key.device == "auto" else f" on {key.device}"
     note = " (loads on first use)" if status == "not loaded" else ""
     return f"{icon} Base model **{key.spec}** ({key.task}){where}: {status}{note}"

@@ -55,6 +55,14 @@ class LiveCurves:
 
         return record
 
+    def add_endpoints(self, run: SessionRun) -> None:
+        """Put the validation loss before (step 0) and after training (last step) on the run's curve."""
+        train_loss, history = self.curves.setdefault(run.label, ([], []))
+        last = len(train_loss)
+        between = [record for record in history if 0 < record["step"] < last]
+        before = {"step": 0} | run.result.metrics_before
+        history[:] = [before, *between, {"step": last} | run.result.metrics_after]
+
     def figure(self):
         if not any(train for train, _ in self.curves.values()):
             return empty_figure("The loss curves appear after the first step")
@@ -86,10 +94,10 @@ def summary_table(runs: list[SessionRun], total_parameters: int) -> pd.DataFrame
 def _status(spec: MethodSpec, index: int, total: int, live: LiveCurves, started: float) -> str:
     event = live.last
     if event is None:
-        return f"⏳ **{spec.label}** ({index + 1}/{total}): preparing (copying the base model, first evaluation)…"
+        return f"**Training {spec.label}** ({index + 1}/{total}): preparing (copying the base model, first evaluation)…"
     per_step = (time.perf_counter() - started) / max(event.step, 1)
     return (
-        f"⏳ **{spec.label}** ({index + 1}/{total}): step {event.step}/{event.total_steps} · "
+        f"**Training {spec.label}** ({index + 1}/{total}): step {event.step}/{event.total_steps} · "
         f"loss {event.loss:.4f} · {per_step:.1f} s/step"
     )
 
@@ -99,7 +107,7 @@ def _done(runs: list[SessionRun], stopped: bool) -> str:
     for run in runs:
         before, after = run.result.metrics_before["loss"], run.result.metrics_after["loss"]
         parts.append(f"**{run.label}**: val loss {before:.4f} → {after:.4f} in {run.result.train_seconds:.1f} s")
-    head = "⏹️ Stopped." if stopped else "✅ Done."
+    head = "**Stopped.**" if stopped else "**Done.**"
     return head + " " + "; ".join(parts) + ". See **Inspect** for what RED learned."
 
 
@@ -158,6 +166,7 @@ def train(
         table = summary_table(runs, total_parameters)
         render = lambda status, table=table: (status, live.figure(), table)  # noqa: E731
         runs.append((yield from _train_one(workbench, spec, options, live, progress, index, len(specs), render)))
+        live.add_endpoints(runs[-1])
         if workbench.stop_event.is_set():
             break
     yield _done(runs, workbench.stop_event.is_set()), live.figure(), summary_table(runs, total_parameters)
@@ -166,4 +175,4 @@ def train(
 def stop(session: Session) -> str:
     """Ask this session's running job to stop after the current step."""
     session.workbench.stop()
-    return "⏹️ Stopping after the current step…"
+    return "**Stopping** after the current step…"

@@ -1,0 +1,163 @@
+"""Plot functions are pure: their traces hold exactly the numbers they were given (and the analysis computed)."""
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from test_analysis import edited
+
+from red_explorer.analysis import (
+    EditorMagnitudes,
+    RoutingTable,
+    edit_matrix,
+    edit_values,
+    layer_magnitudes,
+    site_edits,
+)
+from red_explorer.plots import (
+    ablation_figure,
+    distribution_figure,
+    edit_heatmap_figure,
+    editor_magnitude_figure,
+    empty_figure,
+    layer_magnitude_figure,
+    loss_figure,
+    parameter_figure,
+    routing_figure,
+    token_length_figure,
+    usage_figure,
+)
+
+
+@pytest.fixture(scope="module")
+def edits():
+    return site_edits(edited()[1])
+
+
+def test_loss_figure_has_train_and_validation_traces():
+    history = [{"step": 0, "loss": 3.0}, {"step": 2, "loss": 2.5}]
+    figure = loss_figure({"RED": ([3.1, 2.9, 2.4], history), "LoRA": ([3.0, 2.8], [])})
+    assert isinstance(figure, go.Figure)
+    names = [trace.name for trace in figure.data]
+    assert names == ["RED · train", "RED · validation", "LoRA · train"]
+    assert list(figure.data[0].x) == [1, 2, 3] and list(figure.data[0].y) == [3.1, 2.9, 2.4]
+    assert list(figure.data[1].x) == [0, 2] and list(figure.data[1].y) == [3.0, 2.5]
+    assert figure.data[1].line.dash == "dash" and figure.data[0].line.color == figure.data[1].line.color
+
+
+def test_layer_bars_equal_the_analysis(edits):
+    magnitudes = layer_magnitudes(edits)
+    figure = layer_magnitude_figure(magnitudes)
+    bars = {(trace.name, trace.yaxis): trace for trace in figure.data}
+    ffn = magnitudes[0]
+    assert list(bars[("ffn", "y")].y) == pytest.approx(ffn.scale)
+    assert list(bars[("ffn", "y2")].y) == pytest.approx(ffn.bias)
+    assert list(bars[("attn", "y2")].x) == magnitudes[1].layers
+    assert len(figure.data) == 4 and figure.layout.barmode == "group"
+
+
+def test_heatmap_holds_the_matrix_centred_on_zero(edits):
+    labels, matrix = edit_matrix(edits, "bias")
+    figure = edit_heatmap_figure(labels, matrix, "bias")
+    heatmap = figure.data[0]
+    assert np.array_equal(np.asarray(heatmap.z), matrix)
+    assert list(heatmap.y) == labels
+    assert heatmap.zmin == -heatmap.zmax == pytest.approx(-np.abs(matrix).max())
+
+
+def test_distribution_has_one_histogram_per_vector(edits):
+    values = edit_values(edits)
+    figure = distribution_figure(values)
+    assert [trace.name for trace in figure.data] == ["scale − 1", "bias"]
+    assert np.array_equal(np.asarray(figure.data[1].x), values["bias"])
+
+
+def test_parameter_chart_is_log_scale_with_shares():
+    counts = {"RED (FFN)": 34_560, "LoRA (r=8)": 460_800, "Full fine-tuning": 134_515_008}
+    figure = parameter_figure(counts, total=134_515_008)
+    bars = figure.data[0]
+    assert list(bars.x) == list(counts.values()) and list(bars.y) == list(counts)
+    assert figure.layout.xaxis.type == "log"
+    assert bars.text[0] == "34.6K (0.0257%)" and bars.text[2].endswith("(100%)")
+    assert bars.marker.color[0] != bars.marker.color[1]  # RED and LoRA coloured apart
+
+
+def test_ablation_scatter_puts_metric_against_parameters():
+    rows = [
+        {
+            "method": "red",
+            "label": "RED full (ffn)",
+            "trainable_parameters": 128,
+            "before": 4.6,
+            "after": 4.4,
+            "metric": "val_loss",
+        },
+        {
+            "method": "red",
+            "label": "RED bias (ffn)",
+            "trainable_parameters": 64,
+            "before": 4.6,
+            "after": 4.5,
+            "metric": "val_loss",
+        },
+        {
+            "method": "lora",
+            "label": "LoRA r=8",
+            "trainable_parameters": 1792,
+            "before": 4.6,
+            "after": 4.3,
+            "metric": "val_loss",
+        },
+    ]
+    figure = ablation_figure(rows)
+    red, lora = figure.data
+    assert (
+        list(red.x) == [128, 64]
+        and list(red.y) == [4.4, 4.5]
+        and list(red.text) == ["RED full (ffn)", "RED bias (ffn)"]
+    )
+    assert list(lora.x) == [1792] and lora.name == "LORA"
+    assert figure.layout.xaxis.type == "log" and figure.layout.yaxis.title.text == "val loss (after)"
+    assert figure.layout.shapes[0].y0 == pytest.approx(4.6)  # the "before training" line
+
+
+def test_token_lengths_mark_the_cut():
+    figure = token_length_figure({"train": [10, 20, 30], "validation": [15]}, max_length=25)
+    assert [trace.name for trace in figure.data] == ["train", "validation"]
+    assert list(figure.data[0].x) == [10, 20, 30]
+    assert figure.layout.shapes[0].x0 == 25
+
+
+def routing():
+    return RoutingTable(
+        tokens=["the", "cat"],
+        site_labels=["L0 ffn", "L1 ffn"],
+        top_editor=np.array([[0, 2], [1, 1]]),
+        top_weight=np.array([[0.6, 0.7], [0.5, 0.9]]),
+        usage=np.array([[0.5, 0.5, 1.0], [0.0, 1.0, 1.0]]),
+    )
+
+
+def test_routing_heatmap_shows_each_tokens_top_editor():
+    figure = routing_figure(routing())
+    heatmap = figure.data[0]
+    assert np.array_equal(np.asarray(heatmap.z), [[0, 2], [1, 1]])
+    assert list(heatmap.y) == ["L0 ffn", "L1 ffn"] and list(figure.layout.xaxis.ticktext) == ["the", "cat"]
+    assert (heatmap.zmin, heatmap.zmax) == (-0.5, 2.5)
+
+
+def test_usage_bars_average_over_sites():
+    figure = usage_figure(routing())
+    assert list(figure.data[0].x) == ["editor 0", "editor 1", "editor 2"]
+    assert list(figure.data[0].y) == pytest.approx([0.25, 0.75, 1.0])
+
+
+def test_editor_magnitudes_two_heatmaps():
+    table = EditorMagnitudes(["L0 ffn"], np.array([[0.1, 0.2]]), np.array([[0.3, 0.4]]))
+    figure = editor_magnitude_figure(table)
+    assert [list(trace.z[0]) for trace in figure.data] == [[0.1, 0.2], [0.3, 0.4]]
+    assert list(figure.data[0].x) == ["e0", "e1"]
+
+
+def test_empty_figure_says_why():
+    figure = empty_figure("nothing yet")
+    assert figure.layout.annotations[0].text == "nothing yet" and not figure.data
