@@ -72,3 +72,17 @@ def test_red_lowers_validation_loss_on_a_bundled_sample(default, tmp_path):
     assert result.metrics_after["loss"] < result.metrics_before["loss"] - 0.2
     save_run(result, default, tmp_path)
     assert (tmp_path / "edits.safetensors").is_file() and (tmp_path / "metrics.json").is_file()
+
+
+def test_red_classifies_sentiment_with_the_minilm_encoder():
+    """The paper's GLUE route: RED + a new head on a real encoder (all-MiniLM-L6-v2)."""
+    config = DataConfig(task="classification", max_length=64)
+    from red_explorer.data import load_table
+
+    labels = load_table("assets/samples/sentiment.csv", config)[1].labels
+    encoder = load_model("minilm", task="classification", num_labels=len(labels), device="cpu")
+    data = prepare_data("assets/samples/sentiment.csv", encoder.tokenizer, config)
+    spec = MethodSpec("red")
+    result = train_method(encoder, data, spec, default_train_config(spec, epochs=2, batch_size=16))
+    assert result.trainable_parameters == 2 * 384 * 6 + 384 * 2 + 2
+    assert result.metrics_after["accuracy"] >= 0.9 > result.metrics_before["accuracy"]
