@@ -34,7 +34,14 @@ def build(state: gr.State) -> dict:
                     allow_custom_value=True,
                     elem_id="compare-example",
                 )
-            runs = gr.CheckboxGroup([], label="Runs next to the base model", elem_id="compare-runs", scale=2)
+            runs = gr.Dropdown(
+                [],
+                multiselect=True,
+                allow_custom_value=True,
+                label="Runs next to the base model",
+                elem_id="compare-runs",
+                scale=2,
+            )
         decoding = _decoding()
         generate = gr.Button("Generate", variant="primary", elem_id="compare-button")
         shown = gr.Markdown(elem_id="compare-prompt-shown")

@@ -30,8 +30,8 @@ def pick_run(workbench: Workbench, label: str | None, methods: tuple[str, ...] |
         return label
     labels = workbench.run_labels(methods)
     if not labels:
-        kinds = "/".join(method.upper() for method in methods) if methods else "any"
-        raise ValueError(f"no {kinds} run in this session yet: train one in the Train tab")
+        kinds = "/".join(method.upper() for method in methods) + " " if methods else ""
+        raise ValueError(f"no {kinds}run in this session yet: train one in the Train tab")
     return labels[-1]
 
 

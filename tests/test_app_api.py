@@ -1,0 +1,106 @@
+"""The public API of the launched app, scripted with gradio_client as a Space user would."""
+
+import zipfile
+
+import pytest
+from app_helpers import free_port, save_tiny_llama, tiny_rows, write_csv
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from red_explorer.ui import build_demo
+from red_explorer.ui.interface import launch_options
+
+ENDPOINTS = {"/load_model", "/load_data", "/train", "/stop", "/inspect", "/ablate", "/compare", "/export"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("api")
+    bad = folder / "bad.csv"
+    bad.write_text("colour,size\nred,3\nblue,4\ngreen,5\nred,6\n")
+    return save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40)), bad
+
+
+@pytest.fixture(scope="module")
+def url():
+    demo = build_demo(preload=False)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
+    )
+    yield demo.local_url
+    demo.close()
+
+
+def client(url, tmp_path) -> Client:
+    return Client(url, analytics_enabled=False, verbose=False, download_files=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def ready(url, files, tmp_path_factory):
+    """A client whose session has the tiny model and the data loaded."""
+    api = client(url, tmp_path_factory.mktemp("downloads"))
+    api.info = api.predict(str(files[0]), "causal-lm", "auto", "auto", api_name="/load_model")
+    api.data = api.predict(handle_file(str(files[1])), None, 0.1, 0, 64, api_name="/load_data")
+    return api
+
+
+def train(api, methods=("RED",), steps=3):
+    settings = ("full", ["ffn"], 8, 4, 2, 1e-2, 3e-4, 1e-2)
+    loop = (1, steps, 8, 64, 0, 2)
+    return api.predict(list(methods), *settings, *loop, api_name="/train")
+
+
+def test_every_main_action_is_a_named_endpoint(ready):
+    named = set(ready.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert ENDPOINTS <= named and {"/export_merged", "/import_edits", "/tare_routing", "/load_sample"} <= named
+
+
+def test_load_model_and_data_report_numbers(ready):
+    info, diagram, plot, status = ready.info
+    assert "| layers | 2 |" in info and "<svg" in diagram and "ready" in status
+    assert plot["type"] == "plotly" and "RED (FFN)" in plot["plot"]
+    summary, preview, lengths = ready.data
+    assert "36 train, 4 validation" in summary
+    assert preview["headers"] == ["prompt", "response"] and len(preview["data"]) == 8
+    assert lengths["type"] == "plotly"
+
+
+def test_train_inspect_compare_export_through_the_api(ready, tmp_path):
+    status, loss, summary = train(ready)
+    assert status.startswith("**Done.**") and summary["data"][0][0] == "RED full (ffn)"
+    row = dict(zip(summary["headers"], summary["data"][0], strict=True))
+    assert row["trainable params"] == "128" and row["stopped"] == "completed"
+    assert '"RED full (ffn) · train"' in loss["plot"]
+    inspected = ready.predict("RED full (ffn)", "(none)", api_name="/inspect")
+    assert "2 edited sites, 128 learned values" in inspected[0]
+    shown, cards, table = ready.predict(
+        "red cat dog", None, ["RED full (ffn)"], 8, False, 0.7, 1.1, 0, api_name="/compare"
+    )
+    assert [line[0] for line in table["data"]] == ["base", "RED full (ffn)"] and cards.count("gen-card") == 2
+    path, snippet = ready.predict("RED full (ffn)", api_name="/export")
+    assert {"red_config.json", "edits.safetensors"} <= set(zipfile.ZipFile(path).namelist())
+    assert "load_method" in snippet
+
+
+def test_ablate_two_rows(ready):
+    status, table, chart = ready.predict(["RED full · FFN", "RED bias only · FFN"], 2, 8, 64, 1, 0, api_name="/ablate")
+    assert status.startswith("**Done:** 2/2")
+    assert [line[0] for line in table["data"]] == ["RED full (ffn)", "RED bias (ffn)"]
+    assert chart["type"] == "plotly"
+
+
+def test_a_bad_file_is_a_message_and_the_session_keeps_working(ready, files):
+    with pytest.raises(AppError, match="column"):
+        ready.predict(handle_file(str(files[2])), None, 0.1, 0, 64, api_name="/load_data")
+    summary, _, _ = ready.predict(handle_file(str(files[1])), None, 0.1, 0, 64, api_name="/load_data")
+    assert "36 train" in summary
+
+
+def test_sessions_do_not_see_each_others_runs(ready, url, files, tmp_path):
+    train(ready, steps=1)
+    stranger = client(url, tmp_path)
+    stranger.predict(str(files[0]), "causal-lm", "auto", "auto", api_name="/load_model")
+    with pytest.raises(AppError, match="no run called"):
+        stranger.predict("RED full (ffn)", api_name="/export")
+    with pytest.raises(AppError, match="no run in this session yet"):
+        stranger.predict(None, api_name="/export")
