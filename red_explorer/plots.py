@@ -164,6 +164,8 @@ def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable
             )
         )
     if rows:
+        counts = [row["trainable_parameters"] for row in rows]
+        figure.update_xaxes(range=[np.log10(min(counts)) - 0.35, np.log10(max(counts)) + 0.35])
         base = float(np.mean([row["before"] for row in rows]))
         figure.add_hline(y=base, line_dash="dot", line_color="#7f8c8d", annotation_text="before training")
         figure.update_yaxes(title_text=rows[0]["metric"].replace("_", " ") + " (after)")

@@ -13,3 +13,4 @@ for _name, _value in {
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_model: loads real pretrained weights (slower; still runs in CI)")
+    config.addinivalue_line("markers", "browser: drives the app in headless Chromium with Playwright (slow)")

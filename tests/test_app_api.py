@@ -67,7 +67,7 @@ def test_load_model_and_data_report_numbers(ready):
 
 def test_train_inspect_compare_export_through_the_api(ready, tmp_path):
     status, loss, summary = train(ready)
-    assert status.startswith("**Done.**") and summary["data"][0][0] == "RED full (ffn)"
+    assert "<b>Done.</b>" in status and summary["data"][0][0] == "RED full (ffn)"
     row = dict(zip(summary["headers"], summary["data"][0], strict=True))
     assert row["trainable params"] == "128" and row["stopped"] == "completed"
     assert '"RED full (ffn) · train"' in loss["plot"]
@@ -84,7 +84,7 @@ def test_train_inspect_compare_export_through_the_api(ready, tmp_path):
 
 def test_ablate_two_rows(ready):
     status, table, chart = ready.predict(["RED full · FFN", "RED bias only · FFN"], 2, 8, 64, 1, 0, api_name="/ablate")
-    assert status.startswith("**Done:** 2/2")
+    assert "<b>Done:</b> 2/2 rows" in status
     assert [line[0] for line in table["data"]] == ["RED full (ffn)", "RED bias (ffn)"]
     assert chart["type"] == "plotly"
 

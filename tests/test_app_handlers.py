@@ -92,7 +92,7 @@ def test_missing_or_unknown_data_is_a_clear_error(files):
 
 def test_train_streams_progress_and_ends_with_a_summary(session):
     status, figure, table = session.outputs[-1]
-    assert status.startswith("**Done.**") and "RED full (ffn)" in status and "LoRA r=8" in status
+    assert "<b>Done.</b>" in status and "RED full (ffn)" in status and "LoRA r=8" in status
     runs = session.workbench.runs
     assert list(table["method"]) == ["RED full (ffn)", "LoRA r=8"]
     red = runs["RED full (ffn)"].result
@@ -119,7 +119,7 @@ def test_method_choices_are_validated():
 
 def test_stop_sets_only_this_sessions_flag(files):
     first, second = Session(Workbench(ModelRegistry())), Session(Workbench(ModelRegistry()))
-    assert "Stopping" in train.stop(first)
+    assert "<b>Stopping</b>" in train.stop(first)
     assert first.workbench.stop_event.is_set() and not second.workbench.stop_event.is_set()
 
 
@@ -161,7 +161,7 @@ def test_ablate_two_rows(files):
     session = new_session(files)
     outputs = list(ablate.ablate(session, ["RED full · FFN", "RED bias only · FFN"], 2, 8, 64, 1, 0))
     status, table, chart = outputs[-1]
-    assert status.startswith("**Done:** 2/2")
+    assert "<b>Done:</b> 2/2 rows" in status
     assert list(table["row"]) == ["RED full (ffn)", "RED bias (ffn)"]
     assert list(table["trainable params"]) == ["128", "64"]
     assert list(chart.data[0].x) == [128, 64]

@@ -38,6 +38,9 @@ CSS = """
 .gen-head {display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin-bottom: 8px;}
 .gen-head b {margin-right: auto; font-size: 15px;}
 .pill {background: #f2f3f4; border-radius: 999px; padding: 1px 9px; font-size: 12px; color: #34495e;}
+.red-status {font-size: 15px; padding: 4px 2px;}
+.red-bar {height: 10px; background: #eaecee; border-radius: 6px; margin-top: 8px; overflow: hidden;}
+.red-bar > div {height: 100%; background: #c0392b; border-radius: 6px; transition: width 0.6s ease;}
 .gen-text {white-space: pre-wrap; font-size: 14.5px; line-height: 1.45; color: #1b2631;}
 """
 
@@ -76,7 +79,9 @@ def build_demo(preload: bool = True) -> gr.Blocks:
         state = gr.State(Session(), delete_callback=Session.close)
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", elem_id="model-status")
-        max_length = gr.Slider(16, 1024, value=128, step=16, label="Max length (tokens)", render=False)
+        max_length = gr.Slider(
+            16, 1024, value=128, step=16, label="Max length (tokens)", elem_id="max-length", render=False
+        )
         with gr.Tabs():
             about.build()
             model.build(state, status)

@@ -20,25 +20,25 @@ def build(state: gr.State, concurrency_limit: int) -> dict:
             list(handlers.ROWS), value=handlers.DEFAULT_ROWS, label="Rows to run", elem_id="ablation-rows"
         )
         with gr.Row():
-            max_steps = gr.Number(30, precision=0, minimum=0, label="Max steps per row (0 = whole epochs)")
-            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size")
-            max_length = gr.Number(128, precision=0, minimum=8, label="Max length (tokens)")
+            max_steps = gr.Number(
+                30, precision=0, minimum=0, label="Max steps per row (0 = whole epochs)", elem_id="ablation-steps"
+            )
+            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size", elem_id="ablation-batch")
+            max_length = gr.Number(128, precision=0, minimum=8, label="Max length (tokens)", elem_id="ablation-length")
             epochs = gr.Number(1, minimum=0.1, label="Epochs")
             seed = gr.Number(0, precision=0, label="Seed")
         with gr.Row():
             run = gr.Button("Run ablation", variant="primary", elem_id="ablation-button", scale=3)
-            stop = gr.Button("Stop", variant="stop", scale=1)
-        status = gr.Markdown(elem_id="ablation-status")
-        with gr.Row():
-            table = gr.Dataframe(label="Results", elem_id="ablation-table", scale=3)
-            chart = gr.Plot(
-                show_label=False, label="Metric against trainable parameters", elem_id="ablation-plot", scale=2
-            )
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="ablation-stop")
+        status = gr.HTML(elem_id="ablation-status")
+        table = gr.Dataframe(label="Results", elem_id="ablation-table")
+        chart = gr.Plot(show_label=False, label="Metric against trainable parameters", elem_id="ablation-plot")
     run.click(
         ui_event(handlers.ablate),
         [state, rows, max_steps, batch_size, max_length, epochs, seed],
         [status, table, chart],
         api_name="ablate",
+        show_progress_on=[status],
         concurrency_id="training",
         concurrency_limit=concurrency_limit,
     )

@@ -13,7 +13,7 @@ DEFAULT_PROMPT = "name[The Golden Curry] | eatType[restaurant] | food[Indian] | 
 def _decoding() -> list:
     with gr.Accordion("Decoding (the same for every method)", open=False):
         with gr.Row():
-            max_new_tokens = gr.Slider(8, 256, value=48, step=8, label="Max new tokens")
+            max_new_tokens = gr.Slider(8, 256, value=48, step=8, label="Max new tokens", elem_id="max-new-tokens")
             do_sample = gr.Checkbox(False, label="Sample (off = greedy)")
             temperature = gr.Slider(0.1, 2.0, value=0.7, step=0.1, label="Temperature (sampling)")
             repetition_penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label="Repetition penalty")

@@ -34,10 +34,12 @@ def _loop_settings(max_length: gr.Slider) -> list:
             epochs = gr.Number(1, minimum=0.1, label="Epochs")
             max_steps = gr.Number(30, precision=0, minimum=0, label="Max steps (0 = whole epochs)", elem_id="max-steps")
         with gr.Row():
-            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size")
+            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
             seed = gr.Number(0, precision=0, label="Seed")
         max_length.render()
-        eval_every = gr.Number(10, precision=0, minimum=0, label="Validation loss every N steps (0 = off)")
+        eval_every = gr.Number(
+            10, precision=0, minimum=0, label="Validation loss every N steps (0 = off)", elem_id="eval-every"
+        )
     return [epochs, max_steps, batch_size, max_length, seed, eval_every]
 
 
@@ -55,8 +57,9 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         with gr.Row():
             start = gr.Button("Train", variant="primary", elem_id="train-button", scale=3)
             stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
-        status = gr.Markdown(
-            "*Pick methods and press Train. On a CPU a step takes a few seconds.*", elem_id="train-status"
+        status = gr.HTML(
+            "<div class='red-status'><i>Pick methods and press Train. On a CPU a step takes a few seconds.</i></div>",
+            elem_id="train-status",
         )
         loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
         summary = gr.Dataframe(label="Summary", elem_id="train-summary", wrap=True)
@@ -65,6 +68,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         [state, methods, *method_inputs, *loop_inputs],
         [status, loss, summary],
         api_name="train",
+        show_progress_on=[status],
         concurrency_id="training",
         concurrency_limit=concurrency_limit,
     )

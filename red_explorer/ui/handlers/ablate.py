@@ -8,7 +8,7 @@ from ...ablation import parse_row
 from ...plots import ablation_figure, empty_figure
 from ...workbench import TrainOptions
 from ..session import Session
-from .common import count, follow, no_progress, optional_int
+from .common import count, follow, no_progress, optional_int, status_html
 
 ROWS = {
     "RED full · FFN": "red:full:ffn",
@@ -26,8 +26,13 @@ ROWS = {
 DEFAULT_ROWS = ["RED full · FFN", "RED bias only · FFN"]
 
 
+COLUMNS = ["row", "trainable params", "metric", "before", "after", "change", "time (s)", "stopped"]
+
+
 def results_table(rows: list[dict]) -> pd.DataFrame:
     """The paper's Tables 6-7 layout: row, parameters, metric before and after, time."""
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
     return pd.DataFrame(
         [
             {
@@ -73,16 +78,20 @@ def ablate(
     done: list[dict] = []
     updates: list[tuple] = []
 
+    where = {"fraction": 0.0, "text": f"**Running** {len(specs)} rows…"}
+
     def on_progress(index: int, total: int, event) -> None:
         step = f", step {event.step}/{event.total_steps}" if event is not None else ""
-        progress((index + (event.step / event.total_steps if event else 0)) / total, desc=f"{specs[index].label}{step}")
+        where["fraction"] = (index + (event.step / event.total_steps if event else 0)) / total
+        where["text"] = f"**Running {specs[index].label}** (row {index + 1}/{total}{step})"
+        progress(where["fraction"], desc=f"{specs[index].label}{step}")
 
     def on_row(row: dict) -> None:
         done.append(row)
-        updates.append((f"**Running:** {len(done)}/{len(specs)} rows done", results_table(done), ablation_figure(done)))
+        updates.append((results_table(done), ablation_figure(done)))
 
-    latest = (f"**Running** {len(specs)} rows…", results_table([]), empty_figure("Results appear as rows finish"))
-    yield latest
+    latest = (results_table([]), empty_figure("Results appear as rows finish"))
+    yield status_html(where["text"], 0.0), *latest
     ticks = follow(workbench, lambda: workbench.ablate(specs, options, on_progress=on_progress, on_row=on_row))
     while True:
         try:
@@ -92,10 +101,10 @@ def ablate(
             break
         if updates:
             latest = updates[-1]
-        yield latest
+        yield status_html(where["text"], where["fraction"]), *latest
     stopped = " (stopped)" if workbench.stop_event.is_set() else ""
     yield (
-        f"**Done:** {len(rows_out)}/{len(specs)} rows done{stopped}.",
+        status_html(f"**Done:** {len(rows_out)}/{len(specs)} rows{stopped}."),
         results_table(rows_out),
         ablation_figure(rows_out),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape
 
 from ...workbench import Workbench
 
@@ -18,6 +20,16 @@ class Choices:
 
     choices: list[str] = field(default_factory=list)
     value: str | list[str] | None = None
+
+
+def status_html(text: str, fraction: float | None = None) -> str:
+    """A status line (``**bold**`` allowed) as HTML, with a progress bar when ``fraction`` is given."""
+    body = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
+    bar = ""
+    if fraction is not None:
+        percent = max(0.0, min(1.0, fraction)) * 100
+        bar = f'<div class="red-bar"><div style="width: {percent:.1f}%"></div></div>'
+    return f'<div class="red-status">{body}{bar}</div>'
 
 
 def no_progress(*args, **kwargs) -> None:

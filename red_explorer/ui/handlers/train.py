@@ -12,9 +12,11 @@ from ...plots import empty_figure, loss_figure
 from ...training import EvalEvent, StepEvent
 from ...workbench import SessionRun, TrainOptions, Workbench
 from ..session import Session
-from .common import count, follow, megabytes, no_progress, optional_int
+from .common import count, follow, megabytes, no_progress, optional_int, status_html
 
 METHOD_CHOICES = ("RED", "LoRA", "TARE")
+SUMMARY_COLUMNS = ["method", "trainable params", "% of model", "time (s)", "peak memory", "val loss before"]
+SUMMARY_COLUMNS += ["val loss after", "stopped"]
 
 
 def build_specs(methods, red_variant, red_sites, lora_rank, tare_editors, tare_top_k) -> list[MethodSpec]:
@@ -88,7 +90,7 @@ def summary_table(runs: list[SessionRun], total_parameters: int) -> pd.DataFrame
             row["accuracy after"] = round(result.metrics_after["accuracy"], 4)
         row["stopped"] = result.stopped_reason
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else SUMMARY_COLUMNS)
 
 
 def _status(spec: MethodSpec, index: int, total: int, live: LiveCurves, started: float) -> str:
@@ -123,7 +125,7 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
         event = live.last
         fraction = (index + (event.step / event.total_steps if event else 0.0)) / total
         progress(fraction, desc=f"{spec.label}: step {event.step if event else 0}/{options.max_steps or '…'}")
-        yield render(_status(spec, index, total, live, started))
+        yield render(status_html(_status(spec, index, total, live, started), fraction))
 
 
 def train(
@@ -169,10 +171,11 @@ def train(
         live.add_endpoints(runs[-1])
         if workbench.stop_event.is_set():
             break
-    yield _done(runs, workbench.stop_event.is_set()), live.figure(), summary_table(runs, total_parameters)
+    done = status_html(_done(runs, workbench.stop_event.is_set()))
+    yield done, live.figure(), summary_table(runs, total_parameters)
 
 
 def stop(session: Session) -> str:
     """Ask this session's running job to stop after the current step."""
     session.workbench.stop()
-    return "**Stopping** after the current step…"
+    return status_html("**Stopping** after the current step…")

@@ -1,0 +1,170 @@
+"""A person's session in headless Chromium with the real default model, a screenshot of every stage.
+
+Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium (bash scripts/setup.sh --test).
+"""
+
+import csv
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from app_helpers import free_port
+
+from red_explorer.ui import build_demo
+from red_explorer.ui.interface import launch_options
+
+pytestmark = [pytest.mark.browser, pytest.mark.real_model]
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+SLOW = 300_000  # ms: training the real model on a shared 2-core CPU
+QUESTIONS = [(a, b) for a in range(2, 8) for b in range(3, 7)]
+
+
+def pytest_chromium_or_skip() -> str:
+    if CHROMIUM.exists():
+        return str(Path("/usr/lib/chromium/chromium") if Path("/usr/lib/chromium/chromium").exists() else CHROMIUM)
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must run the browser tests: install chromium (bash scripts/setup.sh --test)")
+    pytest.skip("no /usr/bin/chromium here: install it with `bash scripts/setup.sh --test` to run the browser tests")
+
+
+@pytest.fixture(scope="module")
+def short_csv(tmp_path_factory) -> Path:
+    """24 short pirate-speak sums: they fit a 64-token max length with SmolLM2's chat template."""
+    path = tmp_path_factory.mktemp("browser") / "pirate_sums.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "response"])
+        for a, b in QUESTIONS:
+            writer.writerow([f"What is {a} plus {b}?", f"Arr! {a} plus {b} be {a + b}, matey!"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    demo = build_demo(preload=False)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
+    )
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    executable = pytest_chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=60_000)
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page = context.new_page()
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(600)  # let plotly finish its transitions
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def fill_number(page, element_id: str, value) -> None:
+    box = page.locator(f"#{element_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
+    from playwright.sync_api import expect
+
+    expect(page.locator(".red-title")).to_contain_text("Explorer")
+    expect(page.locator("#about-figure svg")).to_be_visible()
+    shot(page, "01_what_is_red")
+
+    open_tab(page, "Model")
+    page.click("#load-model")
+    expect(page.locator("#param-plot .js-plotly-plot .main-svg").first).to_be_visible()
+    expect(page.locator("#model-info")).to_contain_text("LlamaForCausalLM")
+    expect(page.locator("#model-info")).to_contain_text("34,560")
+    expect(page.locator("#model-status")).to_contain_text("ready")
+    shot(page, "02_model")
+
+    open_tab(page, "Data")
+    page.locator("#data-upload input[type=file]").set_input_files(str(short_csv))
+    expect(page.locator("#length-plot .js-plotly-plot .main-svg").first).to_be_visible()
+    expect(page.locator("#data-summary")).to_contain_text("prompt/response pairs")
+    expect(page.locator("#data-summary")).to_contain_text("22 train, 2 validation")
+    expect(page.locator("#data-preview")).to_contain_text("What is")
+    shot(page, "03_data")
+
+    open_tab(page, "Train")
+    fill_number(page, "max-steps", 3)
+    fill_number(page, "batch-size", 4)
+    fill_number(page, "max-length", 64)
+    fill_number(page, "eval-every", 1)
+    page.click("#train-button")
+    expect(page.locator("#train-status")).to_contain_text("Training RED full (ffn)")
+    shot(page, "04_training")
+    expect(page.locator("#train-status")).to_contain_text("Done.", timeout=SLOW)
+    expect(page.locator("#loss-plot .js-plotly-plot .main-svg").first).to_be_visible()
+    expect(page.locator("#loss-plot")).to_contain_text("RED full (ffn) · train")
+    expect(page.locator("#train-summary")).to_contain_text("34.6K")
+    shot(page, "05_trained")
+
+    open_tab(page, "Inspect")
+    expect(page.locator("#layers-plot-a .js-plotly-plot .main-svg").first).to_be_visible()
+    expect(page.locator("#inspect-summary")).to_contain_text("30 edited sites, 34,560 learned values")
+    expect(page.locator("#scale-heatmap-a .js-plotly-plot .main-svg").first).to_be_visible()
+    shot(page, "06_inspect")
+
+    open_tab(page, "Ablations")
+    fill_number(page, "ablation-steps", 2)
+    fill_number(page, "ablation-batch", 4)
+    fill_number(page, "ablation-length", 64)
+    page.click("#ablation-button")
+    expect(page.locator("#ablation-status")).to_contain_text("Done: 2/2", timeout=SLOW)
+    expect(page.locator("#ablation-table")).to_contain_text("RED bias (ffn)")
+    expect(page.locator("#ablation-plot .js-plotly-plot .main-svg").first).to_be_visible()
+    shot(page, "07_ablations")
+
+    open_tab(page, "Compare")
+    page.locator("#compare-prompt textarea").fill("What is 4 plus 5?")
+    page.get_by_text("Decoding (the same for every method)").click()
+    fill_number(page, "max-new-tokens", 16)
+    expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
+    page.click("#compare-button")
+    expect(page.locator("#compare-cards .gen-card")).to_have_count(2, timeout=SLOW)
+    expect(page.locator("#compare-cards")).to_contain_text("tok/s")
+    expect(page.locator("#compare-table")).to_contain_text("base")
+    shot(page, "08_compare")
+
+    open_tab(page, "Export")
+    expect(page.locator("#export-run input")).to_have_value("RED full (ffn)")
+    page.click("#export-edits")
+    link = page.locator("#edits-file a").first
+    expect(link).to_be_visible()
+    with page.expect_download() as download_info:
+        link.click()
+    archive = tmp_path / "edits.zip"
+    download_info.value.save_as(archive)
+    assert {"red_config.json", "edits.safetensors"} <= set(zipfile.ZipFile(archive).namelist())
+    expect(page.locator("#snippet")).to_contain_text("load_method")
+    shot(page, "09_export")
