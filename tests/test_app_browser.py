@@ -14,6 +14,7 @@ from app_helpers import free_port
 
 from red_explorer.ui import build_demo
 from red_explorer.ui.interface import launch_options
+from red_explorer.ui.session import open_sessions
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 
@@ -168,3 +169,19 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     assert {"red_config.json", "edits.safetensors"} <= set(zipfile.ZipFile(archive).namelist())
     expect(page.locator("#snippet")).to_contain_text("load_method")
     shot(page, "09_export")
+
+
+def test_closing_a_tab_frees_its_session(page, app_url):
+    from playwright.sync_api import expect
+
+    before = open_sessions()
+    second = page.context.new_page()
+    second.goto(app_url)
+    expect(second.locator("#model-status")).to_contain_text("open sessions")
+    assert open_sessions() == before + 1
+    second.close()  # the heartbeat stops: Gradio runs demo.unload, which deletes the session's state
+    for _ in range(120):
+        if open_sessions() == before:
+            break
+        page.wait_for_timeout(250)
+    assert open_sessions() == before

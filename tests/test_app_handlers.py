@@ -223,3 +223,20 @@ def test_closing_a_session_frees_its_runs(files):
     bench = session.workbench
     session.close()
     assert bench.runs == {} and session._workbench is None
+
+
+def test_classification_reports_accuracy_and_compare_refuses(files, tmp_path):
+    rows = [
+        {"text": f"{word} {word} cat", "label": "warm" if word in ("red", "happy") else "cold"}
+        for word in ["red", "blue", "happy", "sad"] * 6
+    ]
+    session = Session(Workbench(ModelRegistry()))
+    info, _, _, status = model.load_model(session, str(files[0]), "classification", "auto", "auto")
+    assert "classification" in status and "LlamaForSequenceClassification" in info
+    summary, _, _ = data.load_data(session, str(write_csv(tmp_path / "labels.csv", rows)), None, 0.25, 0, 32)
+    assert "2 labels (cold, warm)" in summary
+    status, _, table = list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 2})))[-1]
+    assert session.workbench.loaded().model.config.num_labels == 2
+    assert 0 <= table.iloc[0]["accuracy after"] <= 1 and "accuracy before" in table.columns
+    with pytest.raises(ValueError, match="needs a causal-lm model"):
+        compare.compare(session, "red red cat")

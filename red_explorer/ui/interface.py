@@ -50,8 +50,8 @@ def theme() -> gr.themes.Base:
     return gr.themes.Soft(
         primary_hue=gr.themes.colors.red,
         neutral_hue=gr.themes.colors.slate,
-        font=("Inter", "Liberation Sans", "Arial", "sans-serif"),
-        font_mono=("Liberation Mono", "Menlo", "monospace"),
+        font=(gr.themes.Font("Inter"), "Liberation Sans", "Arial", "sans-serif"),
+        font_mono=(gr.themes.Font("Liberation Mono"), "Menlo", "monospace"),
     ).set(
         block_label_background_fill="*neutral_100",
         block_label_text_color="*neutral_700",
@@ -70,6 +70,11 @@ def launch_options() -> dict:
 def training_concurrency() -> int:
     """Training jobs that run at once across all sessions ($RED_EXPLORER_TRAINING_JOBS, default 1)."""
     return max(1, int(os.environ.get("RED_EXPLORER_TRAINING_JOBS", "1")))
+
+
+def _start(session: Session) -> tuple[str, Session]:
+    """Page load: the status line, and the session handed back to Gradio's state holder."""
+    return model_status(session), session
 
 
 def build_demo(preload: bool = True) -> gr.Blocks:
@@ -92,7 +97,9 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             compare.build(state)
             export.build(state)
         refresh = ui_event(model_status)
-        demo.load(refresh, [state], [status], api_visibility="private", show_progress="hidden")
+        # Returning the session as an output registers it with Gradio's state holder, so that
+        # delete_state() (below, when the tab closes) calls its delete_callback.
+        demo.load(_start, [state], [status, state], api_visibility="private", show_progress="hidden")
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import weakref
+
 from ..workbench import Workbench
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # sessions holding a workbench (for the header and the tests)
+
+
+def open_sessions() -> int:
+    """How many browser sessions hold a workbench right now."""
+    return len(_OPEN)
 
 
 class Session:
@@ -13,11 +22,14 @@ class Session:
 
     def __init__(self, workbench: Workbench | None = None):
         self._workbench = workbench
+        if workbench is not None:
+            _OPEN.add(self)
 
     @property
     def workbench(self) -> Workbench:
         if self._workbench is None:
             self._workbench = Workbench()
+            _OPEN.add(self)
         return self._workbench
 
     def close(self) -> None:
@@ -25,6 +37,7 @@ class Session:
         if self._workbench is not None:
             self._workbench.close()
             self._workbench = None
+        _OPEN.discard(self)
 
     def __repr__(self) -> str:
         return f"Session(workbench={'open' if self._workbench else 'none'})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...model_registry import ModelInfo
 from ...plots import parameter_figure
 from ..diagram import block_svg
-from ..session import Session
+from ..session import Session, open_sessions
 from .common import count
 
 
@@ -55,4 +55,6 @@ def model_status(session: Session) -> str:
     icon = {"ready": "●", "loading": "◌", "not loaded": "○"}.get(status, "✕")
     where = "" if key.device == "auto" else f" on {key.device}"
     note = " (loads on first use)" if status == "not loaded" else ""
-    return f"{icon} Base model **{key.spec}** ({key.task}){where}: {status}{note}"
+    sessions = open_sessions()
+    others = f" · {sessions} open sessions" if sessions > 1 else ""
+    return f"{icon} Base model **{key.spec}** ({key.task}){where}: {status}{note}{others}"
