@@ -1,5 +1,6 @@
 """The public API of the launched app, scripted with gradio_client as a Space user would."""
 
+import time
 import zipfile
 
 import pytest
@@ -104,3 +105,16 @@ def test_sessions_do_not_see_each_others_runs(ready, url, files, tmp_path):
         stranger.predict("RED full (ffn)", api_name="/export")
     with pytest.raises(AppError, match="no run in this session yet"):
         stranger.predict(None, api_name="/export")
+
+
+def test_stop_ends_a_running_training_job(ready):
+    settings = ("full", ["ffn"], 8, 4, 2, 1e-2, 3e-4, 1e-2)
+    job = ready.submit(["RED"], *settings, 1, 5000, 4, 64, 0, 0, api_name="/train")
+    for _ in range(100):  # wait for the first steps
+        if any("step" in str(update) for update in job.outputs()):
+            break
+        time.sleep(0.2)
+    assert "Stopping" in ready.predict(api_name="/stop")
+    status, _, summary = job.result(timeout=120)
+    row = dict(zip(summary["headers"], summary["data"][0], strict=True))
+    assert "<b>Stopped.</b>" in status and row["stopped"] == "stopped by user"

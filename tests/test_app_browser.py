@@ -109,6 +109,13 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     shot(page, "02_model")
 
     open_tab(page, "Data")
+    bad = tmp_path / "colours.csv"
+    bad.write_text("colour,size\nred,3\nblue,4\ngreen,5\nred,6\n")
+    page.locator("#data-upload input[type=file]").set_input_files(str(bad))
+    expect(page.locator(".toast-body").first).to_contain_text("colour")  # an error box, not a dead page
+    shot(page, "03_bad_file")
+    page.locator(".toast-body .toast-close").first.click()
+    page.locator("#data-upload button[aria-label='Clear']").first.click()
     page.locator("#data-upload input[type=file]").set_input_files(str(short_csv))
     expect(page.locator("#length-plot .js-plotly-plot .main-svg").first).to_be_visible()
     expect(page.locator("#data-summary")).to_contain_text("prompt/response pairs")

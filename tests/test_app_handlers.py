@@ -240,3 +240,16 @@ def test_classification_reports_accuracy_and_compare_refuses(files, tmp_path):
     assert 0 <= table.iloc[0]["accuracy after"] <= 1 and "accuracy before" in table.columns
     with pytest.raises(ValueError, match="needs a causal-lm model"):
         compare.compare(session, "red red cat")
+
+
+def test_inspect_puts_two_runs_side_by_side(files):
+    session = new_session(files)
+    list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 1})))
+    list(train.train(session, ["RED"], "bias", ["attn"], **(TRAIN | {"max_steps": 1})))
+    first, second, _ = inspect.choices(session, "RED full (ffn)", "RED bias (attn)")
+    assert (first.value, second.value) == ("RED full (ffn)", "RED bias (attn)")
+    summary, layers_a, _, _, layers_b, scale_b, bias_b, _, _ = inspect.inspect(session, first.value, second.value)
+    assert {trace.name for trace in layers_a.data} == {"ffn"} and {trace.name for trace in layers_b.data} == {"attn"}
+    assert scale_b.layout.annotations[0].text == "RED bias (attn) learns no scale"
+    assert list(bias_b.data[0].y) == ["L0 attn", "L1 attn"]
+    assert "RED full (ffn)" in summary and "RED bias (attn)" in summary

@@ -75,6 +75,20 @@ def _red_box() -> Box:
     return Box("RED", "scale ⊙ h + bias", "red", 130, edited=True)
 
 
+def _stream(plus_one: float, plus_two: float, width: float) -> list[str]:
+    """The residual stream: h in, through both ⊕, on to the next block."""
+    return [
+        f'<text x="12" y="{RESIDUAL_Y + 5}" font-size="14" fill="{INK}">h</text>',
+        f'<line x1="30" y1="{RESIDUAL_Y}" x2="{plus_one - 13}" y2="{RESIDUAL_Y}" stroke="{INK}" stroke-width="2.5"/>',
+        f'<line x1="{plus_one + 13}" y1="{RESIDUAL_Y}" x2="{plus_two - 13}" y2="{RESIDUAL_Y}" stroke="{INK}" '
+        'stroke-width="2.5"/>',
+        _arrow(plus_two + 13, RESIDUAL_Y, width - 40, RESIDUAL_Y),
+        f'<text x="{width - 34}" y="{RESIDUAL_Y + 5}" font-size="13" fill="{MUTED}">next</text>',
+        f'<text x="40" y="{RESIDUAL_Y + 34}" font-size="12" fill="{MUTED}">residual stream (frozen model: '
+        "every grey box keeps its weights)</text>",
+    ]
+
+
 def block_svg(
     sites: tuple[str, ...] | list[str] = ("ffn",),
     ffn_module: str = "mlp.down_proj",
@@ -94,16 +108,7 @@ def block_svg(
     second, plus_two = _branch(plus_one + 40, ffn)
     width = plus_two + 110
     height = 270 if caption else 236
-    stream = [
-        f'<text x="12" y="{RESIDUAL_Y + 5}" font-size="14" fill="{INK}">h</text>',
-        f'<line x1="30" y1="{RESIDUAL_Y}" x2="{plus_one - 13}" y2="{RESIDUAL_Y}" stroke="{INK}" stroke-width="2.5"/>',
-        f'<line x1="{plus_one + 13}" y1="{RESIDUAL_Y}" x2="{plus_two - 13}" y2="{RESIDUAL_Y}" stroke="{INK}" '
-        'stroke-width="2.5"/>',
-        _arrow(plus_two + 13, RESIDUAL_Y, width - 40, RESIDUAL_Y),
-        f'<text x="{width - 34}" y="{RESIDUAL_Y + 5}" font-size="13" fill="{MUTED}">next</text>',
-        f'<text x="40" y="{RESIDUAL_Y + 34}" font-size="12" fill="{MUTED}">residual stream (frozen model: '
-        "every grey box keeps its weights)</text>",
-    ]
+    stream = _stream(plus_one, plus_two, width)
     if caption:
         stream.append(f'<text x="12" y="{height - 12}" font-size="13.5" fill="{INK}">{escape(caption)}</text>')
     defs = (

@@ -26,7 +26,10 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
             upload = gr.File(label="Upload a data file", file_types=FILE_TYPES, type="filepath", elem_id="data-upload")
             with gr.Column():
                 sample = gr.Dropdown(
-                    handlers.sample_choices(), value="restaurants_e2e.csv", label="…or a bundled sample"
+                    handlers.sample_choices(),
+                    value="restaurants_e2e.csv",
+                    label="…or a bundled sample",
+                    elem_id="data-sample",
                 )
                 with gr.Row():
                     validation = gr.Slider(0.05, 0.5, value=0.1, step=0.05, label="Validation share")

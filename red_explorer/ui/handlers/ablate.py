@@ -6,9 +6,8 @@ import pandas as pd
 
 from ...ablation import parse_row
 from ...plots import ablation_figure, empty_figure
-from ...workbench import TrainOptions
 from ..session import Session
-from .common import count, follow, no_progress, optional_int, status_html
+from .common import count, follow, no_progress, status_html, stream, train_options
 
 ROWS = {
     "RED full · FFN": "red:full:ffn",
@@ -50,6 +49,28 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
     )
 
 
+class _Tracker:
+    """What the ablation thread reports (progress, finished rows) and the UI thread shows."""
+
+    def __init__(self, specs, progress):
+        self.specs, self.progress = specs, progress
+        self.fraction, self.text, self.rows = 0.0, f"**Running** {len(specs)} rows…", []
+
+    def on_progress(self, index: int, total: int, event) -> None:
+        step = f", step {event.step}/{event.total_steps}" if event is not None else ""
+        self.fraction = (index + (event.step / event.total_steps if event else 0)) / total
+        self.text = f"**Running {self.specs[index].label}** (row {index + 1}/{total}{step})"
+        self.progress(self.fraction, desc=f"{self.specs[index].label}{step}")
+
+    def outputs(self, done: bool = False) -> tuple:
+        rows = list(self.rows)
+        chart = ablation_figure(rows) if rows else empty_figure("Results appear as rows finish")
+        if done:
+            stopped = " (stopped)" if len(rows) < len(self.specs) else ""
+            return status_html(f"**Done:** {len(rows)}/{len(self.specs)} rows{stopped}."), results_table(rows), chart
+        return status_html(self.text, self.fraction), results_table(rows), chart
+
+
 def ablate(
     session: Session,
     rows: list[str],
@@ -61,50 +82,14 @@ def ablate(
     progress=None,
 ):
     """Train each chosen row (each with its method's usual learning rate); yields (status, table, chart)."""
-    progress = progress or no_progress
-    names = list(rows or [])
-    if not names:
+    if not rows:
         raise ValueError("tick at least one row of the grid")
-    specs = [parse_row(ROWS.get(name, name)) for name in names]
-    options = TrainOptions(
-        epochs=float(epochs or 1.0),
-        max_steps=optional_int(max_steps),
-        batch_size=int(batch_size),
-        max_length=int(max_length),
-        seed=int(seed or 0),
-    )
+    specs = [parse_row(ROWS.get(name, name)) for name in rows]
+    options = train_options(epochs, max_steps, batch_size, max_length, seed)
     workbench = session.workbench
     workbench.new_job()
-    done: list[dict] = []
-    updates: list[tuple] = []
-
-    where = {"fraction": 0.0, "text": f"**Running** {len(specs)} rows…"}
-
-    def on_progress(index: int, total: int, event) -> None:
-        step = f", step {event.step}/{event.total_steps}" if event is not None else ""
-        where["fraction"] = (index + (event.step / event.total_steps if event else 0)) / total
-        where["text"] = f"**Running {specs[index].label}** (row {index + 1}/{total}{step})"
-        progress(where["fraction"], desc=f"{specs[index].label}{step}")
-
-    def on_row(row: dict) -> None:
-        done.append(row)
-        updates.append((results_table(done), ablation_figure(done)))
-
-    latest = (results_table([]), empty_figure("Results appear as rows finish"))
-    yield status_html(where["text"], 0.0), *latest
-    ticks = follow(workbench, lambda: workbench.ablate(specs, options, on_progress=on_progress, on_row=on_row))
-    while True:
-        try:
-            next(ticks)
-        except StopIteration as end:
-            rows_out = end.value
-            break
-        if updates:
-            latest = updates[-1]
-        yield status_html(where["text"], where["fraction"]), *latest
-    stopped = " (stopped)" if workbench.stop_event.is_set() else ""
-    yield (
-        status_html(f"**Done:** {len(rows_out)}/{len(specs)} rows{stopped}."),
-        results_table(rows_out),
-        ablation_figure(rows_out),
-    )
+    tracker = _Tracker(specs, progress or no_progress)
+    yield tracker.outputs()
+    ticks = follow(workbench, lambda: workbench.ablate(specs, options, tracker.on_progress, tracker.rows.append))
+    yield from stream(ticks, tracker.outputs)
+    yield tracker.outputs(done=True)

@@ -106,3 +106,28 @@ def follow(workbench: Workbench, call: Callable[[], object], poll: float = POLL_
     if worker.error is not None:
         raise worker.error
     return worker.result
+
+
+def stream(ticks, render: Callable[[], object]):
+    """Yield ``render()`` after every tick of a ``follow`` generator; return the followed call's result."""
+    while True:
+        try:
+            next(ticks)
+        except StopIteration as end:
+            return end.value
+        yield render()
+
+
+def train_options(epochs, max_steps, batch_size, max_length, seed, eval_every=None, learning_rate=None):
+    """TrainOptions from the values of the UI's number boxes (empty or 0 steps: whole epochs)."""
+    from ...workbench import TrainOptions
+
+    return TrainOptions(
+        learning_rate=float(learning_rate) if learning_rate else None,
+        epochs=float(epochs or 1.0),
+        max_steps=optional_int(max_steps),
+        batch_size=int(batch_size),
+        max_length=int(max_length),
+        seed=int(seed or 0),
+        eval_every=optional_int(eval_every),
+    )

@@ -10,9 +10,9 @@ import pandas as pd
 from ...methods import MethodSpec
 from ...plots import empty_figure, loss_figure
 from ...training import EvalEvent, StepEvent
-from ...workbench import SessionRun, TrainOptions, Workbench
+from ...workbench import SessionRun, Workbench
 from ..session import Session
-from .common import count, follow, megabytes, no_progress, optional_int, status_html
+from .common import count, follow, megabytes, no_progress, status_html, stream, train_options
 
 METHOD_CHOICES = ("RED", "LoRA", "TARE")
 SUMMARY_COLUMNS = ["method", "trainable params", "% of model", "time (s)", "peak memory", "val loss before"]
@@ -115,17 +115,16 @@ def _done(runs: list[SessionRun], stopped: bool) -> str:
 
 def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, index: int, total: int, render):
     """Train one spec in a worker thread, yielding ``render(status)`` until it ends; returns the run."""
-    ticks = follow(workbench, lambda: workbench.train(spec, options, live.recorder(spec.label)))
     live.last, started = None, time.perf_counter()
-    while True:
-        try:
-            next(ticks)
-        except StopIteration as end:
-            return end.value
+
+    def tick():
         event = live.last
         fraction = (index + (event.step / event.total_steps if event else 0.0)) / total
         progress(fraction, desc=f"{spec.label}: step {event.step if event else 0}/{options.max_steps or '…'}")
-        yield render(status_html(_status(spec, index, total, live, started), fraction))
+        return render(status_html(_status(spec, index, total, live, started), fraction))
+
+    ticks = follow(workbench, lambda: workbench.train(spec, options, live.recorder(spec.label)))
+    return (yield from stream(ticks, tick))
 
 
 def train(
@@ -156,15 +155,7 @@ def train(
     total_parameters = workbench.model_info().total_parameters
     live, runs = LiveCurves(), []
     for index, spec in enumerate(specs):
-        options = TrainOptions(
-            learning_rate=float(rates[spec.method]) if rates[spec.method] else None,
-            epochs=float(epochs or 1.0),
-            max_steps=optional_int(max_steps),
-            batch_size=int(batch_size),
-            max_length=int(max_length),
-            seed=int(seed or 0),
-            eval_every=optional_int(eval_every),
-        )
+        options = train_options(epochs, max_steps, batch_size, max_length, seed, eval_every, rates[spec.method])
         table = summary_table(runs, total_parameters)
         render = lambda status, table=table: (status, live.figure(), table)  # noqa: E731
         runs.append((yield from _train_one(workbench, spec, options, live, progress, index, len(specs), render)))
