@@ -109,7 +109,7 @@ def test_sessions_do_not_see_each_others_runs(ready, url, files, tmp_path):
 
 def test_stop_ends_a_running_training_job(ready):
     settings = ("full", ["ffn"], 8, 4, 2, 1e-2, 3e-4, 1e-2)
-    job = ready.submit(["RED"], *settings, 1, 5000, 4, 64, 0, 0, api_name="/train")
+    job = ready.submit(["RED"], *settings, 1000, 5000, 4, 64, 0, 0, api_name="/train")
     for _ in range(100):  # wait for the first steps
         if any("step" in str(update) for update in job.outputs()):
             break

@@ -12,7 +12,7 @@ from red_explorer.analysis import layer_magnitudes, site_edits
 from red_explorer.edit import red_vectors
 from red_explorer.model_registry import ModelRegistry
 from red_explorer.ui.events import ui_event
-from red_explorer.ui.handlers import ablate, compare, data, export, inspect, model, train
+from red_explorer.ui.handlers import ablate, common, compare, data, export, inspect, model, train
 from red_explorer.ui.handlers.common import Choices
 from red_explorer.ui.session import Session
 from red_explorer.workbench import Workbench
@@ -48,7 +48,9 @@ def session(files):
     """A session with RED and LoRA trained through the train handler."""
     session = new_session(files)
     recorder = Recorder()
-    outputs = list(train.train(session, ["RED", "LoRA"], "full", ["ffn"], progress=recorder, **TRAIN))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(common, "POLL_SECONDS", 0.1)  # report often: the tiny model trains in a blink
+        outputs = list(train.train(session, ["RED", "LoRA"], "full", ["ffn"], progress=recorder, **TRAIN))
     session.outputs, session.progress_calls = outputs, recorder.calls
     yield session
     session.close()
@@ -105,7 +107,10 @@ def test_train_streams_progress_and_ends_with_a_summary(session):
     assert list(validation.x) == [0, 2, 3] and validation.y[0] == red.metrics_before["loss"]
     assert validation.y[-1] == red.metrics_after["loss"]
     fractions = [fraction for fraction, _ in session.progress_calls]
-    assert fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
+    assert fractions and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] <= 1
+    assert all(": step " in desc for _, desc in session.progress_calls)
+    statuses = [status for status, _, _ in session.outputs[:-1]]
+    assert statuses and all("<b>Training " in status and "red-bar" in status for status in statuses)
 
 
 def test_method_choices_are_validated():

@@ -88,11 +88,12 @@ class Worker(threading.Thread):
             self.error = error
 
 
-def follow(workbench: Workbench, call: Callable[[], object], poll: float = POLL_SECONDS):
+def follow(workbench: Workbench, call: Callable[[], object], poll: float | None = None):
     """Run ``call`` in a thread, yielding None every ``poll`` seconds while it runs; return its result.
 
     If the consumer stops listening (the page went away), the workbench's job is asked to stop.
     """
+    poll = POLL_SECONDS if poll is None else poll
     worker = Worker(call)
     worker.start()
     try:
