@@ -1,6 +1,7 @@
 """The app's event handlers called as plain functions: values in, values and figures out (no browser)."""
 
 import inspect as pyinspect
+import time
 import zipfile
 
 import gradio as gr
@@ -47,9 +48,15 @@ class Recorder:
 def session(files):
     """A session with RED and LoRA trained through the train handler."""
     session = new_session(files)
-    recorder = Recorder()
+    recorder, real_train = Recorder(), session.workbench.train
+
+    def unhurried_train(spec, options, callback=None):
+        """The real training, with each step reported 0.2 s late: the UI polls several times per run."""
+        return real_train(spec, options, lambda event: (callback(event), time.sleep(0.2)))
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(common, "POLL_SECONDS", 0.1)  # report often: the tiny model trains in a blink
+        patch.setattr(common, "POLL_SECONDS", 0.05)
+        patch.setattr(session.workbench, "train", unhurried_train)
         outputs = list(train.train(session, ["RED", "LoRA"], "full", ["ffn"], progress=recorder, **TRAIN))
     session.outputs, session.progress_calls = outputs, recorder.calls
     yield session
