@@ -174,10 +174,21 @@ def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable
 
 
 def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | None = None) -> go.Figure:
-    """Histogram of tokens per example for each split, with the max-length cut marked."""
+    """Histogram of tokens per example for each split (shared bins), with the max-length cut marked."""
     figure = go.Figure()
-    for index, (split, values) in enumerate(lengths.items()):
-        figure.add_trace(go.Histogram(x=list(values), name=split, opacity=0.7, marker_color=PALETTE[index], nbinsx=30))
+    values = [value for split in lengths.values() for value in split]
+    low, high = min(values, default=0), max([*values, max_length or 0], default=1)
+    size = max(1, -(-(high - low + 1) // 30))  # about 30 bins over the data and the cut
+    for index, (split, split_values) in enumerate(lengths.items()):
+        figure.add_trace(
+            go.Histogram(
+                x=list(split_values),
+                name=split,
+                opacity=0.7,
+                marker_color=PALETTE[index],
+                xbins=dict(start=low - 0.5, end=high + size, size=size),
+            )
+        )
     if max_length:
         figure.add_vline(
             x=max_length,

@@ -161,3 +161,10 @@ def test_editor_magnitudes_two_heatmaps():
 def test_empty_figure_says_why():
     figure = empty_figure("nothing yet")
     assert figure.layout.annotations[0].text == "nothing yet" and not figure.data
+
+
+def test_token_length_bins_cover_the_data_and_the_cut():
+    figure = token_length_figure({"train": [54, 55, 55], "validation": [54]}, max_length=128)
+    bins = figure.data[0].xbins
+    assert bins.start == 53.5 and bins.size == 3 and bins.end >= 128
+    assert figure.data[1].xbins == bins  # both splits share the bins
