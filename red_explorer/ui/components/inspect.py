@@ -38,10 +38,11 @@ def _tare_section(state: gr.State) -> gr.Dropdown:
 def build(state: gr.State) -> dict:
     with gr.Tab("Inspect", id="inspect") as tab:
         gr.Markdown("#### What RED learned: how far each layer's edit is from the identity (scale = 1, bias = 0)")
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=False):
             run_a = gr.Dropdown([], label="Run A", allow_custom_value=True, elem_id="inspect-run-a")
             run_b = gr.Dropdown([], label="Run B (side by side)", allow_custom_value=True, elem_id="inspect-run-b")
-            show = gr.Button("Show", variant="primary", elem_id="inspect-button", scale=0, min_width=140)
+            with gr.Column(scale=0, min_width=140):
+                show = gr.Button("Show", variant="primary", elem_id="inspect-button")
         summary = gr.Markdown(elem_id="inspect-summary")
         with gr.Row():
             panel_a, panel_b = _panel("A"), _panel("B")
