@@ -21,6 +21,7 @@ from .bench_report import markdown, verdicts
 from .bench_serve import bench_forward_many_edits, bench_generation
 from .bench_setup import BenchModel, choose_shape, load_bench_model
 from .bench_swap import bench_swap_and_sizes
+from .bench_timing import Timings
 from .bench_train import bench_engine, bench_training_steps
 
 HEADLINE_KEYS = (
@@ -62,23 +63,20 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _headline(training: dict, generation: dict, many: dict, swap: dict, engine: dict) -> dict:
-    def step(name: str, reference: str) -> float | None:
-        value, base = training[name]["median_ms"], training[reference]["median_ms"]
-        return None if value is None or not base else value / base
-
+def _headline(training: Timings, generation: Timings, many: dict, swap: dict, engine: dict) -> dict:
+    """The headline ratios of bench.json: paired per-round time ratios (> 1 is slower), except the engine's."""
     return {
-        "red_step_over_floor": step("red_ffn", "floor"),
-        "red_step_over_lora": step("red_ffn", "lora_r8"),
-        "red_ffn_attn_step_over_floor": step("red_ffn_attn", "floor"),
-        "lora_step_over_floor": step("lora_r8", "floor"),
-        "tare_step_over_floor": step("tare", "floor"),
-        "full_step_over_floor": step("full", "floor"),
-        "merged_generate_over_base": generation["red_merged"]["time_ratio_to_base"],
-        "attached_generate_over_base": generation["red_attached"]["time_ratio_to_base"],
-        "lora_attached_generate_over_base": generation["lora_attached"]["time_ratio_to_base"],
-        "lora_merged_generate_over_base": generation["lora_merged"]["time_ratio_to_base"],
-        "tare_generate_over_base": generation["tare_attached"]["time_ratio_to_base"],
+        "red_step_over_floor": training.ratio("red_ffn", "floor"),
+        "red_step_over_lora": training.ratio("red_ffn", "lora_r8"),
+        "red_ffn_attn_step_over_floor": training.ratio("red_ffn_attn", "floor"),
+        "lora_step_over_floor": training.ratio("lora_r8", "floor"),
+        "tare_step_over_floor": training.ratio("tare", "floor"),
+        "full_step_over_floor": training.ratio("full", "floor"),
+        "merged_generate_over_base": generation.ratio("red_merged", "base"),
+        "attached_generate_over_base": generation.ratio("red_attached", "base"),
+        "lora_attached_generate_over_base": generation.ratio("lora_attached", "base"),
+        "lora_merged_generate_over_base": generation.ratio("lora_merged", "base"),
+        "tare_generate_over_base": generation.ratio("tare_attached", "base"),
         "many_edits_over_one_edit": many["generate_ratio"],
         "many_edits_forward_over_one_edit": many["forward_ratio"],
         "red_swap_ms": swap["red_swap_ms"],
@@ -113,7 +111,7 @@ def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
         "many_edits": many,
         "swap": swap,
         "engine": engine,
-        **_headline(training, generation, many, swap, engine),
+        **_headline(training_timings, generation_timings, many, swap, engine),
     }
 
 

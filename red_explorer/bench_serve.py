@@ -156,7 +156,8 @@ def _nothing(model: nn.Module) -> Iterator[nn.Module]:
 
 def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
     """Items 2 and 3: greedy generation of B × new_tokens tokens per variant, interleaved."""
-    timings = interleaved(generation_factories(bench, shape), shape.rounds, shape.repeats, shape.warmup, bench.device)
+    factories = generation_factories(bench, shape)
+    timings = interleaved(factories, shape.rounds, shape.repeats, shape.warmup, bench.device, warm_every_turn=False)
     tokens = shape.generate_batch * shape.new_tokens
     record = {}
     for name in GENERATE_VARIANTS:
@@ -188,6 +189,6 @@ def bench_forward_many_edits(bench: BenchModel, shape: BenchShape) -> tuple[Timi
             lambda: many_edits_variant(bench.model, shape.distinct_edits, shape.generate_batch), workload
         ),
     }
-    timings = interleaved(factories, shape.rounds, shape.repeats, shape.warmup, bench.device)
+    timings = interleaved(factories, shape.rounds, shape.repeats, shape.warmup, bench.device, warm_every_turn=False)
     record = {name: {"median_ms": timings.median(name) * 1e3} for name in factories}
     return timings, record | {"many_over_one": timings.ratio("many_edits", "one_edit")}

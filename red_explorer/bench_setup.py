@@ -87,6 +87,7 @@ class BenchShape:
     swap_repeats: int
     engine_rows: int
     engine_max_length: int
+    engine_rounds: int = 3  # timed rounds of engine vs raw loop (after one warm-up round)
     distinct_edits: int = 8
 
     def __post_init__(self) -> None:
@@ -98,15 +99,47 @@ def choose_shape(device: torch.device, quick: bool, model_name: str) -> BenchSha
     """Small shapes for ``--quick`` smoke runs, CPU-sized ones, or GPU-sized ones."""
     if quick:
         return BenchShape(
-            2, 16, 8, 8, 4, rounds=2, repeats=1, warmup=1, swap_repeats=5, engine_rows=24, engine_max_length=128
+            2,
+            16,
+            8,
+            8,
+            4,
+            rounds=2,
+            repeats=1,
+            warmup=1,
+            swap_repeats=5,
+            engine_rows=24,
+            engine_max_length=128,
+            engine_rounds=1,
         )
     if device.type == "cuda":
         train_batch = 4 if model_name == "random:llama-7b" else 8
         return BenchShape(
-            train_batch, 512, 8, 128, 64, 3, 5, 2, swap_repeats=50, engine_rows=300, engine_max_length=256
+            train_batch,
+            512,
+            8,
+            128,
+            64,
+            rounds=5,
+            repeats=3,
+            warmup=2,
+            swap_repeats=50,
+            engine_rows=300,
+            engine_max_length=256,
         )
     return BenchShape(
-        4, 64, 8, 16, 16, rounds=3, repeats=3, warmup=1, swap_repeats=30, engine_rows=40, engine_max_length=128
+        4,
+        64,
+        8,
+        16,
+        16,
+        rounds=7,
+        repeats=1,
+        warmup=1,
+        swap_repeats=30,
+        engine_rows=40,
+        engine_max_length=128,
+        engine_rounds=4,
     )
 
 

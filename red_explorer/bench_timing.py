@@ -20,6 +20,7 @@ class Timings:
     """Seconds of every timed run per variant, peak memory per variant, and variants that could not run."""
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
+    per_turn: dict[str, list[float]] = field(default_factory=dict)  # median of each round's turn
     peak_memory_bytes: dict[str, int] = field(default_factory=dict)
     memory_measure: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
@@ -29,11 +30,13 @@ class Timings:
         return statistics.median(values) if values else None
 
     def ratio(self, name: str, reference: str) -> float | None:
-        """median(name) / median(reference): a time ratio (> 1 is slower)."""
-        numerator, denominator = self.median(name), self.median(reference)
-        if numerator is None or not denominator:
-            return None
-        return numerator / denominator
+        """Time ratio (> 1 is slower): the median over rounds of name's time / reference's time in that round.
+
+        Pairing each variant with the reference run next to it cancels the slow drift of a shared machine.
+        """
+        pairs = list(zip(self.per_turn.get(name, []), self.per_turn.get(reference, []), strict=False))
+        ratios = [numerator / denominator for numerator, denominator in pairs if denominator > 0]
+        return statistics.median(ratios) if ratios else None
 
 
 def synchronize(device: torch.device) -> None:
@@ -89,13 +92,17 @@ def interleaved(
     warmup: int,
     device: torch.device,
     meter_model: nn.Module | None = None,
+    warm_every_turn: bool = True,
 ) -> Timings:
     """Time every variant ``rounds × repeats`` times, taking turns so that load drift hits all alike.
+
+    Each turn sets the variant up, runs ``warmup`` untimed runs (only in the first round unless
+    ``warm_every_turn``: training needs it for AdamW's lazily created state), then the timed runs.
 
     With ``meter_model`` (training), peak memory is recorded per variant: measured on CUDA
     (max_memory_allocated), estimated elsewhere from the first warm-up run's saved activations.
     """
-    timings = Timings(seconds={name: [] for name in variants})
+    timings = Timings(seconds={name: [] for name in variants}, per_turn={name: [] for name in variants})
     timings.memory_measure = "cuda max_memory_allocated" if device.type == "cuda" else "estimate"
     for round_index in range(rounds):
         order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
@@ -103,12 +110,13 @@ def interleaved(
             if name in timings.skipped:
                 continue
             try:
-                _run_variant(name, variants[name], timings, repeats, warmup, device, meter_model, round_index == 0)
+                turn_warmup = warmup if warm_every_turn or round_index == 0 else 0
+                _run_variant(name, variants[name], timings, repeats, turn_warmup, device, meter_model, round_index == 0)
             except (RuntimeError, ValueError) as error:
                 if not is_out_of_memory(error):
                     raise
                 timings.skipped[name] = "out of memory"
-                timings.seconds[name] = []
+                timings.seconds[name], timings.per_turn[name] = [], []
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     return timings
@@ -124,8 +132,9 @@ def _run_variant(name, factory, timings: Timings, repeats, warmup, device, meter
                 workload()
             if meter is not None and device.type != "cuda":
                 timings.peak_memory_bytes[name] = estimated_training_bytes(meter_model, meter.total)
-        for _ in range(repeats):
-            timings.seconds[name].append(timed(workload, device))
+        turn = [timed(workload, device) for _ in range(repeats)]
+        timings.seconds[name] += turn
+        timings.per_turn[name].append(statistics.median(turn))
         if device.type == "cuda" and meter_model is not None:
             peak = int(torch.cuda.max_memory_allocated(device))
             timings.peak_memory_bytes[name] = max(peak, timings.peak_memory_bytes.get(name, 0))

@@ -61,9 +61,8 @@ def test_generation_many_edits_and_engine_figures(bench_run):
     assert result["many_edits"]["distinct_edits"] == 8 and positive(result["many_edits"]["forward_ratio"])
     engine = result["engine"]
     assert engine["tokens"] > 0 and 0 < engine["padding_efficiency"] <= 1
-    assert engine["engine_tokens_per_second"] / engine["raw_tokens_per_second"] == pytest.approx(
-        result["engine_over_raw_throughput"]
-    )
+    assert positive(engine["engine_tokens_per_second"]) and positive(engine["raw_tokens_per_second"])
+    assert len(engine["engine_seconds"]) == len(engine["raw_seconds"]) == 1
 
 
 def test_file_sizes_match_the_files(bench_run):
