@@ -83,7 +83,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
     with gr.Blocks(title="RED Explorer") as demo:
         state = gr.State(Session(), delete_callback=Session.close)
         gr.HTML(HEADER)
-        status = gr.Markdown("○ Base model **default**: starting…", elem_id="model-status")
+        status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
         max_length = gr.Slider(
             16, 1024, value=128, step=16, label="Max length (tokens)", elem_id="max-length", render=False
         )

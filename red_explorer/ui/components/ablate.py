@@ -30,7 +30,7 @@ def build(state: gr.State, concurrency_limit: int) -> dict:
         with gr.Row():
             run = gr.Button("Run ablation", variant="primary", elem_id="ablation-button", scale=3)
             stop = gr.Button("Stop", variant="stop", scale=1, elem_id="ablation-stop")
-        status = gr.HTML(elem_id="ablation-status")
+        status = gr.HTML(label="Ablation status", elem_id="ablation-status")
         table = gr.Dataframe(label="Results", elem_id="ablation-table")
         chart = gr.Plot(show_label=False, label="Metric against trainable parameters", elem_id="ablation-plot")
     run.click(

@@ -44,8 +44,8 @@ def build(state: gr.State) -> dict:
             )
         decoding = _decoding()
         generate = gr.Button("Generate", variant="primary", elem_id="compare-button")
-        shown = gr.Markdown(elem_id="compare-prompt-shown")
-        cards = gr.HTML(elem_id="compare-cards")
+        shown = gr.Markdown(label="Prompt and reference", elem_id="compare-prompt-shown")
+        cards = gr.HTML(label="Generations", elem_id="compare-cards")
         table = gr.Dataframe(label="Latency and overlap", elem_id="compare-table", wrap=True)
     generate.click(
         ui_event(handlers.compare),

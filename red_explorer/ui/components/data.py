@@ -36,7 +36,7 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
                     max_rows = gr.Number(0, precision=0, minimum=0, label="At most N rows (0 = all)")
                 load = gr.Button("Load sample", variant="primary", elem_id="load-sample")
         with gr.Row():
-            summary = gr.Markdown("*No data loaded yet.*", elem_id="data-summary")
+            summary = gr.Markdown("*No data loaded yet.*", label="Data summary", elem_id="data-summary")
             lengths = gr.Plot(show_label=False, label="Token lengths", elem_id="length-plot")
         preview = gr.Dataframe(label="Preview (training rows)", wrap=True, elem_id="data-preview")
     outputs = [summary, preview, lengths]

@@ -27,7 +27,7 @@ def build(state: gr.State) -> dict:
         gr.Markdown("#### Load edits from a zip")
         with gr.Row():
             upload = gr.File(label="Edits zip", file_types=[".zip"], type="filepath", elem_id="import-file")
-            status = gr.Markdown(elem_id="import-status")
+            status = gr.Markdown(label="Import status", elem_id="import-status")
     edits_button.click(ui_event(handlers.export_edits), [state, run], [edits_file, snippet], api_name="export")
     merged_button.click(ui_event(handlers.export_merged), [state, run], [merged_file], api_name="export_merged")
     upload.upload(ui_event(handlers.import_edits), [state, upload], [status, run], api_name="import_edits")

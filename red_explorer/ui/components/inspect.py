@@ -43,7 +43,7 @@ def build(state: gr.State) -> dict:
             run_b = gr.Dropdown([], label="Run B (side by side)", allow_custom_value=True, elem_id="inspect-run-b")
             with gr.Column(scale=0, min_width=140):
                 show = gr.Button("Show", variant="primary", elem_id="inspect-button")
-        summary = gr.Markdown(elem_id="inspect-summary")
+        summary = gr.Markdown(label="Summary", elem_id="inspect-summary")
         with gr.Row():
             panel_a, panel_b = _panel("A"), _panel("B")
         with gr.Row():

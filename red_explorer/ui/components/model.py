@@ -30,9 +30,9 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
             dtype = gr.Dropdown(["auto", "float32", "bfloat16", "float16"], value="auto", label="dtype", scale=1)
         load = gr.Button("Load model", variant="primary", elem_id="load-model")
         with gr.Row():
-            info = gr.Markdown("*Load a model to see its architecture.*", elem_id="model-info")
+            info = gr.Markdown("*Load a model to see its architecture.*", label="Model summary", elem_id="model-info")
             parameters = gr.Plot(show_label=False, label="Trainable parameters per method", elem_id="param-plot")
-        diagram = gr.HTML(elem_id="model-diagram")
+        diagram = gr.HTML(label="Block diagram", elem_id="model-diagram")
     load.click(
         ui_event(handlers.load_model),
         [state, spec, task, device, dtype],

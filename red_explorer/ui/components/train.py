@@ -59,6 +59,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
             stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
         status = gr.HTML(
             "<div class='red-status'><i>Pick methods and press Train. On a CPU a step takes a few seconds.</i></div>",
+            label="Training status",
             elem_id="train-status",
         )
         loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
