@@ -78,7 +78,6 @@ def test_cli_train_on_two_processes_writes_one_loadable_edits_directory(tiny_fol
     assert [path.name for path in tmp_path.iterdir()] == ["edits"]
     assert sorted(path.name for path in out.iterdir()) == [
         "edits.safetensors",
-        "method.json",
         "metrics.json",
         "red_config.json",
     ]
