@@ -17,7 +17,6 @@ ALLOWED_FILES = frozenset(
     {
         "red_config.json",
         "edits.safetensors",
-        "method.json",
         "metrics.json",
         "adapter_config.json",
         "adapter_model.safetensors",
