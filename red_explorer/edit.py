@@ -25,6 +25,7 @@ class RowEdits:
     row_ids: torch.Tensor  # (B,) long
     scales: dict[str, torch.Tensor]  # site name -> (N, H)
     biases: dict[str, torch.Tensor]  # site name -> (N, H)
+    gathered: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)  # (B, H) each
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RedState:
     enabled: bool = True
     merged_backup: dict[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None
     row_edits: RowEdits | None = None
+    casts: dict[str, tuple[tuple, torch.Tensor]] = field(default_factory=dict, repr=False)  # inference casts
 
 
 def get_state(model: nn.Module) -> RedState:
@@ -58,11 +60,30 @@ def _edit_output(state: RedState, site_name: str, module: nn.Module, inputs, out
         return _edit_rows(state.row_edits, site_name, output)
     scale = module._parameters.get(SCALE)
     bias = module._parameters.get(BIAS)
-    if scale is not None and bias is not None:
-        return torch.addcmul(bias.to(output.dtype), output, scale.to(output.dtype))
     if scale is not None:
-        return output * scale.to(output.dtype)
-    return output + bias.to(output.dtype)
+        scale = _as_dtype(state, f"{site_name}.{SCALE}", scale, output.dtype)
+    if bias is not None:
+        bias = _as_dtype(state, f"{site_name}.{BIAS}", bias, output.dtype)
+    if scale is not None and bias is not None:
+        return torch.addcmul(bias, output, scale)
+    if scale is not None:
+        return output * scale
+    return output + bias
+
+
+def _as_dtype(state: RedState, key: str, vector: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``vector`` in the output's dtype. Where no gradient is needed (generation, evaluation), the cast
+    is made once and reused until the vector changes in place (its version counter moves)."""
+    if vector.dtype == dtype:
+        return vector
+    if torch.is_grad_enabled() and vector.requires_grad:
+        return vector.to(dtype)
+    stamp = (vector._version, vector.data_ptr(), dtype)
+    cached = state.casts.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, vector.detach().to(dtype))
+        state.casts[key] = cached
+    return cached[1]
 
 
 def _edit_rows(row_edits: RowEdits, site_name: str, output: torch.Tensor) -> torch.Tensor:
@@ -72,10 +93,14 @@ def _edit_rows(row_edits: RowEdits, site_name: str, output: torch.Tensor) -> tor
             f"per-row edits name {row_edits.row_ids.shape[0]} rows but the batch has {output.shape[0]} "
             "(beam search and num_return_sequences > 1 change the batch size: give one row id per sequence)"
         )
+    gathered = row_edits.gathered.get(site_name)
+    if gathered is None or gathered[0].dtype != output.dtype:  # gather once per per_row_edits block
+        rows = row_edits.row_ids
+        scale = row_edits.scales[site_name].index_select(0, rows).to(output.dtype)  # (B, H)
+        bias = row_edits.biases[site_name].index_select(0, rows).to(output.dtype)  # (B, H)
+        gathered = row_edits.gathered[site_name] = (scale, bias)
     shape = (output.shape[0],) + (1,) * (output.dim() - 2) + (output.shape[-1],)
-    scale = row_edits.scales[site_name].index_select(0, row_edits.row_ids).view(shape)
-    bias = row_edits.biases[site_name].index_select(0, row_edits.row_ids).view(shape)
-    return torch.addcmul(bias.to(output.dtype), output, scale.to(output.dtype))
+    return torch.addcmul(gathered[1].view(shape), output, gathered[0].view(shape))
 
 
 def attach_red(model: nn.Module, config: RedConfig | None = None) -> list[Site]:

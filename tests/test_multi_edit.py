@@ -163,3 +163,33 @@ def test_swap_refuses_other_sites_and_changes_nothing(tmp_path):
         swap_edits(ffn_attn, broken)
     for name, vector in red_vectors(ffn_attn).items():
         assert torch.equal(vector, before[name])
+
+
+def bfloat16_model() -> torch.nn.Module:
+    """A bf16 model with the default float32 RED vectors: every forward needs a cast."""
+    model = tiny_model("llama").to(torch.bfloat16)
+    attach_red(model, RedConfig())
+    return model
+
+
+def test_inference_reuses_casts_until_the_vectors_change():
+    model = bfloat16_model()
+    input_ids = sample_inputs()
+    for seed in (0, 1):
+        swap_edits(model, random_edit(model, seed))
+        with torch.enable_grad():
+            expected = model(input_ids=input_ids).logits.detach()  # uncached casts
+        assert torch.equal(logits(model, input_ids), expected)  # cached casts, refreshed after the swap
+        assert torch.equal(logits(model, input_ids), expected)
+
+
+def test_per_row_edits_on_a_bfloat16_model_match_each_edit_alone():
+    model = bfloat16_model()
+    edits = [random_edit(model, seed) for seed in range(2)]
+    bank = EditBank.from_vectors(edits)  # float32 bank, cast once per block
+    input_ids = sample_inputs(batch=2)
+    with per_row_edits(model, bank, [1, 0]):
+        mixed = logits(model, input_ids)
+    for row, edit_index in enumerate([1, 0]):
+        swap_edits(model, edits[edit_index])
+        torch.testing.assert_close(mixed[row : row + 1], logits(model, input_ids[row : row + 1]))
