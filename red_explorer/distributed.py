@@ -32,6 +32,19 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def bind_local_device() -> None:
+    """Make "cuda" mean this process's GPU (cuda:LOCAL_RANK), so each process loads onto its own GPU.
+
+    Called when this module is imported (the CLI imports it before loading the model); a no-op
+    without a launcher or without CUDA.
+    """
+    if is_distributed() and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+
+
+bind_local_device()
+
+
 def _on_cpu() -> bool:
     return not torch.cuda.is_available()
 
