@@ -95,52 +95,22 @@ class BenchShape:
             raise ValueError(f"generate_batch must hold one row per distinct edit ({self.distinct_edits})")
 
 
+QUICK_SHAPE = dict(train_batch=2, train_length=16, generate_batch=8, prompt_length=8, new_tokens=4)
+CPU_SHAPE = dict(train_batch=4, train_length=64, generate_batch=8, prompt_length=16, new_tokens=16)
+GPU_SHAPE = dict(train_batch=8, train_length=512, generate_batch=8, prompt_length=128, new_tokens=64)
+
+
 def choose_shape(device: torch.device, quick: bool, model_name: str) -> BenchShape:
     """Small shapes for ``--quick`` smoke runs, CPU-sized ones, or GPU-sized ones."""
     if quick:
-        return BenchShape(
-            2,
-            16,
-            8,
-            8,
-            4,
-            rounds=2,
-            repeats=1,
-            warmup=1,
-            swap_repeats=5,
-            engine_rows=24,
-            engine_max_length=128,
-            engine_rounds=1,
-        )
+        repetitions = dict(rounds=2, repeats=1, warmup=1, swap_repeats=5, engine_rounds=1)
+        return BenchShape(**QUICK_SHAPE, **repetitions, engine_rows=24, engine_max_length=128)
     if device.type == "cuda":
-        train_batch = 4 if model_name == "random:llama-7b" else 8
-        return BenchShape(
-            train_batch,
-            512,
-            8,
-            128,
-            64,
-            rounds=5,
-            repeats=3,
-            warmup=2,
-            swap_repeats=50,
-            engine_rows=300,
-            engine_max_length=256,
-        )
-    return BenchShape(
-        4,
-        64,
-        8,
-        16,
-        16,
-        rounds=7,
-        repeats=1,
-        warmup=1,
-        swap_repeats=30,
-        engine_rows=40,
-        engine_max_length=128,
-        engine_rounds=4,
-    )
+        sizes = GPU_SHAPE | ({"train_batch": 4} if model_name == "random:llama-7b" else {})
+        repetitions = dict(rounds=5, repeats=3, warmup=2, swap_repeats=50, engine_rounds=3)
+        return BenchShape(**sizes, **repetitions, engine_rows=300, engine_max_length=256)
+    repetitions = dict(rounds=11, repeats=1, warmup=1, swap_repeats=30, engine_rounds=5)
+    return BenchShape(**CPU_SHAPE, **repetitions, engine_rows=32, engine_max_length=128)
 
 
 def corpus_lines() -> list[str]:
