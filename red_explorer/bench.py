@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from .bench_report import markdown, verdicts
-from .bench_serve import bench_forward_many_edits, bench_generation
+from .bench_serve import bench_generation, bench_many_edits
 from .bench_setup import BenchModel, choose_shape, load_bench_model
 from .bench_swap import bench_swap_and_sizes
 from .bench_timing import Timings
@@ -90,13 +90,7 @@ def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
     swap = bench_swap_and_sizes(bench, shape, out)
     training_timings, training = bench_training_steps(bench, shape)
     generation_timings, generation = bench_generation(bench, shape)
-    forward_timings, forward = bench_forward_many_edits(bench, shape)
-    many = {
-        "distinct_edits": shape.distinct_edits,
-        "generate_ratio": generation_timings.ratio("red_many_edits", "red_attached"),
-        "forward_ratio": forward["many_over_one"],
-        "forward": forward,
-    }
+    many = bench_many_edits(bench, shape)
     engine = bench_engine(bench, shape)
     return {
         "shape": shape.__dict__,

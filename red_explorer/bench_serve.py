@@ -16,15 +16,7 @@ from .methods import MethodSpec, apply_method
 from .multi_edit import EditBank, per_row_edits, swap_edits
 from .tare import attach_tare, detach_tare
 
-GENERATE_VARIANTS = (
-    "base",
-    "red_attached",
-    "red_merged",
-    "lora_attached",
-    "lora_merged",
-    "tare_attached",
-    "red_many_edits",
-)
+GENERATE_VARIANTS = ("base", "red_attached", "red_merged", "lora_attached", "lora_merged", "tare_attached")
 
 
 def random_red_vectors(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
@@ -128,51 +120,19 @@ def _wrap(factory, make_workload):
     return variant
 
 
-def generation_factories(bench: BenchModel, shape: BenchShape) -> dict:
-    prompts = token_batch(bench, shape.generate_batch, shape.prompt_length, seed=1)
-    prompts.pop("labels")
-    pad = bench.tokenizer.pad_token_id if bench.tokenizer.pad_token_id is not None else 0
-    model = bench.model
-
-    def workload(edited):
-        return _generate(edited, prompts, shape.new_tokens, pad)
-
-    factories = {
-        "base": lambda: _nothing(model),
-        "red_attached": lambda: red_variant(model),
-        "red_merged": lambda: red_variant(model, merged=True),
-        "lora_attached": lambda: lora_variant(model),
-        "lora_merged": lambda: lora_variant(model, merged=True),
-        "tare_attached": lambda: tare_variant(model),
-        "red_many_edits": lambda: many_edits_variant(model, shape.distinct_edits, shape.generate_batch),
-    }
-    return {name: _wrap(factory, workload) for name, factory in factories.items()}
-
-
 @contextmanager
 def _nothing(model: nn.Module) -> Iterator[nn.Module]:
     yield model
 
 
-def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
-    """Items 2 and 3: greedy generation of B × new_tokens tokens per variant, interleaved."""
-    factories = generation_factories(bench, shape)
-    timings = interleaved(factories, shape.rounds, shape.repeats, shape.warmup, bench.device, warm_every_turn=False)
-    tokens = shape.generate_batch * shape.new_tokens
-    record = {}
-    for name in GENERATE_VARIANTS:
-        median = timings.median(name)
-        record[name] = {
-            "median_ms": median * 1e3,
-            "times_ms": [seconds * 1e3 for seconds in timings.seconds[name]],
-            "tokens_per_second": tokens / median,
-            "time_ratio_to_base": timings.ratio(name, "base"),
-        }
-    return timings, record
+def _generation_workload(bench: BenchModel, shape: BenchShape):
+    prompts = token_batch(bench, shape.generate_batch, shape.prompt_length, seed=1)
+    prompts.pop("labels")
+    pad = bench.tokenizer.pad_token_id if bench.tokenizer.pad_token_id is not None else 0
+    return lambda edited: _generate(edited, prompts, shape.new_tokens, pad)
 
 
-def bench_forward_many_edits(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
-    """Item 3 on one forward pass (scoring a batch): 8 distinct edits vs one shared edit."""
+def _forward_workload(bench: BenchModel, shape: BenchShape):
     batch = token_batch(bench, shape.generate_batch, shape.train_length, seed=2)
     batch.pop("labels")
 
@@ -183,12 +143,73 @@ def bench_forward_many_edits(bench: BenchModel, shape: BenchShape) -> tuple[Timi
 
         return run
 
+    return workload
+
+
+def generation_factories(bench: BenchModel, shape: BenchShape) -> dict:
+    model, workload = bench.model, _generation_workload(bench, shape)
     factories = {
-        "one_edit": _wrap(lambda: red_variant(bench.model), workload),
-        "many_edits": _wrap(
-            lambda: many_edits_variant(bench.model, shape.distinct_edits, shape.generate_batch), workload
-        ),
+        "base": lambda: _nothing(model),
+        "red_attached": lambda: red_variant(model),
+        "red_merged": lambda: red_variant(model, merged=True),
+        "lora_attached": lambda: lora_variant(model),
+        "lora_merged": lambda: lora_variant(model, merged=True),
+        "tare_attached": lambda: tare_variant(model),
     }
-    timings = interleaved(factories, shape.rounds, shape.repeats, shape.warmup, bench.device, warm_every_turn=False)
-    record = {name: {"median_ms": timings.median(name) * 1e3} for name in factories}
-    return timings, record | {"many_over_one": timings.ratio("many_edits", "one_edit")}
+    return {name: _wrap(factory, workload) for name, factory in factories.items()}
+
+
+def _rows(timings: Timings, names, tokens: int, reference: str) -> dict:
+    record = {}
+    for name in names:
+        median = timings.median(name)
+        record[name] = {
+            "median_ms": median * 1e3,
+            "times_ms": [seconds * 1e3 for seconds in timings.seconds[name]],
+            "tokens_per_second": tokens / median,
+            f"time_ratio_to_{reference}": timings.ratio(name, reference),
+        }
+    return record
+
+
+def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
+    """Item 2: greedy generation of B × new_tokens tokens per variant, each turn right after a base turn."""
+    factories = generation_factories(bench, shape)
+    timings = interleaved(
+        factories, shape.rounds, shape.repeats, shape.warmup, bench.device, warm_every_turn=False, reference="base"
+    )
+    return timings, _rows(timings, GENERATE_VARIANTS, shape.generate_batch * shape.new_tokens, "base")
+
+
+def bench_many_edits(bench: BenchModel, shape: BenchShape) -> dict:
+    """Item 3: one batch whose rows use 8 distinct edits vs the same batch with one shared edit.
+
+    Timed for greedy generation and for one forward pass (scoring a batch), each many-edit turn right
+    after a one-edit turn.
+    """
+    model, record = bench.model, {"distinct_edits": shape.distinct_edits}
+    for label, workload in (
+        ("generate", _generation_workload(bench, shape)),
+        ("forward", _forward_workload(bench, shape)),
+    ):
+        factories = {
+            "one_edit": _wrap(lambda: red_variant(model), workload),
+            "many_edits": _wrap(
+                lambda: many_edits_variant(model, shape.distinct_edits, shape.generate_batch), workload
+            ),
+        }
+        timings = interleaved(
+            factories,
+            shape.rounds,
+            shape.repeats,
+            shape.warmup,
+            bench.device,
+            warm_every_turn=False,
+            reference="one_edit",
+        )
+        record[f"{label}_ratio"] = timings.ratio("many_edits", "one_edit")
+        record[label] = {
+            name: {"median_ms": timings.median(name) * 1e3, "times_ms": [t * 1e3 for t in timings.seconds[name]]}
+            for name in factories
+        }
+    return record

@@ -109,7 +109,7 @@ def choose_shape(device: torch.device, quick: bool, model_name: str) -> BenchSha
         sizes = GPU_SHAPE | ({"train_batch": 4} if model_name == "random:llama-7b" else {})
         repetitions = dict(rounds=5, repeats=3, warmup=2, swap_repeats=50, engine_rounds=3)
         return BenchShape(**sizes, **repetitions, engine_rows=300, engine_max_length=256)
-    repetitions = dict(rounds=11, repeats=1, warmup=1, swap_repeats=30, engine_rounds=5)
+    repetitions = dict(rounds=7, repeats=1, warmup=1, swap_repeats=30, engine_rounds=5)
     return BenchShape(**CPU_SHAPE, **repetitions, engine_rows=32, engine_max_length=128)
 
 

@@ -20,7 +20,9 @@ class Timings:
     """Seconds of every timed run per variant, peak memory per variant, and variants that could not run."""
 
     seconds: dict[str, list[float]] = field(default_factory=dict)
-    per_turn: dict[str, list[float]] = field(default_factory=dict)  # median of each round's turn
+    per_turn: dict[str, list[float]] = field(default_factory=dict)  # median of each turn's timed runs
+    reference: str | None = None
+    paired: dict[str, list[float]] = field(default_factory=dict)  # turn / the reference turn just before it
     peak_memory_bytes: dict[str, int] = field(default_factory=dict)
     memory_measure: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
@@ -30,12 +32,19 @@ class Timings:
         return statistics.median(values) if values else None
 
     def ratio(self, name: str, reference: str) -> float | None:
-        """Time ratio (> 1 is slower): the median over rounds of name's time / reference's time in that round.
+        """Time ratio (> 1 is slower), as the median of paired ratios.
 
-        Pairing each variant with the reference run next to it cancels the slow drift of a shared machine.
+        Against the run's ``reference``, each turn of ``name`` is paired with the reference turn timed
+        just before it; between two other variants, turns of the same round are paired. Pairing cancels
+        the drift and the bursts of a shared machine far better than a ratio of two medians.
         """
-        pairs = list(zip(self.per_turn.get(name, []), self.per_turn.get(reference, []), strict=False))
-        ratios = [numerator / denominator for numerator, denominator in pairs if denominator > 0]
+        if name == reference:
+            return 1.0 if self.per_turn.get(name) else None
+        if reference == self.reference:
+            ratios = self.paired.get(name, [])
+        else:
+            pairs = zip(self.per_turn.get(name, []), self.per_turn.get(reference, []), strict=False)
+            ratios = [numerator / denominator for numerator, denominator in pairs if denominator > 0]
         return statistics.median(ratios) if ratios else None
 
 
@@ -93,41 +102,72 @@ def interleaved(
     device: torch.device,
     meter_model: nn.Module | None = None,
     warm_every_turn: bool = True,
+    reference: str | None = None,
 ) -> Timings:
     """Time every variant ``rounds × repeats`` times, taking turns so that load drift hits all alike.
 
-    Each turn sets the variant up, runs ``warmup`` untimed runs (only in the first round unless
+    Each turn sets the variant up, runs ``warmup`` untimed runs (only on a variant's first turn unless
     ``warm_every_turn``: training needs it for AdamW's lazily created state), then the timed runs.
+    With a ``reference``, every turn of another variant comes right after a turn of the reference, and
+    ``Timings.ratio(name, reference)`` uses those adjacent pairs. The order is reversed every other round.
 
     With ``meter_model`` (training), peak memory is recorded per variant: measured on CUDA
     (max_memory_allocated), estimated elsewhere from the first warm-up run's saved activations.
     """
-    timings = Timings(seconds={name: [] for name in variants}, per_turn={name: [] for name in variants})
+    names = [name for name in variants if name != reference]
+    timings = Timings({name: [] for name in variants}, {name: [] for name in variants}, reference)
+    timings.paired = {name: [] for name in names}
     timings.memory_measure = "cuda max_memory_allocated" if device.type == "cuda" else "estimate"
+    turn = _Turns(variants, timings, repeats, warmup, device, meter_model, warm_every_turn)
     for round_index in range(rounds):
-        order = list(variants) if round_index % 2 == 0 else list(reversed(variants))
-        for name in order:
-            if name in timings.skipped:
-                continue
-            try:
-                turn_warmup = warmup if warm_every_turn or round_index == 0 else 0
-                _run_variant(name, variants[name], timings, repeats, turn_warmup, device, meter_model, round_index == 0)
-            except (RuntimeError, ValueError) as error:
-                if not is_out_of_memory(error):
-                    raise
-                timings.skipped[name] = "out of memory"
-                timings.seconds[name], timings.per_turn[name] = [], []
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+        for name in names if round_index % 2 == 0 else list(reversed(names)):
+            if reference is not None and turn.run(reference) and turn.run(name):
+                timings.paired[name].append(timings.per_turn[name][-1] / timings.per_turn[reference][-1])
+            elif reference is None:
+                turn.run(name)
     return timings
 
 
-def _run_variant(name, factory, timings: Timings, repeats, warmup, device, meter_model, first_round: bool) -> None:
+@dataclass
+class _Turns:
+    """Runs one turn of a variant at a time; remembers which variants are warm and which ran out of memory."""
+
+    variants: dict[str, VariantFactory]
+    timings: Timings
+    repeats: int
+    warmup: int
+    device: torch.device
+    meter_model: nn.Module | None
+    warm_every_turn: bool
+    warmed: set[str] = field(default_factory=set)
+
+    def run(self, name: str) -> bool:
+        """One turn of ``name``; False when it is (or just became) skipped."""
+        if name in self.timings.skipped:
+            return False
+        warmup = self.warmup if self.warm_every_turn or name not in self.warmed else 0
+        self.warmed.add(name)
+        try:
+            _run_variant(name, self.variants[name], self.timings, self.repeats, warmup, self.device, self.meter_model)
+        except (RuntimeError, ValueError) as error:
+            if not is_out_of_memory(error):
+                raise
+            self.timings.skipped[name] = "out of memory"
+            self.timings.seconds[name], self.timings.per_turn[name] = [], []
+            self.timings.paired.pop(name, None)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return False
+        return True
+
+
+def _run_variant(name, factory, timings: Timings, repeats, warmup, device, meter_model) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    measure = meter_model is not None and name not in timings.peak_memory_bytes
     with factory() as workload:
-        for index in range(max(warmup, 1 if meter_model is not None and first_round else 0)):
-            meter = SavedTensorMeter(meter_model) if meter_model is not None and first_round and index == 0 else None
+        for index in range(max(warmup, 1 if measure else 0)):
+            meter = SavedTensorMeter(meter_model) if measure and index == 0 else None
             with meter.hooks() if meter else nullcontext():
                 workload()
             if meter is not None and device.type != "cuda":

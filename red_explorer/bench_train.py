@@ -93,7 +93,9 @@ def bench_training_steps(bench: BenchModel, shape: BenchShape) -> tuple[Timings,
     specs = train_specs()
     variants = {"floor": lambda: floor_variant(bench.model, batch)}
     variants |= {name: (lambda spec=spec: method_variant(bench.model, spec, batch)) for name, spec in specs.items()}
-    timings = interleaved(variants, shape.rounds, shape.repeats, shape.warmup, bench.device, bench.model)
+    timings = interleaved(
+        variants, shape.rounds, shape.repeats, shape.warmup, bench.device, bench.model, reference="floor"
+    )
     record = {}
     for name in variants:
         median = timings.median(name)

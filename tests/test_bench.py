@@ -55,10 +55,14 @@ def test_training_rows_have_times_memory_and_parameter_counts(bench_run):
 def test_generation_many_edits_and_engine_figures(bench_run):
     _, result = bench_run
     assert list(result["generation"]) == list(GENERATE_VARIANTS)
+    rounds, others = result["shape"]["rounds"], len(GENERATE_VARIANTS) - 1
     for name, row in result["generation"].items():
-        assert positive(row["tokens_per_second"]) and len(row["times_ms"]) == 2, name
+        runs = rounds * others if name == "base" else rounds  # the base runs right before every other turn
+        assert positive(row["tokens_per_second"]) and len(row["times_ms"]) == runs, name
     assert result["generation"]["base"]["time_ratio_to_base"] == 1.0
-    assert result["many_edits"]["distinct_edits"] == 8 and positive(result["many_edits"]["forward_ratio"])
+    many = result["many_edits"]
+    assert many["distinct_edits"] == 8 and positive(many["forward_ratio"]) and positive(many["generate_ratio"])
+    assert len(many["generate"]["many_edits"]["times_ms"]) == rounds
     engine = result["engine"]
     assert engine["tokens"] > 0 and 0 < engine["padding_efficiency"] <= 1
     assert positive(engine["engine_tokens_per_second"]) and positive(engine["raw_tokens_per_second"])
