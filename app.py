@@ -2,8 +2,8 @@
 
 import os
 
-from red_explorer.ui import build_demo
-from red_explorer.ui.interface import DEFAULT_CONCURRENCY, launch_options
+from red_explorer.app.ui import build_demo
+from red_explorer.app.ui.interface import DEFAULT_CONCURRENCY, launch_options
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

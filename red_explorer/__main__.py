@@ -1,5 +1,5 @@
 """``python -m red_explorer``: the command-line interface."""
 
-from .cli import main
+from red_explorer.cli.main import main
 
 raise SystemExit(main())

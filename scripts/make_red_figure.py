@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from red_explorer.ui.diagram import block_svg
+from red_explorer.app.ui.diagram import block_svg
 
 TARGET = Path(__file__).resolve().parents[1] / "assets" / "red_block.svg"
 CAPTION = "RED learns h' = scale ⊙ h + bias on the FFN down-projection output of every layer; all weights stay frozen."

@@ -15,8 +15,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from app_helpers import free_port  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from red_explorer.ui import build_demo  # noqa: E402
-from red_explorer.ui.interface import launch_options  # noqa: E402
+from red_explorer.app.ui import build_demo  # noqa: E402
+from red_explorer.app.ui.interface import launch_options  # noqa: E402
 
 ARGS = [
     "--no-sandbox",

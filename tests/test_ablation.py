@@ -6,11 +6,11 @@ import json
 import pytest
 from tiny_models import save_tiny_causal_lm
 
-from red_explorer.ablation import ablation_grid, parse_row, run_ablation, write_results
-from red_explorer.data import DataConfig
-from red_explorer.experiment import prepare_data
-from red_explorer.methods import MethodSpec
-from red_explorer.models import load_model
+from red_explorer.core.registry import MethodSpec
+from red_explorer.data.prepared import prepare_data
+from red_explorer.data.tables import DataConfig
+from red_explorer.engine.ablation import ablation_grid, parse_row, run_ablation, write_results
+from red_explorer.models.loading import load_model
 
 
 def test_default_grid_is_the_papers_tables_plus_lora():
@@ -25,7 +25,7 @@ def test_default_grid_is_the_papers_tables_plus_lora():
     "text, expected",
     [
         ("red:bias:ffn+attn", MethodSpec("red", variant="bias", sites=["ffn", "attn"])),
-        ("lora:16", MethodSpec("lora", lora_rank=16)),
+        ("lora:16", MethodSpec("lora", rank=16)),
         ("tare:attn", MethodSpec("tare", sites=["attn"])),
         ("full", MethodSpec("full")),
     ],

@@ -6,7 +6,12 @@ import torch
 from test_edit import randomize
 from tiny_models import sample_inputs, tiny_model
 
-from red_explorer.analysis import (
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import attach_red, red_vectors
+from red_explorer.core.registry import save_edits
+from red_explorer.core.tare.edit import TareConfig, attach_tare
+from red_explorer.core.tare.routing import editor_magnitudes, tare_routing
+from red_explorer.engine.analysis import (
     edit_matrix,
     edit_summary,
     edit_values,
@@ -18,10 +23,6 @@ from red_explorer.analysis import (
     top_dimensions,
     vectors_from_directory,
 )
-from red_explorer.config import RedConfig
-from red_explorer.edit import attach_red, red_vectors
-from red_explorer.saving import save_edits
-from red_explorer.tare import TareConfig, attach_tare, editor_magnitudes, tare_routing
 
 
 def edited(variant="full", sites=("ffn", "attn"), architecture="llama"):

@@ -8,8 +8,8 @@ from app_helpers import free_port, save_tiny_llama, tiny_rows, write_csv
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from red_explorer.ui import build_demo
-from red_explorer.ui.interface import launch_options
+from red_explorer.app.ui import build_demo
+from red_explorer.app.ui.interface import launch_options
 
 ENDPOINTS = {"/load_model", "/load_data", "/train", "/stop", "/inspect", "/ablate", "/compare", "/export"}
 

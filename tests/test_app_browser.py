@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from app_helpers import free_port
 
-from red_explorer.ui import build_demo
-from red_explorer.ui.interface import launch_options
-from red_explorer.ui.session import open_sessions
+from red_explorer.app.ui import build_demo
+from red_explorer.app.ui.interface import launch_options
+from red_explorer.app.ui.session import open_sessions
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 

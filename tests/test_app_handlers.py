@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from app_helpers import save_tiny_llama, tiny_rows, write_csv
 
-from red_explorer.analysis import layer_magnitudes, site_edits
-from red_explorer.edit import red_vectors
-from red_explorer.model_registry import ModelRegistry
-from red_explorer.ui.events import ui_event
-from red_explorer.ui.handlers import ablate, common, compare, data, export, inspect, model, train
-from red_explorer.ui.handlers.common import Choices
-from red_explorer.ui.session import Session
-from red_explorer.workbench import Workbench
+from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import ablate, common, compare, data, export, inspect, model, train
+from red_explorer.app.ui.handlers.common import Choices
+from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
+from red_explorer.core.red.edit import red_vectors
+from red_explorer.engine.analysis import layer_magnitudes, site_edits
 
 TRAIN = dict(max_steps=3, batch_size=8, max_length=64, eval_every=2)
 

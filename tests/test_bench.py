@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from red_explorer.bench import HEADLINE_KEYS
-from red_explorer.bench_report import TARGETS
-from red_explorer.bench_serve import GENERATE_VARIANTS
-from red_explorer.bench_setup import RANDOM_SHAPES
-from red_explorer.bench_train import TRAIN_VARIANTS
-from red_explorer.cli import main
+from red_explorer.bench.report import TARGETS
+from red_explorer.bench.run import HEADLINE_KEYS
+from red_explorer.bench.serve import GENERATE_VARIANTS
+from red_explorer.bench.setup import RANDOM_SHAPES
+from red_explorer.bench.train import TRAIN_VARIANTS
+from red_explorer.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_targets_and_markdown_report(bench_run):
 
 
 def test_unknown_random_model_is_refused(tmp_path):
-    from red_explorer.bench_setup import load_bench_model
+    from red_explorer.bench.setup import load_bench_model
 
     with pytest.raises(ValueError, match="random:smollm2"):
         load_bench_model("random:gpt5", device="cpu")

@@ -9,8 +9,8 @@ import torch
 from tiny_models import logits, sample_inputs, save_tiny_causal_lm
 from transformers import AutoModelForCausalLM
 
-from red_explorer.models import load_model
-from red_explorer.saving import load_edits
+from red_explorer.core.registry import load_edits
+from red_explorer.models.loading import load_model
 
 SAMPLE = "assets/samples/restaurants_e2e.csv"
 
@@ -67,7 +67,7 @@ def test_train_writes_edits_and_metrics(trained):
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
     assert len(metrics["train_loss"]) == 14  # 54 train rows / 8 = 7 batches x 2 epochs
     record = json.loads((trained / "red_config.json").read_text())
-    assert record["sites"] == ["ffn", "attn"] and record["variant"] == "full"
+    assert record["sites"] == ["ffn", "attn"] and record["red"]["variant"] == "full"
 
 
 def test_generate_shows_base_and_edits_side_by_side(model_dir, trained):

@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from red_explorer.data import (
+from red_explorer.data.tables import (
     DataConfig,
     DataError,
     DetectedFormat,

@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from tiny_models import save_tiny_causal_lm
 from transformers import AutoModelForCausalLM
 
-from red_explorer.edit import red_vectors
-from red_explorer.saving import load_edits, read_edit_tensors
+from red_explorer.core.red.edit import red_vectors
+from red_explorer.core.red.saving import read_tensors
+from red_explorer.core.registry import load_edits
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SAMPLE = REPOSITORY / "assets/samples/restaurants_e2e.csv"
@@ -24,12 +25,12 @@ SAMPLE = REPOSITORY / "assets/samples/restaurants_e2e.csv"
 RANK_SCRIPT = """
 import os, sys
 from safetensors.torch import save_file
-from red_explorer.data import DataConfig
-from red_explorer.edit import red_vectors
-from red_explorer.experiment import prepare_data
-from red_explorer.methods import MethodSpec, apply_method
-from red_explorer.models import load_model
-from red_explorer.training import TrainConfig, run_training
+from red_explorer.data.tables import DataConfig
+from red_explorer.core.red.edit import red_vectors
+from red_explorer.engine.experiment import prepare_data
+from red_explorer.core.registry import MethodSpec, apply_method
+from red_explorer.models.loading import load_model
+from red_explorer.engine.training import TrainConfig, run_training
 
 loaded = load_model(sys.argv[1], device="cpu")
 data = prepare_data(sys.argv[2], loaded.tokenizer, DataConfig(max_length=128, max_rows=40))
@@ -85,7 +86,7 @@ def test_cli_train_on_two_processes_writes_one_loadable_edits_directory(tiny_fol
     assert metrics["num_processes"] == 2 and len(metrics["train_loss"]) == 3
     model = AutoModelForCausalLM.from_pretrained(tiny_folder)
     load_edits(model, out)
-    saved = read_edit_tensors(out)
+    saved = read_tensors(out)
     assert set(saved) == set(red_vectors(model))
     for name, vector in red_vectors(model).items():
         assert torch.equal(vector.detach(), saved[name])

@@ -4,8 +4,8 @@ import pytest
 import torch
 from tiny_models import ARCHITECTURES, logits, sample_inputs, tiny_model
 
-from red_explorer.config import RedConfig
-from red_explorer.edit import (
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import (
     attach_red,
     detach_red,
     red_disabled,
@@ -13,7 +13,7 @@ from red_explorer.edit import (
     red_vectors,
     trainable_parameter_count,
 )
-from red_explorer.sites import find_sites, output_size
+from red_explorer.core.sites import find_sites, output_size
 
 SITE_CHOICES = [["ffn"], ["attn"], ["ffn", "attn"]]
 VARIANTS = ["full", "scale", "bias"]
@@ -189,8 +189,9 @@ def test_engine_imports_without_ui_or_data_packages():
     import sys
 
     code = (
-        "import sys; import red_explorer, red_explorer.experiment, red_explorer.methods, red_explorer.training, "
-        "red_explorer.generation, red_explorer.ablation, red_explorer.cli, red_explorer.tare; "
+        "import sys; import red_explorer, red_explorer.engine.experiment, red_explorer.core.registry, "
+        "red_explorer.engine.training, red_explorer.engine.generation, red_explorer.engine.ablation, "
+        "red_explorer.cli.main, red_explorer.core.tare.edit; "
         "print(sorted(m for m in ('gradio', 'plotly', 'datasets') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,10 +5,10 @@ import torch
 from test_edit import randomize
 from tiny_models import save_tiny_causal_lm
 
-from red_explorer.config import RedConfig
-from red_explorer.edit import attach_red, red_disabled
-from red_explorer.generation import Contender, DecodingSettings, chat_prompt, compare_generations, rouge_l
-from red_explorer.models import load_model
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import attach_red, red_disabled
+from red_explorer.engine.generation import Contender, DecodingSettings, chat_prompt, compare_generations, rouge_l
+from red_explorer.models.loading import load_model
 
 
 @pytest.fixture(scope="module")

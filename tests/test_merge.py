@@ -6,9 +6,11 @@ from test_edit import SITE_CHOICES, VARIANTS, randomize
 from tiny_models import ARCHITECTURES, logits, sample_inputs, tiny_model
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from red_explorer.config import RedConfig
-from red_explorer.edit import attach_red, red_disabled
-from red_explorer.merge import MergeError, fold, merge_red, save_merged, unmerge_red
+from red_explorer.core.merged import save_merged
+from red_explorer.core.method import MergeError
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import attach_red, red_disabled
+from red_explorer.core.red.merge import fold, merge_red, unmerge_red
 
 # (architecture, site) pairs where transformers hard-codes bias=False on the edited module
 NO_BIAS_SLOT = {
@@ -96,7 +98,7 @@ def test_scale_only_merge_on_model_without_bias_slot(tmp_path):
 
 
 def test_loaded_edits_merge_like_trained_ones(tmp_path):
-    from red_explorer.saving import load_edits, save_edits
+    from red_explorer.core.registry import load_edits, save_edits
 
     model = edited_model("llama", "full", ["ffn", "attn"])
     save_edits(model, tmp_path / "edits", "tiny")

@@ -1,4 +1,4 @@
-"""Tests for red_explorer.models: local folders, errors, device/dtype, classification heads, real defaults."""
+"""Tests for red_explorer.models.loading: local folders, errors, device/dtype, classification heads, real defaults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import transformers as tf
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from red_explorer.models import (
+from red_explorer.models.loading import (
     CACHE_SUBFOLDER,
     LoadedModel,
     ModelLoadError,

@@ -6,11 +6,12 @@ import pytest
 import torch
 from tiny_models import logits, sample_inputs, tiny_model
 
-from red_explorer.config import RedConfig
-from red_explorer.edit import BIAS, SCALE, attach_red, red_vectors
-from red_explorer.merge import merge_red
-from red_explorer.multi_edit import EditBank, per_row_edits, swap_edits
-from red_explorer.saving import EditsFileError, load_edits, save_edits
+from red_explorer.core.checkpoint import EditsFileError
+from red_explorer.core.red.bank import EditBank, per_row_edits, swap_edits
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import BIAS, SCALE, attach_red, red_vectors
+from red_explorer.core.red.merge import merge_red
+from red_explorer.core.registry import load_edits, save_edits
 
 ARCHITECTURES = ["llama", "gpt2", "qwen2"]
 

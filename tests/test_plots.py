@@ -5,15 +5,7 @@ import plotly.graph_objects as go
 import pytest
 from test_analysis import edited
 
-from red_explorer.analysis import (
-    EditorMagnitudes,
-    RoutingTable,
-    edit_matrix,
-    edit_values,
-    layer_magnitudes,
-    site_edits,
-)
-from red_explorer.plots import (
+from red_explorer.app.plots import (
     ablation_figure,
     distribution_figure,
     edit_heatmap_figure,
@@ -25,6 +17,14 @@ from red_explorer.plots import (
     routing_figure,
     token_length_figure,
     usage_figure,
+)
+from red_explorer.engine.analysis import (
+    EditorMagnitudes,
+    RoutingTable,
+    edit_matrix,
+    edit_values,
+    layer_magnitudes,
+    site_edits,
 )
 
 

@@ -4,14 +4,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from red_explorer.config import RedConfig
-from red_explorer.data import DataConfig
-from red_explorer.edit import attach_red, red_disabled, red_parameter_count
-from red_explorer.experiment import default_train_config, prepare_data, save_run, train_method
-from red_explorer.merge import save_merged
-from red_explorer.methods import MethodSpec
-from red_explorer.models import load_model
-from red_explorer.saving import load_edits
+from red_explorer.core.merged import save_merged
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import attach_red, red_disabled, red_parameter_count
+from red_explorer.core.registry import MethodSpec, load_edits
+from red_explorer.data.prepared import prepare_data
+from red_explorer.data.tables import DataConfig
+from red_explorer.engine.experiment import default_train_config, save_run, train_method
+from red_explorer.models.loading import load_model
 
 pytestmark = pytest.mark.real_model
 
@@ -46,7 +46,7 @@ def test_edit_save_merge_reload_on_the_default_model(default, tmp_path):
             assert torch.equal(model(input_ids=input_ids).logits, base)
     assert (edited - base).abs().max() > 1e-3
     save_run_dir = tmp_path / "edits"
-    from red_explorer.saving import save_edits
+    from red_explorer.core.registry import save_edits
 
     save_edits(model, save_run_dir, "default")
     size = (save_run_dir / "edits.safetensors").stat().st_size
@@ -77,7 +77,7 @@ def test_red_lowers_validation_loss_on_a_bundled_sample(default, tmp_path):
 def test_red_classifies_sentiment_with_the_minilm_encoder():
     """The paper's GLUE route: RED + a new head on a real encoder (all-MiniLM-L6-v2)."""
     config = DataConfig(task="classification", max_length=64)
-    from red_explorer.data import load_table
+    from red_explorer.data.tables import load_table
 
     labels = load_table("assets/samples/sentiment.csv", config)[1].labels
     encoder = load_model("minilm", task="classification", num_labels=len(labels), device="cpu")

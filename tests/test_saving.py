@@ -9,9 +9,10 @@ from safetensors.torch import load_file, save_file
 from test_edit import VARIANTS, randomize
 from tiny_models import ARCHITECTURES, logits, sample_inputs, tiny_model
 
-from red_explorer.config import RedConfig
-from red_explorer.edit import attach_red, has_red, red_vectors
-from red_explorer.saving import EditsFileError, load_edits, save_edits
+from red_explorer.core.checkpoint import EditsFileError
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import attach_red, has_red, red_vectors
+from red_explorer.core.registry import load_edits, save_edits
 
 
 def saved_edits(tmp_path, architecture="llama", variant="full", head=()):

@@ -11,22 +11,24 @@ from test_edit import randomize as randomize_red
 from test_saving import Exploit, rewrite_tensors
 from tiny_models import ARCHITECTURES, logits, sample_inputs, tiny_model
 
-from red_explorer.config import RedConfig
-from red_explorer.edit import attach_red, trainable_parameter_count
-from red_explorer.saving import EditsFileError, load_edits, save_edits
-from red_explorer.tare import (
+from red_explorer import merge_and_unload
+from red_explorer.core.checkpoint import EditsFileError
+from red_explorer.core.method import MergeError
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import attach_red, trainable_parameter_count
+from red_explorer.core.red.saving import load_red
+from red_explorer.core.registry import load_edits, save_edits
+from red_explorer.core.tare.edit import (
     TareConfig,
     attach_tare,
     detach_tare,
-    editor_magnitudes,
     has_tare,
-    merge_tare,
     tare_disabled,
     tare_parameter_count,
     tare_parameters,
-    tare_routing,
 )
-from red_explorer.tare_saving import load_tare, save_tare
+from red_explorer.core.tare.routing import editor_magnitudes, tare_routing
+from red_explorer.core.tare.saving import load_tare, save_tare
 
 SITE_CHOICES = [["ffn"], ["attn"], ["ffn", "attn"]]
 HIDDEN = 32
@@ -42,15 +44,15 @@ def randomize(model, seed=3):
 
 
 def hand_tare(output, scale, bias, selector, top_k):
-    """Σ_j w_j (scale_j ⊙ h + bias_j) over the top-k scores of each token, one token at a time."""
+    """h + Σ_j p_j ((scale_j − 1) ⊙ h + bias_j) over the k most probable editors, p = softmax over all E."""
     rows = []
     for hidden in output.reshape(-1, output.shape[-1]):
-        scores = [torch.dot(hidden, row).item() for row in selector]
-        chosen = sorted(range(len(scores)), key=lambda editor: scores[editor], reverse=True)[:top_k]
-        top = torch.tensor([scores[editor] for editor in chosen])
-        weights = torch.exp(top - top.max())
-        weights = weights / weights.sum()
-        rows.append(sum(weights[j] * (scale[editor] * hidden + bias[editor]) for j, editor in enumerate(chosen)))
+        scores = torch.tensor([torch.dot(hidden, row).item() for row in selector])
+        probabilities = torch.exp(scores - scores.max())
+        probabilities = probabilities / probabilities.sum()
+        chosen = sorted(range(len(scores)), key=lambda editor: scores[editor].item(), reverse=True)[:top_k]
+        change = sum(probabilities[e] * ((scale[e] - 1) * hidden + bias[e]) for e in chosen)
+        rows.append(hidden + change)
     return torch.stack(rows).reshape(output.shape)
 
 
@@ -109,7 +111,7 @@ def test_each_token_mixes_exactly_k_editors(architecture):
     assert routing.selected.shape == routing.weights.shape == (len(sites), input_ids.shape[1], 3)
     assert all(len(set(token.tolist())) == 3 for token in routing.selected.reshape(-1, 3))
     assert (routing.weights > 0).all() and (routing.weights[..., :-1] >= routing.weights[..., 1:]).all()
-    torch.testing.assert_close(routing.weights.sum(-1), torch.ones(len(sites), input_ids.shape[1]))
+    assert (routing.weights.sum(-1) < 1).all()  # probabilities over all 5 editors, 3 of them chosen
     torch.testing.assert_close(routing.usage.sum(-1), torch.full((len(sites),), 3.0))
 
 
@@ -249,8 +251,8 @@ def test_half_precision_models_keep_fp32_tensors(dtype):
 def test_merge_is_refused_with_the_reason_and_the_alternative():
     model = tiny_model("llama")
     attach_tare(model)
-    with pytest.raises(ValueError, match=r"routed.*save_tare.*load_tare"):
-        merge_tare(model)
+    with pytest.raises(MergeError, match=r"routed.*load_edits"):
+        merge_and_unload(model)
 
 
 def test_training_lowers_the_loss_and_reaches_every_tare_tensor():
@@ -338,7 +340,11 @@ def set_tare_section(directory, **changes):
 SITE = "model.layers.0.mlp.down_proj"
 BAD_FILES = {
     "wrong architecture": (lambda directory: None, lambda: tiny_model("gpt2"), "trained on a 'llama' model"),
-    "wrong hidden size": (lambda directory: None, wide_llama, "hidden size 32, this model 48"),
+    "wrong hidden size": (
+        lambda directory: None,
+        wide_llama,
+        r"shape \(4, 32\); attached to this model the edit needs \(4, 48\)",
+    ),
     "missing tensor": (
         lambda directory: rewrite_tensors(directory, lambda tensors: tensors.pop(f"{SITE}.tare_selector")),
         lambda: tiny_model("llama"),
@@ -354,12 +360,12 @@ BAD_FILES = {
             directory, lambda tensors: tensors.update({f"{SITE}.tare_bias": torch.ones(4, 31)})
         ),
         lambda: tiny_model("llama"),
-        r"shape \(4, 31\); this TARE config needs \(4, 32\)",
+        r"shape \(4, 31\); attached to this model the edit needs \(4, 32\)",
     ),
     "num_editors mismatch": (
         lambda directory: set_tare_section(directory, num_editors=5),
         lambda: tiny_model("llama"),
-        r"shape \(4, 32\); this TARE config needs \(5, 32\)",
+        r"shape \(4, 32\); attached to this model the edit needs \(5, 32\)",
     ),
     "non-finite": (
         lambda directory: rewrite_tensors(
@@ -396,21 +402,24 @@ def test_pickle_renamed_is_refused_and_never_executed(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_red_and_tare_files_are_not_interchangeable(tmp_path):
+def test_method_loaders_refuse_the_other_method_and_load_edits_dispatches(tmp_path):
     red_model = tiny_model("llama")
     attach_red(red_model, RedConfig())
     randomize_red(red_model)
     red_directory = save_edits(red_model, tmp_path / "red", base_model="tiny")
-    with pytest.raises(EditsFileError, match="'red' edits, not TARE: load RED edits with load_edits"):
+    with pytest.raises(EditsFileError, match="holds 'red' edits, not 'tare'"):
         load_tare(tiny_model("llama"), red_directory)
-    _, tare_directory = saved_tare(tmp_path)
-    with pytest.raises(EditsFileError, match="holds 'tare' edits"):
-        load_edits(tiny_model("llama"), tare_directory)
+    tare_model, tare_directory = saved_tare(tmp_path)
+    with pytest.raises(EditsFileError, match="holds 'tare' edits, not 'red'"):
+        load_red(tiny_model("llama"), tare_directory)
+    fresh, input_ids = tiny_model("llama"), sample_inputs()
+    assert isinstance(load_edits(fresh, tare_directory), TareConfig) and has_tare(fresh)
+    torch.testing.assert_close(logits(fresh, input_ids), logits(tare_model, input_ids), rtol=0, atol=0)
 
 
 @pytest.mark.real_model
 def test_real_default_model_trains_saves_and_loads(tmp_path):
-    from red_explorer.models import load_model
+    from red_explorer.models.loading import load_model
 
     loaded = load_model("default", device="cpu", dtype="float32")
     model, tokenizer = loaded.model, loaded.tokenizer

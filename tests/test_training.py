@@ -8,12 +8,13 @@ import pytest
 import torch
 from tiny_models import logits, sample_inputs, save_tiny_causal_lm
 
-from red_explorer.data import DataConfig
-from red_explorer.edit import red_vectors
-from red_explorer.experiment import default_train_config, prepare_data, save_run, train_method
-from red_explorer.methods import MethodSpec, apply_method, base_behaviour, load_method
-from red_explorer.models import load_model
-from red_explorer.training import EvalEvent, StepEvent, TrainConfig, run_training
+from red_explorer.core.red.edit import red_vectors
+from red_explorer.core.registry import MethodSpec, apply_method, base_behaviour, load_method
+from red_explorer.data.prepared import prepare_data
+from red_explorer.data.tables import DataConfig
+from red_explorer.engine.experiment import default_train_config, save_run, train_method
+from red_explorer.engine.training import EvalEvent, StepEvent, TrainConfig, run_training
+from red_explorer.models.loading import load_model
 
 SAMPLE = "assets/samples/restaurants_e2e.csv"
 

@@ -15,12 +15,12 @@ from app_helpers import save_tiny_llama, tiny_rows, write_csv
 from tiny_models import logits, sample_inputs
 from transformers import AutoModelForCausalLM
 
-from red_explorer.edits_archive import MAX_MEMBERS, safe_extract
-from red_explorer.merge import MergeError
-from red_explorer.methods import MethodSpec, apply_method
-from red_explorer.model_registry import ModelKey, ModelRegistry
-from red_explorer.saving import EditsFileError
-from red_explorer.workbench import TrainOptions, Workbench
+from red_explorer.app.archive import MAX_MEMBERS, safe_extract
+from red_explorer.app.model_registry import ModelKey, ModelRegistry
+from red_explorer.app.workbench import TrainOptions, Workbench
+from red_explorer.core.checkpoint import EditsFileError
+from red_explorer.core.method import MergeError
+from red_explorer.core.registry import MethodSpec, apply_method
 
 OPTIONS = TrainOptions(max_steps=3, max_length=64, batch_size=8, eval_every=None)
 INPUTS = sample_inputs(batch=2, length=8)

@@ -1,0 +1,263 @@
+"""Pure plotly figures for the app: data in, ``plotly.graph_objects.Figure`` out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from red_explorer.engine.analysis import EditorMagnitudes, LayerMagnitudes, RoutingTable
+
+TEMPLATE = "plotly_white"
+RED = "#c0392b"
+PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
+METHOD_COLOURS = {"red": "#c0392b", "lora": "#2471a3", "tare": "#7d3c98", "full": "#566573", "base": "#7f8c8d"}
+KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
+FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
+
+
+def _layout(figure: go.Figure, title: str, height: int = 360, **extra) -> go.Figure:
+    figure.update_layout(
+        title=dict(text=title, x=0.01, xanchor="left"),
+        template=TEMPLATE,
+        height=height,
+        margin=dict(l=60, r=20, t=56, b=48),
+        font=FONT,
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        **extra,
+    )
+    return figure
+
+
+def empty_figure(message: str, height: int = 300) -> go.Figure:
+    """A blank figure that says why there is nothing to show."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, font=dict(size=15, color="#7f8c8d"), x=0.5, y=0.5)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return _layout(figure, "", height=height)
+
+
+def loss_figure(runs: Mapping[str, tuple[Sequence[float], Sequence[dict]]], title: str = "Loss") -> go.Figure:
+    """Training loss per step (solid) and validation loss (dashed, markers) for each run label."""
+    figure = go.Figure()
+    for index, (label, (train_loss, eval_history)) in enumerate(runs.items()):
+        colour = PALETTE[index % len(PALETTE)]
+        steps = list(range(1, len(train_loss) + 1))
+        figure.add_trace(
+            go.Scatter(x=steps, y=list(train_loss), mode="lines", name=f"{label} · train", line=dict(color=colour))
+        )
+        if eval_history:
+            figure.add_trace(
+                go.Scatter(
+                    x=[record["step"] for record in eval_history],
+                    y=[record["loss"] for record in eval_history],
+                    mode="lines+markers",
+                    name=f"{label} · validation",
+                    line=dict(color=colour, dash="dash"),
+                    marker=dict(size=8, symbol="diamond"),
+                )
+            )
+    figure.update_xaxes(title_text="optimizer step", rangemode="tozero")
+    figure.update_yaxes(title_text="loss")
+    return _layout(figure, title)
+
+
+def layer_magnitude_figure(magnitudes: Sequence[LayerMagnitudes], title: str = "What RED learned, per layer"):
+    """Bars per layer: mean |scale − 1| (top) and mean |bias| (bottom), one colour per site kind."""
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, subplot_titles=("mean |scale − 1|", "mean |bias|")
+    )
+    for row, field in ((1, "scale"), (2, "bias")):
+        for item in magnitudes:
+            figure.add_trace(
+                go.Bar(
+                    x=item.layers,
+                    y=getattr(item, field),
+                    name=item.kind,
+                    legendgroup=item.kind,
+                    showlegend=row == 1,
+                    marker_color=KIND_COLOURS.get(item.kind, RED),
+                ),
+                row=row,
+                col=1,
+            )
+    figure.update_xaxes(title_text="layer", row=2, col=1, dtick=1 if max(_layer_count(magnitudes), 1) <= 16 else 2)
+    figure.update_layout(barmode="group", bargap=0.15)
+    return _layout(figure, title, height=440)
+
+
+def _layer_count(magnitudes: Sequence[LayerMagnitudes]) -> int:
+    return max((len(item.layers) for item in magnitudes), default=0)
+
+
+def edit_heatmap_figure(row_labels: Sequence[str], matrix: np.ndarray, title: str) -> go.Figure:
+    """A site × hidden-dimension heatmap of signed values, centred on zero (red up, blue down)."""
+    limit = float(np.abs(matrix).max()) or 1.0
+    figure = go.Figure(
+        go.Heatmap(
+            z=matrix,
+            y=list(row_labels),
+            x=list(range(matrix.shape[1])),
+            colorscale="RdBu_r",
+            zmin=-limit,
+            zmax=limit,
+            colorbar=dict(thickness=12),
+            hovertemplate="%{y}, dim %{x}: %{z:.4f}<extra></extra>",
+        )
+    )
+    figure.update_xaxes(title_text="hidden dimension")
+    figure.update_yaxes(autorange="reversed")
+    return _layout(figure, title, height=max(300, 60 + 14 * len(row_labels)))
+
+
+def distribution_figure(values: Mapping[str, np.ndarray], title: str = "Distribution of the learned values"):
+    """Overlaid histograms of every learned value (e.g. 'scale − 1' and 'bias')."""
+    figure = go.Figure()
+    for index, (name, data) in enumerate(values.items()):
+        figure.add_trace(
+            go.Histogram(x=np.asarray(data), name=name, opacity=0.65, nbinsx=80, marker_color=PALETTE[index])
+        )
+    figure.update_layout(barmode="overlay")
+    figure.update_xaxes(title_text="value")
+    figure.update_yaxes(title_text="count")
+    return _layout(figure, title)
+
+
+def _short(count: int) -> str:
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= divisor:
+            return f"{count / divisor:.3g}{suffix}"
+    return str(count)
+
+
+def parameter_figure(counts: Mapping[str, int], total: int, title: str = "Trainable parameters"):
+    """Horizontal bars on a log axis; each bar says its count and its share of the base model."""
+    labels = list(counts)
+    values = [counts[label] for label in labels]
+    text = [f"{_short(value)} ({100 * value / total:.3g}%)" for value in values]
+    colours = [METHOD_COLOURS.get(label.split()[0].lower(), "#566573") for label in labels]
+    figure = go.Figure(
+        go.Bar(x=values, y=labels, orientation="h", text=text, textposition="auto", marker_color=colours)
+    )
+    figure.update_xaxes(type="log", title_text="parameters (log scale)")
+    figure.update_yaxes(autorange="reversed")
+    return _layout(figure, title, height=80 + 48 * len(labels))
+
+
+def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable parameters") -> go.Figure:
+    """One marker per ablation row: validation metric after training against trainable parameters (log x)."""
+    figure = go.Figure()
+    for method in dict.fromkeys(row["method"] for row in rows):
+        chosen = [row for row in rows if row["method"] == method]
+        figure.add_trace(
+            go.Scatter(
+                x=[row["trainable_parameters"] for row in chosen],
+                y=[row["after"] for row in chosen],
+                text=[row["label"] for row in chosen],
+                mode="markers+text",
+                textposition="top center",
+                name=method.upper(),
+                marker=dict(size=13, color=METHOD_COLOURS.get(method, RED), line=dict(width=1, color="white")),
+            )
+        )
+    if rows:
+        counts = [row["trainable_parameters"] for row in rows]
+        figure.update_xaxes(range=[np.log10(min(counts)) - 0.35, np.log10(max(counts)) + 0.35])
+        base = float(np.mean([row["before"] for row in rows]))
+        figure.add_hline(y=base, line_dash="dot", line_color="#7f8c8d", annotation_text="before training")
+        figure.update_yaxes(title_text=rows[0]["metric"].replace("_", " ") + " (after)")
+    figure.update_xaxes(type="log", title_text="trainable parameters (log scale)")
+    return _layout(figure, title, height=420)
+
+
+def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | None = None) -> go.Figure:
+    """Histogram of tokens per example for each split (shared bins), with the max-length cut marked."""
+    figure = go.Figure()
+    values = [value for split in lengths.values() for value in split]
+    low, high = min(values, default=0), max([*values, max_length or 0], default=1)
+    size = max(1, -(-(high - low + 1) // 30))  # about 30 bins over the data and the cut
+    for index, (split, split_values) in enumerate(lengths.items()):
+        figure.add_trace(
+            go.Histogram(
+                x=list(split_values),
+                name=split,
+                opacity=0.7,
+                marker_color=PALETTE[index],
+                xbins=dict(start=low - 0.5, end=high + size, size=size),
+            )
+        )
+    if max_length:
+        figure.add_vline(
+            x=max_length,
+            line_dash="dash",
+            line_color=RED,
+            annotation_text=f"max length {max_length}",
+            annotation_position="top left",
+        )
+    figure.update_layout(barmode="overlay")
+    figure.update_xaxes(title_text="tokens per example")
+    figure.update_yaxes(title_text="examples")
+    return _layout(figure, "Token lengths")
+
+
+def routing_figure(table: RoutingTable, title: str = "Which editor each token uses") -> go.Figure:
+    """Token × layer heatmap of each token's top editor (hover: its mixing weight)."""
+    editors = int(table.usage.shape[1])
+    colours = [PALETTE[i % len(PALETTE)] for i in range(editors)]
+    scale = [[position / editors, colour] for i, colour in enumerate(colours) for position in (i, i + 1)]
+    positions = list(range(len(table.tokens)))
+    figure = go.Figure(
+        go.Heatmap(
+            z=table.top_editor,
+            x=positions,
+            y=table.site_labels,
+            customdata=table.top_weight,
+            zmin=-0.5,
+            zmax=editors - 0.5,
+            colorscale=scale,
+            colorbar=dict(title="editor", tickvals=list(range(editors)), thickness=12),
+            hovertemplate="%{y}, token %{x}: editor %{z} (weight %{customdata:.2f})<extra></extra>",
+        )
+    )
+    figure.update_xaxes(tickvals=positions, ticktext=table.tokens, tickangle=-60, title_text="token")
+    figure.update_yaxes(autorange="reversed")
+    return _layout(figure, title, height=max(320, 120 + 16 * len(table.site_labels)))
+
+
+def usage_figure(table: RoutingTable, title: str = "Editor usage (share of tokens)") -> go.Figure:
+    """Per editor, the share of tokens that selected it, averaged over sites, with per-site spread on hover."""
+    editors = list(range(table.usage.shape[1]))
+    figure = go.Figure(
+        go.Bar(
+            x=[f"editor {e}" for e in editors],
+            y=table.usage.mean(axis=0),
+            marker_color=[PALETTE[e % len(PALETTE)] for e in editors],
+            error_y=dict(type="data", array=table.usage.std(axis=0), visible=True),
+        )
+    )
+    figure.update_yaxes(title_text="share of tokens (mean over layers)")
+    return _layout(figure, title, height=320)
+
+
+def editor_magnitude_figure(table: EditorMagnitudes, title: str = "TARE editors: distance from identity"):
+    """Two site × editor heatmaps: mean |scale − 1| and mean |bias| of each editor."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("mean |scale − 1|", "mean |bias|"), horizontal_spacing=0.14)
+    editors = [f"e{e}" for e in range(table.scale.shape[1])]
+    for col, matrix in ((1, table.scale), (2, table.bias)):
+        figure.add_trace(
+            go.Heatmap(
+                z=matrix,
+                x=editors,
+                y=table.site_labels,
+                colorscale="Reds",
+                colorbar=dict(thickness=10, x=0.43 if col == 1 else 1.0),
+                hovertemplate="%{y}, %{x}: %{z:.4f}<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
+    figure.update_yaxes(autorange="reversed")
+    return _layout(figure, title, height=max(320, 120 + 16 * len(table.site_labels)))

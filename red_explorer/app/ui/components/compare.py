@@ -1,0 +1,59 @@
+"""Compare tab widgets: prompt or validation example, runs, decoding settings; generations side by side."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import compare as handlers
+
+DEFAULT_PROMPT = "name[The Golden Curry] | eatType[restaurant] | food[Indian] | priceRange[cheap] | area[riverside]"
+
+
+def _decoding() -> list:
+    with gr.Accordion("Decoding (the same for every method)", open=False):
+        with gr.Row():
+            max_new_tokens = gr.Slider(8, 256, value=48, step=8, label="Max new tokens", elem_id="max-new-tokens")
+            do_sample = gr.Checkbox(False, label="Sample (off = greedy)")
+            temperature = gr.Slider(0.1, 2.0, value=0.7, step=0.1, label="Temperature (sampling)")
+            repetition_penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label="Repetition penalty")
+            no_repeat = gr.Number(0, precision=0, minimum=0, label="No-repeat n-gram (0 = off)")
+    return [max_new_tokens, do_sample, temperature, repetition_penalty, no_repeat]
+
+
+def build(state: gr.State) -> dict:
+    with gr.Tab("Compare", id="compare") as tab:
+        gr.Markdown("#### Base model | RED | LoRA on the same prompt, with the same decoding")
+        with gr.Row():
+            with gr.Column(scale=3):
+                prompt = gr.Textbox(DEFAULT_PROMPT, lines=2, label="Prompt", elem_id="compare-prompt")
+                example = gr.Dropdown(
+                    [],
+                    value=None,
+                    label="…or a validation example (wins over the prompt; shows the reference)",
+                    allow_custom_value=True,
+                    elem_id="compare-example",
+                )
+            runs = gr.Dropdown(
+                [],
+                multiselect=True,
+                allow_custom_value=True,
+                label="Runs next to the base model",
+                elem_id="compare-runs",
+                scale=2,
+            )
+        decoding = _decoding()
+        generate = gr.Button("Generate", variant="primary", elem_id="compare-button")
+        shown = gr.Markdown(label="Prompt and reference", elem_id="compare-prompt-shown")
+        cards = gr.HTML(label="Generations", elem_id="compare-cards")
+        table = gr.Dataframe(label="Latency and overlap", elem_id="compare-table", wrap=True)
+    generate.click(
+        ui_event(handlers.compare),
+        [state, prompt, example, runs, *decoding],
+        [shown, cards, table],
+        api_name="compare",
+        concurrency_id="generation",
+        concurrency_limit=2,
+    )
+    tab.select(ui_event(handlers.choices), [state, runs], [example, runs], queue=False, api_visibility="private")
+    return {"tab": tab}

@@ -1,0 +1,65 @@
+"""Inspect tab widgets: two RED runs side by side (per layer, heatmaps), distributions, top dimensions, TARE routing."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import inspect as handlers
+
+ROUTING_TEXT = "The restaurant near the river serves cheap Italian food."
+
+
+def _panel(side: str) -> list:
+    with gr.Column():
+        return [
+            gr.Plot(show_label=False, label=f"Run {side}: per layer", elem_id=f"layers-plot-{side.lower()}"),
+            gr.Plot(show_label=False, label=f"Run {side}: scale − 1", elem_id=f"scale-heatmap-{side.lower()}"),
+            gr.Plot(show_label=False, label=f"Run {side}: bias", elem_id=f"bias-heatmap-{side.lower()}"),
+        ]
+
+
+def _tare_section(state: gr.State) -> gr.Dropdown:
+    with gr.Accordion("TARE: which editor each token uses", open=False):
+        with gr.Row(equal_height=True):
+            tare_run = gr.Dropdown([], label="TARE run", allow_custom_value=True, scale=1)
+            text = gr.Textbox(ROUTING_TEXT, label="Text to route", scale=3)
+            route = gr.Button("Route", scale=1)
+        routing = gr.Plot(show_label=False, label="Token × layer: top editor", elem_id="routing-plot")
+        with gr.Row():
+            usage = gr.Plot(show_label=False, label="Editor usage", elem_id="usage-plot")
+            editors = gr.Plot(show_label=False, label="Editor magnitudes", elem_id="editor-plot")
+    route.click(
+        ui_event(handlers.tare_view), [state, tare_run, text], [routing, usage, editors], api_name="tare_routing"
+    )
+    return tare_run
+
+
+def build(state: gr.State) -> dict:
+    with gr.Tab("Inspect", id="inspect") as tab:
+        gr.Markdown("#### What RED learned: how far each layer's edit is from the identity (scale = 1, bias = 0)")
+        with gr.Row(equal_height=False):
+            run_a = gr.Dropdown([], label="Run A", allow_custom_value=True, elem_id="inspect-run-a")
+            run_b = gr.Dropdown([], label="Run B (side by side)", allow_custom_value=True, elem_id="inspect-run-b")
+            with gr.Column(scale=0, min_width=140):
+                show = gr.Button("Show", variant="primary", elem_id="inspect-button")
+        summary = gr.Markdown(label="Summary", elem_id="inspect-summary")
+        with gr.Row():
+            panel_a, panel_b = _panel("A"), _panel("B")
+        with gr.Row():
+            distribution = gr.Plot(
+                show_label=False, label="Distribution of run A's values", elem_id="distribution-plot"
+            )
+            top = gr.Dataframe(label="Run A: most-edited dimensions", elem_id="top-dimensions")
+        tare_run = _tare_section(state)
+    outputs = [summary, *panel_a, *panel_b, distribution, top]
+    show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect")
+    refresh = tab.select(
+        ui_event(handlers.choices),
+        [state, run_a, run_b],
+        [run_a, run_b, tare_run],
+        queue=False,
+        api_visibility="private",
+    )
+    refresh.then(ui_event(handlers.inspect_if_any), [state, run_a, run_b], outputs, api_visibility="private")
+    return {"tab": tab}

@@ -1,0 +1,44 @@
+"""Model tab widgets: model, task, device and dtype; the model's shape, its block diagram, parameters per method."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import model as handlers
+
+MODEL_HELP = (
+    "`default` = SmolLM2-135M-Instruct, bundled and offline · `minilm` = MiniLM encoder (classification) · "
+    "or type a Hugging Face hub id or a local folder saved with `save_pretrained`."
+)
+
+
+def build(state: gr.State, status: gr.Markdown) -> dict:
+    with gr.Tab("Model", id="model") as tab:
+        gr.Markdown("#### Choose the frozen base model\n" + MODEL_HELP)
+        with gr.Row(equal_height=True):
+            spec = gr.Dropdown(
+                ["default", "minilm"],
+                value="default",
+                allow_custom_value=True,
+                label="Model (pick or type a hub id / local path)",
+                elem_id="model-spec",
+                scale=3,
+            )
+            task = gr.Radio(["causal-lm", "classification"], value="causal-lm", label="Task", scale=2)
+            device = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto", label="Device", scale=1)
+            dtype = gr.Dropdown(["auto", "float32", "bfloat16", "float16"], value="auto", label="dtype", scale=1)
+        load = gr.Button("Load model", variant="primary", elem_id="load-model")
+        with gr.Row():
+            info = gr.Markdown("*Load a model to see its architecture.*", label="Model summary", elem_id="model-info")
+            parameters = gr.Plot(show_label=False, label="Trainable parameters per method", elem_id="param-plot")
+        diagram = gr.HTML(label="Block diagram", elem_id="model-diagram")
+    load.click(
+        ui_event(handlers.load_model),
+        [state, spec, task, device, dtype],
+        [info, diagram, parameters, status],
+        api_name="load_model",
+        concurrency_id="model",
+        concurrency_limit=2,
+    )
+    return {"tab": tab, "task": task}

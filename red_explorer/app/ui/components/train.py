@@ -1,0 +1,77 @@
+"""Train tab widgets: methods and their settings, shared training settings, Train/Stop, live curves, summary."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import train as handlers
+from red_explorer.core.registry import DEFAULT_LEARNING_RATES
+
+VARIANTS = [("scale + bias (RED)", "full"), ("scale only", "scale"), ("bias only", "bias")]
+SITES = [("FFN output (paper default)", "ffn"), ("attention output", "attn")]
+
+
+def _method_settings() -> list:
+    with gr.Accordion("RED / TARE settings", open=True):
+        variant = gr.Radio(VARIANTS, value="full", label="RED vectors")
+        sites = gr.CheckboxGroup(SITES, value=["ffn"], label="Edit sites")
+        red_lr = gr.Number(DEFAULT_LEARNING_RATES["red"], label="RED learning rate")
+    with gr.Accordion("LoRA settings", open=False):
+        lora_rank = gr.Number(8, precision=0, minimum=1, label="LoRA rank r (α = 2r, attention q/v)")
+        lora_lr = gr.Number(DEFAULT_LEARNING_RATES["lora"], label="LoRA learning rate")
+    with gr.Accordion("TARE settings", open=False):
+        with gr.Row():
+            editors = gr.Number(4, precision=0, minimum=1, label="Editors per site (E)")
+            top_k = gr.Number(2, precision=0, minimum=1, label="Active per token (k)")
+        tare_lr = gr.Number(DEFAULT_LEARNING_RATES["tare"], label="TARE learning rate")
+    return [variant, sites, lora_rank, editors, top_k, red_lr, lora_lr, tare_lr]
+
+
+def _loop_settings(max_length: gr.Slider) -> list:
+    with gr.Group():
+        with gr.Row():
+            epochs = gr.Number(1, minimum=0.1, label="Epochs")
+            max_steps = gr.Number(30, precision=0, minimum=0, label="Max steps (0 = whole epochs)", elem_id="max-steps")
+        with gr.Row():
+            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
+            seed = gr.Number(0, precision=0, label="Seed")
+        max_length.render()
+        eval_every = gr.Number(
+            10, precision=0, minimum=0, label="Validation loss every N steps (0 = off)", elem_id="eval-every"
+        )
+    return [epochs, max_steps, batch_size, max_length, seed, eval_every]
+
+
+def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
+    with gr.Tab("Train", id="train") as tab:
+        gr.Markdown("#### Train RED, LoRA or both on your data (each on its own copy of the frozen base model)")
+        with gr.Row():
+            with gr.Column():
+                methods = gr.CheckboxGroup(
+                    list(handlers.METHOD_CHOICES), value=["RED"], label="Methods", elem_id="train-methods"
+                )
+                method_inputs = _method_settings()
+            with gr.Column():
+                loop_inputs = _loop_settings(max_length)
+        with gr.Row():
+            start = gr.Button("Train", variant="primary", elem_id="train-button", scale=3)
+            stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
+        status = gr.HTML(
+            "<div class='red-status'><i>Pick methods and press Train. On a CPU a step takes a few seconds.</i></div>",
+            label="Training status",
+            elem_id="train-status",
+        )
+        loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
+        summary = gr.Dataframe(label="Summary", elem_id="train-summary", wrap=True)
+    start.click(
+        ui_event(handlers.train),
+        [state, methods, *method_inputs, *loop_inputs],
+        [status, loss, summary],
+        api_name="train",
+        show_progress_on=[status],
+        concurrency_id="training",
+        concurrency_limit=concurrency_limit,
+    )
+    stop.click(ui_event(handlers.stop), [state], [status], api_name="stop", queue=False)
+    return {"tab": tab}

@@ -1,0 +1,67 @@
+"""Turning plain handlers into Gradio event functions: errors become messages, Choices become updates."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from html import escape
+
+import gradio as gr
+
+from red_explorer.app.ui.handlers.common import Choices
+
+logger = logging.getLogger(__name__)
+EXPECTED_ERRORS = (ValueError, OSError, KeyError)
+
+
+def _to_gradio(value):
+    if isinstance(value, Choices):
+        return gr.update(choices=value.choices, value=value.value)
+    return value
+
+
+def _convert(outputs):
+    if isinstance(outputs, tuple):
+        return tuple(_to_gradio(value) for value in outputs)
+    return _to_gradio(outputs)
+
+
+def as_message(error: BaseException) -> gr.Error:
+    """An exception as the error box the user sees (the page keeps working)."""
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, EXPECTED_ERRORS):
+        text = str(error).strip() or type(error).__name__
+    else:
+        logger.exception("unexpected error in an event handler", exc_info=error)
+        text = f"Something went wrong ({type(error).__name__}: {error}). The app still works; try again."
+    return gr.Error(escape(text), duration=20, print_exception=False)
+
+
+def ui_event(handler):
+    """Wrap ``handler`` for Gradio: same parameters, but ``progress`` defaults to gr.Progress()."""
+    signature = inspect.signature(handler)
+    if inspect.isgeneratorfunction(handler):
+
+        def event(*args):
+            try:
+                for outputs in handler(*args):
+                    yield _convert(outputs)
+            except Exception as error:
+                raise as_message(error) from error
+
+    else:
+
+        def event(*args):
+            try:
+                return _convert(handler(*args))
+            except Exception as error:
+                raise as_message(error) from error
+
+    parameters = [
+        parameter.replace(default=gr.Progress()) if parameter.name == "progress" else parameter
+        for parameter in signature.parameters.values()
+    ]
+    event.__signature__ = signature.replace(parameters=parameters)
+    event.__name__, event.__doc__ = handler.__name__, handler.__doc__
+    return event

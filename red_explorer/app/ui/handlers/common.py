@@ -1,0 +1,134 @@
+"""What every handler shares: dropdown choices as plain data, progress reporting, number formatting."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+
+from red_explorer.app.workbench import Workbench
+
+Progress = Callable[..., None]
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class Choices:
+    """New choices (and value) for a dropdown or checkbox group; the UI turns it into gr.update."""
+
+    choices: list[str] = field(default_factory=list)
+    value: str | list[str] | None = None
+
+
+def status_html(text: str, fraction: float | None = None) -> str:
+    """A status line (``**bold**`` allowed) as HTML, with a progress bar when ``fraction`` is given."""
+    body = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
+    bar = ""
+    if fraction is not None:
+        percent = max(0.0, min(1.0, fraction)) * 100
+        bar = f'<div class="red-bar"><div style="width: {percent:.1f}%"></div></div>'
+    return f'<div class="red-status">{body}{bar}</div>'
+
+
+def no_progress(*args, **kwargs) -> None:
+    """A progress reporter that reports nothing (handlers called outside the app)."""
+
+
+def pick_run(workbench: Workbench, label: str | None, methods: tuple[str, ...] | None = None) -> str:
+    """The chosen run label, or the latest run (of ``methods``) when none is chosen."""
+    if label:
+        return label
+    labels = workbench.run_labels(methods)
+    if not labels:
+        kinds = "/".join(method.upper() for method in methods) + " " if methods else ""
+        raise ValueError(f"no {kinds}run in this session yet: train one in the Train tab")
+    return labels[-1]
+
+
+def run_choices(workbench: Workbench, methods: tuple[str, ...] | None = None, keep: str | None = None) -> Choices:
+    """The session's runs (of ``methods``), keeping ``keep`` selected when it still exists, else the latest."""
+    labels = workbench.run_labels(methods)
+    value = keep if keep in labels else (labels[-1] if labels else None)
+    return Choices(labels, value)
+
+
+def count(value: int) -> str:
+    """12,345 → '12.3K'."""
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if value >= divisor:
+            return f"{value / divisor:.3g}{suffix}"
+    return str(value)
+
+
+def megabytes(value: int) -> str:
+    return f"{value / 2**20:,.0f} MB"
+
+
+def optional_int(value) -> int | None:
+    """A number box's value as an int, where empty or 0 means None."""
+    if value in (None, ""):
+        return None
+    number = int(value)
+    return number if number > 0 else None
+
+
+class Worker(threading.Thread):
+    """Runs one long engine call in the background and keeps its result or its error."""
+
+    def __init__(self, call: Callable[[], object]):
+        super().__init__(daemon=True)
+        self.call, self.result, self.error = call, None, None
+
+    def run(self) -> None:
+        try:
+            self.result = self.call()
+        except BaseException as error:  # re-raised in the UI thread by follow()
+            self.error = error
+
+
+def follow(workbench: Workbench, call: Callable[[], object], poll: float | None = None):
+    """Run ``call`` in a thread, yielding None every ``poll`` seconds while it runs; return its result.
+
+    If the consumer stops listening (the page went away), the workbench's job is asked to stop.
+    """
+    poll = POLL_SECONDS if poll is None else poll
+    worker = Worker(call)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(poll)
+            if worker.is_alive():
+                yield
+    finally:
+        if worker.is_alive():
+            workbench.stop()
+    if worker.error is not None:
+        raise worker.error
+    return worker.result
+
+
+def stream(ticks, render: Callable[[], object]):
+    """Yield ``render()`` after every tick of a ``follow`` generator; return the followed call's result."""
+    while True:
+        try:
+            next(ticks)
+        except StopIteration as end:
+            return end.value
+        yield render()
+
+
+def train_options(epochs, max_steps, batch_size, max_length, seed, eval_every=None, learning_rate=None):
+    """TrainOptions from the values of the UI's number boxes (empty or 0 steps: whole epochs)."""
+    from red_explorer.app.workbench import TrainOptions
+
+    return TrainOptions(
+        learning_rate=float(learning_rate) if learning_rate else None,
+        epochs=float(epochs or 1.0),
+        max_steps=optional_int(max_steps),
+        batch_size=int(batch_size),
+        max_length=int(max_length),
+        seed=int(seed or 0),
+        eval_every=optional_int(eval_every),
+    )

@@ -1,0 +1,103 @@
+"""Compare tab: one prompt (or a validation example), the base model and each run side by side, same decoding."""
+
+from __future__ import annotations
+
+from html import escape
+
+import pandas as pd
+
+from red_explorer.app.ui.handlers.common import Choices
+from red_explorer.app.ui.session import Session
+from red_explorer.engine.generation import DecodingSettings, Generation
+
+EXAMPLE_LIMIT = 50
+METHOD_CLASS = {"base": "base", "RED": "red", "LoRA": "lora", "TARE": "tare"}
+
+
+def _example_label(index: int, prompt: str) -> str:
+    text = " ".join(prompt.split())
+    return f"#{index}: {text[:90]}{'…' if len(text) > 90 else ''}"
+
+
+def choices(session: Session, current_runs: list[str] | None = None):
+    """(validation examples, runs to compare): examples labelled '#i: text', every run ticked by default."""
+    workbench = session.workbench
+    examples = []
+    if workbench.data is not None:
+        split = workbench.data.probe.raw["validation"]
+        columns = split.column_names
+        for index in range(min(split.num_rows, EXAMPLE_LIMIT)):
+            examples.append(_example_label(index, " | ".join(str(split[index][name]) for name in columns[:1])))
+    labels = workbench.run_labels()
+    ticked = [label for label in current_runs or [] if label in labels] or labels
+    return Choices(examples, None), Choices(labels, ticked)
+
+
+def example_index(example: str | None) -> int | None:
+    """'#3: ...' → 3; empty → None."""
+    if not example:
+        return None
+    head = example.split(":", 1)[0].lstrip("#").strip()
+    if not head.isdigit():
+        raise ValueError(f"cannot read the example {example!r}: pick one from the list")
+    return int(head)
+
+
+def _css_class(method: str) -> str:
+    return METHOD_CLASS.get(method.split()[0], "other")
+
+
+def cards_html(generations: list[Generation]) -> str:
+    """Side-by-side cards: method, latency, tokens/s, the text, and ROUGE-L against the reference."""
+    cards = []
+    for generation in generations:
+        rouge = "" if generation.rouge_l is None else f"<span class='pill'>ROUGE-L {generation.rouge_l:.3f}</span>"
+        cards.append(
+            f"<div class='gen-card {_css_class(generation.method)}'>"
+            f"<div class='gen-head'><b>{escape(generation.method)}</b>"
+            f"<span class='pill'>{generation.seconds:.2f} s</span>"
+            f"<span class='pill'>{generation.tokens_per_second:.1f} tok/s</span>{rouge}</div>"
+            f"<div class='gen-text'>{escape(generation.text) or '<i>(empty)</i>'}</div></div>"
+        )
+    return f"<div class='gen-grid'>{''.join(cards)}</div>"
+
+
+def compare(
+    session: Session,
+    prompt: str = "",
+    example: str | None = None,
+    runs: list[str] | None = None,
+    max_new_tokens: float = 48,
+    do_sample: bool = False,
+    temperature: float = 0.7,
+    repetition_penalty: float = 1.1,
+    no_repeat_ngram_size: float = 0,
+):
+    """Generate with base + the ticked runs: (prompt and reference markdown, cards html, table)."""
+    settings = DecodingSettings(
+        max_new_tokens=int(max_new_tokens),
+        do_sample=bool(do_sample),
+        temperature=float(temperature),
+        repetition_penalty=float(repetition_penalty),
+        no_repeat_ngram_size=int(no_repeat_ngram_size or 0),
+    )
+    index = example_index(example)
+    labels = list(runs) if runs else []
+    formatted, reference, generations = session.workbench.compare(prompt or "", index, labels, settings)
+    shown = f"**Prompt** (as the model sees it):\n```text\n{formatted.strip()}\n```"
+    if reference:
+        shown += f"\n**Reference:** {reference}"
+    table = pd.DataFrame(
+        [
+            {
+                "method": generation.method,
+                "seconds": round(generation.seconds, 3),
+                "new tokens": generation.new_tokens,
+                "tokens/s": round(generation.tokens_per_second, 1),
+                "ROUGE-L": None if generation.rouge_l is None else round(generation.rouge_l, 4),
+                "text": generation.text,
+            }
+            for generation in generations
+        ]
+    )
+    return shown, cards_html(generations), table

@@ -1,0 +1,48 @@
+"""Export tab: download a run's edits or the merged model, import edits from a zip, and a snippet to apply them."""
+
+from __future__ import annotations
+
+from red_explorer.app.ui.handlers.common import pick_run, run_choices
+from red_explorer.app.ui.session import Session
+
+EXPORTABLE = ("red", "tare", "lora", "full")
+
+
+def choices(session: Session, current: str | None = None):
+    return run_choices(session.workbench, EXPORTABLE, current)
+
+
+def export_edits(session: Session, label: str | None):
+    """(zip path of the run's edits, Python snippet that applies it)."""
+    workbench = session.workbench
+    label = pick_run(workbench, label)
+    archive = workbench.export_edits_zip(label)
+    return str(archive), workbench.python_snippet(label, archive.name)
+
+
+def export_merged(session: Session, label: str | None) -> str:
+    """Zip path of a plain checkpoint with the edits folded in (a clear error when merging is impossible)."""
+    workbench = session.workbench
+    return str(workbench.export_merged_zip(pick_run(workbench, label)))
+
+
+def snippet(session: Session, label: str | None) -> str:
+    workbench = session.workbench
+    return workbench.python_snippet(pick_run(workbench, label))
+
+
+def import_edits(session: Session, archive: str | None):
+    """Load an edits zip onto a copy of the base model: (status, run choices with the new run selected)."""
+    if not archive:
+        raise ValueError("upload the .zip of an edits folder first")
+    workbench = session.workbench
+    run = workbench.import_edits_zip(archive)
+    status = f"**Loaded {run.label}**: it is now available in Compare, Inspect and Export."
+    return status, run_choices(workbench, EXPORTABLE, run.label)
+
+
+def snippet_if_any(session: Session, label: str | None) -> str:
+    """The snippet of the chosen run, or a hint while there is none."""
+    if not (label or session.workbench.run_labels(EXPORTABLE)):
+        return "# Train a run (or load edits) first; the code to apply its edits appears here."
+    return snippet(session, label)

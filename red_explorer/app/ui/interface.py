@@ -1,0 +1,112 @@
+"""The app: a header with the model status, then one tab per task; per-session state, cleanup on close."""
+
+from __future__ import annotations
+
+import os
+
+import gradio as gr
+
+from red_explorer.app.model_registry import REGISTRY, ModelKey
+from red_explorer.app.ui.components import ablate, about, compare, data, export, inspect, model, train
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers.model import model_status
+from red_explorer.app.ui.session import Session
+
+DEFAULT_CONCURRENCY = 4
+STATUS_SECONDS = 3.0
+
+HEADER = """
+<div class="red-header">
+  <div class="red-title"><span class="red-mark">RED</span> Explorer</div>
+  <div class="red-subtitle">Fine-tune a frozen transformer by editing its representations:
+  <code>h' = scale ⊙ h + bias</code> after each FFN — and compare with LoRA and TARE.</div>
+</div>
+"""
+
+CSS = """
+.red-header {padding: 10px 4px 2px 4px;}
+.red-title {font-size: 28px; font-weight: 700; letter-spacing: -0.5px;}
+.red-mark {background: #c0392b; color: white; border-radius: 8px; padding: 0 8px; margin-right: 2px;}
+.red-subtitle {color: #566573; font-size: 15px; margin-top: 4px;}
+.red-diagram {background: white; border: 1px solid #e5e7e9; border-radius: 12px; padding: 10px 14px;}
+#model-status {font-size: 14px;}
+.gen-grid {display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 12px;}
+.gen-card {border: 1px solid #d5d8dc; border-top: 5px solid #7f8c8d; border-radius: 10px; padding: 10px 12px;
+           background: white;}
+.gen-card.red {border-top-color: #c0392b;} .gen-card.lora {border-top-color: #2471a3;}
+.gen-card.tare {border-top-color: #7d3c98;}
+.gen-head {display: flex; flex-wrap: wrap; gap: 6px; align-items: center; margin-bottom: 8px;}
+.gen-head b {margin-right: auto; font-size: 15px;}
+.pill {background: #f2f3f4; border-radius: 999px; padding: 1px 9px; font-size: 12px; color: #34495e;}
+.red-status {font-size: 15px; padding: 4px 2px;}
+.red-bar {height: 10px; background: #eaecee; border-radius: 6px; margin-top: 8px; overflow: hidden;}
+.red-bar > div {height: 100%; background: #c0392b; border-radius: 6px; transition: width 0.6s ease;}
+.gen-text {white-space: pre-wrap; font-size: 14.5px; line-height: 1.45; color: #1b2631;}
+"""
+
+
+def theme() -> gr.themes.Base:
+    """A light theme with RED's colour and local fonts only (no web font requests)."""
+    return gr.themes.Soft(
+        primary_hue=gr.themes.colors.red,
+        neutral_hue=gr.themes.colors.slate,
+        font=(gr.themes.Font("Inter"), "Liberation Sans", "Arial", "sans-serif"),
+        font_mono=(gr.themes.Font("Liberation Mono"), "Menlo", "monospace"),
+    ).set(
+        block_label_background_fill="*neutral_100",
+        block_label_text_color="*neutral_700",
+        block_title_text_color="*neutral_700",
+        button_primary_background_fill="*primary_600",
+        button_primary_background_fill_hover="*primary_700",
+        button_primary_text_color="white",
+    )
+
+
+def launch_options() -> dict:
+    """What ``launch()`` needs besides the address (Gradio 6 takes theme and CSS there)."""
+    return {"theme": theme(), "css": CSS, "ssr_mode": False}
+
+
+def training_concurrency() -> int:
+    """Training jobs that run at once across all sessions ($RED_EXPLORER_TRAINING_JOBS, default 1)."""
+    return max(1, int(os.environ.get("RED_EXPLORER_TRAINING_JOBS", "1")))
+
+
+def _start(session: Session) -> tuple[str, Session]:
+    """Page load: the status line, and the session handed back to Gradio's state holder."""
+    return model_status(session), session
+
+
+def build_demo(preload: bool = True) -> gr.Blocks:
+    """Compose the tabs. ``preload`` starts loading the default model in the background right away."""
+    jobs = training_concurrency()
+    with gr.Blocks(title="RED Explorer") as demo:
+        state = gr.State(Session(), delete_callback=Session.close)
+        gr.HTML(HEADER)
+        status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
+        max_length = gr.Slider(
+            16, 1024, value=128, step=16, label="Max length (tokens)", elem_id="max-length", render=False
+        )
+        with gr.Tabs():
+            about.build()
+            model.build(state, status)
+            data.build(state, max_length)
+            train.build(state, max_length, jobs)
+            inspect.build(state)
+            ablate.build(state, jobs)
+            compare.build(state)
+            export.build(state)
+        refresh = ui_event(model_status)
+        # Returning the session as an output registers it with Gradio's state holder, so that
+        # delete_state() (below, when the tab closes) calls its delete_callback.
+        demo.load(_start, [state], [status, state], api_visibility="private", show_progress="hidden")
+        gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
+
+        def close_session(request: gr.Request) -> None:
+            """The tab closed: free this session's runs and files now (not an hour later)."""
+            demo.state_holder.delete_state(request.session_hash)
+
+        demo.unload(close_session)
+    if preload:
+        REGISTRY.preload(ModelKey())
+    return demo

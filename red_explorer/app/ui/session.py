@@ -1,0 +1,43 @@
+"""One browser session's state (held in a gr.State): its own workbench, created on first use."""
+
+from __future__ import annotations
+
+import weakref
+
+from red_explorer.app.workbench import Workbench
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()  # sessions holding a workbench (for the header and the tests)
+
+
+def open_sessions() -> int:
+    """How many browser sessions hold a workbench right now."""
+    return len(_OPEN)
+
+
+class Session:
+    """What gr.State keeps per browser tab. Deep-copied while empty; the workbench appears on first use.
+
+    (A plain class, not a dataclass: Gradio would try to serialise a dataclass state value.)
+    """
+
+    def __init__(self, workbench: Workbench | None = None):
+        self._workbench = workbench
+        if workbench is not None:
+            _OPEN.add(self)
+
+    @property
+    def workbench(self) -> Workbench:
+        if self._workbench is None:
+            self._workbench = Workbench()
+            _OPEN.add(self)
+        return self._workbench
+
+    def close(self) -> None:
+        """Free the session's runs, data and files (gr.State's delete_callback)."""
+        if self._workbench is not None:
+            self._workbench.close()
+            self._workbench = None
+        _OPEN.discard(self)
+
+    def __repr__(self) -> str:
+        return f"Session(workbench={'open' if self._workbench else 'none'})"

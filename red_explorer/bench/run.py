@@ -1,0 +1,153 @@
+"""The cost benchmark of issue #5: RED vs the floor, LoRA, TARE and full fine-tuning, in one process.
+
+``run_benchmark`` measures, on one model and one batch, each figure as the median of interleaved
+repetitions after warm-up: (1) a training step per method against the floor, with peak memory;
+(2) generation tokens/s attached and merged; (3) eight distinct edits in one batch vs one shared edit;
+(4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop.
+It writes ``bench.json`` and ``bench.md`` into ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+from pathlib import Path
+
+import torch
+
+from red_explorer.bench.report import markdown, verdicts
+from red_explorer.bench.serve import bench_generation, bench_many_edits
+from red_explorer.bench.setup import BenchModel, choose_shape, load_bench_model
+from red_explorer.bench.swap import bench_swap_and_sizes
+from red_explorer.bench.timing import Timings
+from red_explorer.bench.train import bench_engine, bench_training_steps
+
+HEADLINE_KEYS = (
+    "red_step_over_floor",
+    "red_step_over_lora",
+    "merged_generate_over_base",
+    "attached_generate_over_base",
+    "many_edits_over_one_edit",
+    "red_swap_ms",
+    "engine_over_raw_throughput",
+    "tare_step_over_floor",
+    "tare_generate_over_base",
+)
+
+
+def device_name(device: torch.device) -> str:
+    """The CPU model (from /proc/cpuinfo) and thread count, or the GPU's name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {torch.get_num_threads()} torch threads"
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+    }
+
+
+def _headline(training: Timings, generation: Timings, many: dict, swap: dict, engine: dict) -> dict:
+    """The headline ratios of bench.json: paired per-round time ratios (> 1 is slower), except the engine's."""
+    return {
+        "red_step_over_floor": training.ratio("red_ffn", "floor"),
+        "red_step_over_lora": training.ratio("red_ffn", "lora_r8"),
+        "red_ffn_attn_step_over_floor": training.ratio("red_ffn_attn", "floor"),
+        "lora_step_over_floor": training.ratio("lora_r8", "floor"),
+        "tare_step_over_floor": training.ratio("tare", "floor"),
+        "full_step_over_floor": training.ratio("full", "floor"),
+        "merged_generate_over_base": generation.ratio("red_merged", "base"),
+        "attached_generate_over_base": generation.ratio("red_attached", "base"),
+        "lora_attached_generate_over_base": generation.ratio("lora_attached", "base"),
+        "lora_merged_generate_over_base": generation.ratio("lora_merged", "base"),
+        "tare_generate_over_base": generation.ratio("tare_attached", "base"),
+        "many_edits_over_one_edit": many["generate_ratio"],
+        "many_edits_forward_over_one_edit": many["forward_ratio"],
+        "red_swap_ms": swap["red_swap_ms"],
+        "lora_swap_ms": swap["lora_swap_ms"],
+        "engine_over_raw_throughput": engine.get("engine_over_raw_throughput"),
+    }
+
+
+def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
+    shape = choose_shape(bench.device, quick, bench.name)
+    swap = bench_swap_and_sizes(bench, shape, out)
+    training_timings, training = bench_training_steps(bench, shape)
+    generation_timings, generation = bench_generation(bench, shape)
+    many = bench_many_edits(bench, shape)
+    engine = bench_engine(bench, shape)
+    return {
+        "shape": shape.__dict__,
+        "batch_shape": {
+            "train": [shape.train_batch, shape.train_length],
+            "generate": [shape.generate_batch, shape.prompt_length, shape.new_tokens],
+        },
+        "repetitions": shape.rounds * shape.repeats,
+        "memory_measure": _memory_note(training_timings.memory_measure),
+        "training": training,
+        "generation": generation,
+        "many_edits": many,
+        "swap": swap,
+        "engine": engine,
+        **_headline(training_timings, generation_timings, many, swap, engine),
+    }
+
+
+def _memory_note(measure: str) -> str:
+    if measure == "estimate":
+        return (
+            "estimated (no allocator statistics on CPU): weights + gradients and AdamW moments of the trainable "
+            "parameters + the tensors autograd saved for backward in one step"
+        )
+    return "measured: torch.cuda.max_memory_allocated over the variant's steps"
+
+
+def run_benchmark(
+    model: str, device: str = "auto", dtype: str = "auto", quick: bool = False, out: str = "bench"
+) -> dict:
+    """Run the benchmark on ``model`` ('default', a folder, 'tiny', 'random:smollm2', 'random:llama-7b').
+
+    Returns the content of ``out/bench.json`` (with a "summary" key) and writes ``out/bench.md``.
+    """
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    bench = load_bench_model(model, device=device, dtype=dtype)
+    result = {
+        "model": bench.name,
+        "model_description": bench.description,
+        "device": str(bench.device),
+        "device_name": device_name(bench.device),
+        "dtype": str(bench.dtype).removeprefix("torch."),
+        "versions": _versions(),
+        "quick": quick,
+    }
+    result |= _measure(bench, quick, directory)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["process_peak_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
+    result["targets"] = verdicts(result)
+    result["summary"] = {key: result.get(key) for key in HEADLINE_KEYS} | {
+        "model": bench.name,
+        "device": result["device_name"],
+        "targets_met": sum(bool(verdict["met"]) for verdict in result["targets"]),
+        "targets": len(result["targets"]),
+        "out": str(directory),
+    }
+    (directory / "bench.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (directory / "bench.md").write_text(markdown(result))
+    return result

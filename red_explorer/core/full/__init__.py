@@ -1,0 +1,1 @@
+"""Full fine-tuning, as a registry entry."""

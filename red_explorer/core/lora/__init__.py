@@ -1,0 +1,1 @@
+"""LoRA through PEFT, as a registry entry."""

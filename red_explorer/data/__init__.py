@@ -1,0 +1,1 @@
+"""Data: file formats, tables and splits, tokenisation, batching."""

@@ -1,0 +1,367 @@
+"""The training data layer: load a user's table, detect its format, split it and tokenise it."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict
+
+from red_explorer.data.batching import (
+    IGNORE_INDEX,
+    PaddingCollator,
+    length_grouped_batches,
+    make_collator,
+)
+from red_explorer.data.formats import (
+    TASKS,
+    ColumnFormat,
+    Columns,
+    DataError,
+    DetectedFormat,
+    clean_columns,
+    detect_columns,
+    find_column,
+    read_columns,
+)
+
+__all__ = [
+    "DataConfig",
+    "DataError",
+    "DetectedFormat",
+    "PaddingCollator",
+    "length_grouped_batches",
+    "load_table",
+    "make_collator",
+    "prompt_text",
+    "prompt_token_ids",
+    "reference_text",
+    "tokenize_dataset",
+]
+
+MIN_ROWS_TO_SPLIT = 4
+TRAIN_SPLIT_VALUES = ("train", "training")
+VALIDATION_SPLIT_VALUES = ("validation", "valid", "val", "dev", "eval", "test")
+
+
+@dataclass
+class DataConfig:
+    """How to read, split and tokenise a user's data file."""
+
+    task: str = field(default="causal-lm", metadata={"help": "'causal-lm' or 'classification'"})
+    max_length: int = field(default=256, metadata={"help": "tokens kept per example (longer ones are truncated)"})
+    validation_fraction: float = field(default=0.1, metadata={"help": "share of rows held out, in (0, 0.5]"})
+    seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
+    max_rows: int | None = field(default=None, metadata={"help": "use at most this many rows; None = all"})
+    max_file_bytes: int = field(default=50_000_000, metadata={"help": "refuse larger files"})
+    split_column: str | None = field(
+        default=None, metadata={"help": "a column whose values (train / validation) choose each row's split"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise DataError(f"task must be one of {TASKS}, got {self.task!r}")
+        if not isinstance(self.max_length, int) or self.max_length < 8:
+            raise DataError(f"max_length must be an integer >= 8, got {self.max_length!r}")
+        if not 0.0 < self.validation_fraction <= 0.5:
+            raise DataError(f"validation_fraction must be in (0, 0.5], got {self.validation_fraction!r}")
+        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < MIN_ROWS_TO_SPLIT):
+            raise DataError(f"max_rows must be None or an integer >= {MIN_ROWS_TO_SPLIT}, got {self.max_rows!r}")
+        if not isinstance(self.max_file_bytes, int) or self.max_file_bytes <= 0:
+            raise DataError(f"max_file_bytes must be a positive integer, got {self.max_file_bytes!r}")
+        if self.split_column is not None and not str(self.split_column).strip():
+            raise DataError("split_column must be None or a column name, got an empty string")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- loading and splitting
+
+
+@dataclass
+class _Table:
+    """A cleaned file: canonical columns plus what was found on the way."""
+
+    fmt: ColumnFormat
+    columns: Columns
+    file_format: str
+    source_columns: dict[str, str]
+    ignored: tuple[str, ...]
+    dropped: dict[str, int]
+    splits: list[str] | None
+
+    @property
+    def num_rows(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def select(self, rows: Iterable[int]) -> Dataset:
+        return Dataset.from_dict({name: [values[row] for row in rows] for name, values in self.columns.items()})
+
+
+def _read_table(path: Path, config: DataConfig, split_column: str | None) -> _Table:
+    columns, file_format = read_columns(path, config.max_file_bytes)
+    split_name = find_column(columns, split_column, path.name) if split_column else None
+    data_columns = {name: values for name, values in columns.items() if name != split_name}
+    fmt, mapping = detect_columns(data_columns, config.task, path.name)
+    splits = _split_values(columns[split_name], split_name, path.name) if split_name else None
+    cleaned, dropped, kept = clean_columns(data_columns, fmt, mapping, path.name)
+    if config.max_rows is not None and len(kept) > config.max_rows:
+        kept = kept[: config.max_rows]
+        cleaned = {name: values[: config.max_rows] for name, values in cleaned.items()}
+    ignored = tuple(name for name in data_columns if name not in mapping.values())
+    splits = [splits[row] for row in kept] if splits else None
+    return _Table(fmt, cleaned, file_format, mapping, ignored, dropped, splits)
+
+
+def _split_values(values: list[Any], column: str, source: str) -> list[str]:
+    splits = []
+    for row, value in enumerate(values, start=1):
+        word = str(value).strip().lower() if value is not None else ""
+        if word in TRAIN_SPLIT_VALUES or word in VALIDATION_SPLIT_VALUES:
+            splits.append("train" if word in TRAIN_SPLIT_VALUES else "validation")
+            continue
+        accepted = ", ".join(TRAIN_SPLIT_VALUES + VALIDATION_SPLIT_VALUES)
+        raise DataError(f"row {row} of split column {column!r} in {source} is {value!r}; use one of {accepted}")
+    return splits
+
+
+def _random_split(num_rows: int, fraction: float, seed: int, source: str) -> tuple[list[int], list[int]]:
+    if num_rows < MIN_ROWS_TO_SPLIT:
+        raise DataError(
+            f"{source} has only {num_rows} usable rows, too few to split off a validation set; "
+            f"add rows (at least {MIN_ROWS_TO_SPLIT}) or pass a validation file"
+        )
+    order = list(range(num_rows))
+    random.Random(seed).shuffle(order)
+    num_validation = min(num_rows - 1, max(1, round(num_rows * fraction)))
+    return sorted(order[num_validation:]), sorted(order[:num_validation])
+
+
+def _split_rows(table: _Table, config: DataConfig, source: str) -> tuple[list[int], list[int]]:
+    if table.splits is None:
+        return _random_split(table.num_rows, config.validation_fraction, config.seed, source)
+    train = [row for row, split in enumerate(table.splits) if split == "train"]
+    validation = [row for row, split in enumerate(table.splits) if split == "validation"]
+    for name, rows in (("train", train), ("validation", validation)):
+        if not rows:
+            raise DataError(f"split column {config.split_column!r} in {source} marks no {name} rows; mark some")
+    return train, validation
+
+
+def load_table(
+    path: str | Path, config: DataConfig, validation_path: str | Path | None = None
+) -> tuple[DatasetDict, DetectedFormat]:
+    """Read a data file, detect its format and return ("train", "validation") datasets with what was detected.
+
+    The datasets hold canonical column names (prompt/response, instruction/input/output, question/answer,
+    messages, text, or text | sentence1 + sentence2 with a string label). With `validation_path` the validation
+    split is that file; otherwise `config.split_column` or a seeded random split of `config.validation_fraction`.
+    """
+    path = Path(path)
+    table = _read_table(path, config, config.split_column)
+    held_out = _read_validation(Path(validation_path), table, config, path.name) if validation_path else None
+    labels = _label_list(table, held_out, path.name) if config.task == "classification" else []
+    if held_out is None:
+        train_rows, validation_rows = _split_rows(table, config, path.name)
+        train, validation = table.select(train_rows), table.select(validation_rows)
+    else:
+        train, validation = table.select(range(table.num_rows)), held_out.select(range(held_out.num_rows))
+        for name, count in held_out.dropped.items():
+            table.dropped[name] = table.dropped.get(name, 0) + count
+    detected = DetectedFormat(
+        task=config.task,
+        kind=table.fmt.kind,
+        columns=tuple(table.columns),
+        num_train=train.num_rows,
+        num_validation=validation.num_rows,
+        labels=labels,
+        file_format=table.file_format,
+        source_columns=table.source_columns,
+        ignored_columns=table.ignored,
+        dropped_rows=table.dropped,
+    )
+    return DatasetDict({"train": train, "validation": validation}), detected
+
+
+def _read_validation(path: Path, table: _Table, config: DataConfig, source: str) -> _Table:
+    held_out = _read_table(path, DataConfig(**{**config.to_dict(), "max_rows": None}), None)
+    if held_out.fmt.kind != table.fmt.kind:
+        raise DataError(
+            f"{path.name} holds {held_out.fmt.kind} data but {source} holds {table.fmt.kind}; "
+            "give both files the same columns"
+        )
+    return held_out
+
+
+def _label_list(table: _Table, held_out: _Table | None, source: str) -> list[str]:
+    """Sorted label names of the training data; labels in the tables become those names (strings)."""
+    names = _label_names(table.columns["label"], source, table.source_columns["label"])
+    table.columns["label"] = [str(label) for label in table.columns["label"]]
+    if held_out is not None:
+        held_out.columns["label"] = [str(label) for label in held_out.columns["label"]]
+        unseen = sorted(set(held_out.columns["label"]) - set(names))
+        if unseen:
+            raise DataError(
+                f"validation labels {', '.join(unseen)} never occur in the training data of {source}; "
+                "relabel them or add training rows with those labels"
+            )
+    return names
+
+
+def _label_names(labels: list[int | str], source: str, column: str = "label") -> list[str]:
+    """Sorted distinct labels as strings (numbers sort numerically); at least two are required."""
+    distinct = set(labels)
+    if all(isinstance(label, int) for label in distinct):
+        names = [str(label) for label in sorted(distinct)]
+    else:
+        names = sorted({str(label) for label in distinct})
+    if len(names) < 2:
+        raise DataError(
+            f"column {column!r} in {source} has only one class ({names[0]!r}); "
+            "classification needs at least two different labels"
+        )
+    return names
+
+
+# ---------------------------------------------------------------- tokenising
+
+
+def tokenize_dataset(
+    dataset_dict: DatasetDict, detected: DetectedFormat, tokenizer: Any, config: DataConfig
+) -> tuple[DatasetDict, dict[str, int]]:
+    """Tokenise every split into input_ids, attention_mask and labels; also return {split: examples dropped}.
+
+    causal-lm: labels are -100 on the prompt (template and user turn) and equal input_ids on the response,
+    which ends with the end-of-sequence token (or the template's end of turn). Examples whose response is cut
+    away entirely by `config.max_length` are dropped. classification: labels are ids into `detected.labels`.
+    """
+    if detected.task != config.task:
+        raise DataError(f"the data was loaded for task {detected.task!r} but config.task is {config.task!r}")
+    encode = _encode_classification if detected.task == "classification" else _encode_causal
+    splits, dropped = {}, {}
+    for name, split in dataset_dict.items():
+        columns = encode(split, detected, tokenizer, config.max_length)
+        dropped[name] = split.num_rows - len(columns["input_ids"])
+        splits[name] = Dataset.from_dict(columns)
+    return DatasetDict(splits), dropped
+
+
+def _encode_classification(split: Dataset, detected: DetectedFormat, tokenizer: Any, max_length: int) -> Columns:
+    label_ids = {name: index for index, name in enumerate(detected.labels)}
+    inputs = ("sentence1", "sentence2") if detected.kind == "sentence pair/label" else ("text",)
+    texts = [list(split[name]) for name in inputs]
+    encoded = tokenizer(*texts, truncation=True, max_length=max_length)
+    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded]
+    columns = {name: list(encoded[name]) for name in names}
+    columns["labels"] = [label_ids[str(label)] for label in list(split["label"])]
+    return columns
+
+
+def _encode_causal(split: Dataset, detected: DetectedFormat, tokenizer: Any, max_length: int) -> Columns:
+    """Prompt and completion are tokenised apart, so the loss mask falls exactly on their boundary."""
+    templated = _uses_template(tokenizer, detected)
+    prefix, suffix = ([], []) if templated else (_bos_prefix(tokenizer), [_eos_id(tokenizer)])
+    pairs = [_render(example, detected, tokenizer, templated) for example in split]
+    prompts = tokenizer([prompt for prompt, _ in pairs], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([completion for _, completion in pairs], add_special_tokens=False)["input_ids"]
+    columns: Columns = {"input_ids": [], "attention_mask": [], "labels": []}
+    for prompt_ids, completion_ids in zip(prompts, completions, strict=True):
+        masked = prefix + list(prompt_ids)
+        learned = list(completion_ids) + suffix
+        input_ids = (masked + learned)[:max_length]
+        labels = ([IGNORE_INDEX] * len(masked) + learned)[:max_length]
+        if all(label == IGNORE_INDEX for label in labels):
+            continue
+        columns["input_ids"].append(input_ids)
+        columns["attention_mask"].append([1] * len(input_ids))
+        columns["labels"].append(labels)
+    return columns
+
+
+def _uses_template(tokenizer: Any, detected: DetectedFormat) -> bool:
+    return detected.kind != "text" and bool(getattr(tokenizer, "chat_template", None))
+
+
+def _bos_prefix(tokenizer: Any) -> list[int]:
+    """[bos] when the tokenizer itself starts sequences with it (Llama-style), else []."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return [bos] if bos is not None and probe and probe[0] == bos else []
+
+
+def _eos_id(tokenizer: Any) -> int:
+    if tokenizer.eos_token_id is None:
+        raise DataError("the tokenizer has no eos_token, so responses cannot end; set tokenizer.eos_token")
+    return tokenizer.eos_token_id
+
+
+def _conversation(example: dict[str, Any], kind: str) -> tuple[list[dict[str, str]], str]:
+    """The turns before the reply to learn, and that reply."""
+    if kind == "messages":
+        messages = example["messages"]
+        last = max(index for index, message in enumerate(messages) if message["role"] == "assistant")
+        return [dict(message) for message in messages[:last]], messages[last]["content"]
+    if kind == "prompt/response":
+        user, reply = example["prompt"], example["response"]
+    elif kind == "question/answer":
+        user, reply = example["question"], example["answer"]
+    else:
+        extra = example.get("input") or ""
+        user, reply = (f"{example['instruction']}\n\n{extra}" if extra else example["instruction"]), example["output"]
+    return [{"role": "user", "content": user}], reply
+
+
+def _render(example: dict[str, Any], detected: DetectedFormat, tokenizer: Any, templated: bool) -> tuple[str, str]:
+    """(prompt, completion) strings; with a chat template the completion includes its end-of-turn text."""
+    if detected.kind == "text":
+        return "", example["text"]
+    turns, reply = _conversation(example, detected.kind)
+    if not templated:
+        return "".join(_plain_turn(turn, detected.kind) for turn in turns), reply
+    prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": reply}], tokenize=False)
+    if not full.startswith(prompt):
+        raise DataError(
+            "the tokenizer's chat template renders the prompt differently inside the full conversation, so the "
+            "response cannot be located; remove tokenizer.chat_template to use the plain 'prompt\\n' format"
+        )
+    return prompt, full[len(prompt) :]
+
+
+def _plain_turn(turn: dict[str, str], kind: str) -> str:
+    """Without a chat template: 'prompt\\n' for single-turn kinds, 'role: content\\n' for conversations."""
+    return f"{turn['role']}: {turn['content']}\n" if kind == "messages" else f"{turn['content']}\n"
+
+
+# ---------------------------------------------------------------- generation prompts and references
+
+
+def prompt_text(example: dict[str, Any], detected: DetectedFormat, tokenizer: Any) -> str:
+    """The text a generation should continue: chat-templated with a generation prompt when the tokenizer has a
+    template; the first half of a plain text; the input text for classification."""
+    if detected.kind == "sentence pair/label":
+        return f"{example['sentence1']}\n{example['sentence2']}"
+    if detected.kind in ("text", "text/label"):
+        words = example["text"].split()
+        return example["text"] if detected.task == "classification" else " ".join(words[: max(1, len(words) // 2)])
+    return _render(example, detected, tokenizer, _uses_template(tokenizer, detected))[0]
+
+
+def prompt_token_ids(example: dict[str, Any], detected: DetectedFormat, tokenizer: Any) -> list[int]:
+    """The token ids of prompt_text exactly as training saw them (with the BOS the plain format adds)."""
+    prefix = [] if _uses_template(tokenizer, detected) else _bos_prefix(tokenizer)
+    return prefix + list(tokenizer(prompt_text(example, detected, tokenizer), add_special_tokens=False)["input_ids"])
+
+
+def reference_text(example: dict[str, Any], detected: DetectedFormat) -> str | None:
+    """The expected output for `example`: its response, the label name, or the second half of a plain text."""
+    if detected.task == "classification":
+        return str(example["label"])
+    if detected.kind == "text":
+        words = example["text"].split()
+        return " ".join(words[max(1, len(words) // 2) :]) or None
+    return _conversation(example, detected.kind)[1]

@@ -1,0 +1,1 @@
+"""The engine: the training loop, evaluation, experiments, ablations, generation, distributed runs."""

@@ -1,0 +1,1 @@
+"""Base models: the embedded offline default, a local folder or a hub id."""
