@@ -1,4 +1,4 @@
-"""Write the bundled sample datasets in assets/samples/ from seeded templates (deterministic)."""
+"""Write the bundled sample datasets in red_explorer/samples/ from seeded templates (deterministic)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "red_explorer" / "samples"
 
 # ---------------------------------------------------------------- restaurants (E2E-style data-to-text)
 

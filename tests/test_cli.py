@@ -1,22 +1,38 @@
 """The command line end to end: train, generate, merge, ablate, errors and --help."""
 
+import contextlib
+import io
 import json
-import subprocess
-import sys
+from dataclasses import dataclass
 
 import pytest
 import torch
 from tiny_models import logits, sample_inputs, save_tiny_causal_lm
 from transformers import AutoModelForCausalLM
 
+from red_explorer.cli.main import main
 from red_explorer.core.registry import load_edits
 from red_explorer.models.loading import load_model
 
-SAMPLE = "assets/samples/restaurants_e2e.csv"
+SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
 
 
-def cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "red_explorer", *map(str, args)], capture_output=True, text=True)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args, check=True) -> Result:
+    """Run `red-explorer ARGS` in this process (tests/test_package.py runs the installed command once)."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit:  # --help and argument errors
+            code = exit.code or 0
+    result = Result(code, stdout.getvalue(), stderr.getvalue())
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}: {result.stderr[-2000:]}")
     return result
@@ -171,3 +187,43 @@ def test_edits_roundtrip_keeps_tensor_values(model_dir, trained):
     load_edits(model, trained)
     parameters = dict(model.named_parameters())
     assert all(torch.equal(parameters[name], value) for name, value in tensors.items())
+
+
+def test_method_options_pass_through_option_flags(model_dir, tmp_path):
+    out = tmp_path / "tare"
+    cli(
+        "train",
+        "--model",
+        model_dir,
+        "--data",
+        SAMPLE,
+        "--max-rows",
+        24,
+        "--max-steps",
+        1,
+        "--method",
+        "tare",
+        "--option",
+        "num_editors=3",
+        "--option",
+        "top_k=1",
+        "--out",
+        out,
+    )
+    record = json.loads((out / "red_config.json").read_text())
+    assert record["tare"]["num_editors"] == 3 and record["tare"]["top_k"] == 1
+    result = cli(
+        "train",
+        "--model",
+        model_dir,
+        "--data",
+        SAMPLE,
+        "--method",
+        "lora",
+        "--option",
+        "editors=2",
+        "--out",
+        tmp_path / "x",
+        check=False,
+    )
+    assert result.returncode == 1 and "LoRA has no option 'editors'" in result.stderr

@@ -11,20 +11,11 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from red_explorer.data.tables import (
-    DataConfig,
-    DataError,
-    DetectedFormat,
-    length_grouped_batches,
-    load_table,
-    make_collator,
-    prompt_text,
-    prompt_token_ids,
-    reference_text,
-    tokenize_dataset,
-)
+from red_explorer.data.batching import length_grouped_batches, make_collator
+from red_explorer.data.tables import DataConfig, DataError, DetectedFormat, load_table
+from red_explorer.data.tokenize import prompt_text, prompt_token_ids, reference_text, tokenize_dataset
 
-SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "red_explorer" / "samples"
 SPECIALS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "[CLS]", "[SEP]", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
     "What is the capital of France? Paris is the capital.",

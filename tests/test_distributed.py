@@ -15,19 +15,19 @@ from safetensors.torch import load_file
 from tiny_models import save_tiny_causal_lm
 from transformers import AutoModelForCausalLM
 
+from red_explorer.core.checkpoint import read_tensors
 from red_explorer.core.red.edit import red_vectors
-from red_explorer.core.red.saving import read_tensors
 from red_explorer.core.registry import load_edits
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-SAMPLE = REPOSITORY / "assets/samples/restaurants_e2e.csv"
+SAMPLE = REPOSITORY / "red_explorer/samples/restaurants_e2e.csv"
 
 RANK_SCRIPT = """
 import os, sys
 from safetensors.torch import save_file
 from red_explorer.data.tables import DataConfig
 from red_explorer.core.red.edit import red_vectors
-from red_explorer.engine.experiment import prepare_data
+from red_explorer.data.prepared import prepare_data
 from red_explorer.core.registry import MethodSpec, apply_method
 from red_explorer.models.loading import load_model
 from red_explorer.engine.training import TrainConfig, run_training

@@ -65,7 +65,7 @@ def test_edit_save_merge_reload_on_the_default_model(default, tmp_path):
 
 def test_red_lowers_validation_loss_on_a_bundled_sample(default, tmp_path):
     config = DataConfig(max_length=96, max_rows=72, validation_fraction=0.12)
-    data = prepare_data("assets/samples/restaurants_e2e.csv", default.tokenizer, config)
+    data = prepare_data("red_explorer/samples/restaurants_e2e.csv", default.tokenizer, config)
     spec = MethodSpec("red")
     result = train_method(default, data, spec, default_train_config(spec, max_steps=8, batch_size=8))
     assert result.stopped_reason == "completed"
@@ -79,9 +79,9 @@ def test_red_classifies_sentiment_with_the_minilm_encoder():
     config = DataConfig(task="classification", max_length=64)
     from red_explorer.data.tables import load_table
 
-    labels = load_table("assets/samples/sentiment.csv", config)[1].labels
+    labels = load_table("red_explorer/samples/sentiment.csv", config)[1].labels
     encoder = load_model("minilm", task="classification", num_labels=len(labels), device="cpu")
-    data = prepare_data("assets/samples/sentiment.csv", encoder.tokenizer, config)
+    data = prepare_data("red_explorer/samples/sentiment.csv", encoder.tokenizer, config)
     spec = MethodSpec("red")
     result = train_method(encoder, data, spec, default_train_config(spec, epochs=2, batch_size=16))
     assert result.trainable_parameters == 2 * 384 * 6 + 384 * 2 + 2

@@ -16,7 +16,7 @@ from red_explorer.engine.experiment import default_train_config, save_run, train
 from red_explorer.engine.training import EvalEvent, StepEvent, TrainConfig, run_training
 from red_explorer.models.loading import load_model
 
-SAMPLE = "assets/samples/restaurants_e2e.csv"
+SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +156,7 @@ def test_classification_trains_head_and_edits(tmp_path):
     import transformers as tf
     from tiny_models import tiny_tokenizer
 
-    corpus = [line.strip() for line in open("assets/samples/sentiment.csv")]
+    corpus = [line.strip() for line in open("red_explorer/samples/sentiment.csv")]
     tokenizer = tiny_tokenizer(corpus, chat=False)
     config = tf.BertConfig(
         vocab_size=100,
@@ -171,7 +171,7 @@ def test_classification_trains_head_and_edits(tmp_path):
     tokenizer.save_pretrained(tmp_path / "bert")
     encoder = load_model(str(tmp_path / "bert"), task="classification", num_labels=2, device="cpu")
     data_config = DataConfig(task="classification", max_length=128)
-    data = prepare_data("assets/samples/sentiment.csv", encoder.tokenizer, data_config)
+    data = prepare_data("red_explorer/samples/sentiment.csv", encoder.tokenizer, data_config)
     spec = MethodSpec("red")
     result = train_method(encoder, data, spec, quick(spec, epochs=4, learning_rate=3e-2))
     assert {"accuracy", "f1", "mcc"} <= set(result.metrics_after)

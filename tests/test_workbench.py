@@ -17,7 +17,8 @@ from transformers import AutoModelForCausalLM
 
 from red_explorer.app.archive import MAX_MEMBERS, safe_extract
 from red_explorer.app.model_registry import ModelKey, ModelRegistry
-from red_explorer.app.workbench import TrainOptions, Workbench
+from red_explorer.app.options import TrainOptions
+from red_explorer.app.workbench import Workbench
 from red_explorer.core.checkpoint import EditsFileError
 from red_explorer.core.method import MergeError
 from red_explorer.core.registry import MethodSpec, apply_method

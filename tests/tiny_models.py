@@ -102,7 +102,7 @@ def tiny_tokenizer(corpus: list[str], chat: bool = True):
     return tokenizer
 
 
-def sample_corpus(path: str = "assets/samples/restaurants_e2e.csv") -> list[str]:
+def sample_corpus(path: str = "red_explorer/samples/restaurants_e2e.csv") -> list[str]:
     import csv
 
     with open(path, newline="") as handle:

@@ -15,12 +15,16 @@ from pathlib import Path
 from torch import nn
 
 from red_explorer.app.archive import safe_extract, zip_folder
-from red_explorer.app.model_registry import REGISTRY, ModelInfo, ModelKey, ModelRegistry, model_info
+from red_explorer.app.data_state import LENGTH_PROBE, DataState
+from red_explorer.app.model_info import ModelInfo, model_info
+from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
+from red_explorer.app.options import TrainOptions
 from red_explorer.app.snippet import python_snippet
 from red_explorer.core.merged import save_merged
 from red_explorer.core.registry import MethodSpec, load_method, save_method
 from red_explorer.data.prepared import PreparedData, prepare_data
-from red_explorer.data.tables import DataConfig, prompt_text, reference_text
+from red_explorer.data.tables import DataConfig
+from red_explorer.data.tokenize import prompt_text, reference_text
 from red_explorer.engine.ablation import result_row, run_ablation
 from red_explorer.engine.analysis import (
     EditorMagnitudes,
@@ -30,47 +34,10 @@ from red_explorer.engine.analysis import (
     routing_table,
     site_edits,
 )
-from red_explorer.engine.experiment import RunResult, default_train_config, train_method
+from red_explorer.engine.experiment import RunResult, train_method
 from red_explorer.engine.generation import Contender, DecodingSettings, Generation, chat_prompt, compare_generations
-from red_explorer.engine.training import Callback, TrainConfig
+from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
-
-LENGTH_PROBE = 2048  # tokens: long enough to see how much a max length would cut
-PREVIEW_ROWS = 8
-
-
-@dataclass
-class TrainOptions:
-    """What the user chose for a training job; ``learning_rate`` None means the method's usual one."""
-
-    learning_rate: float | None = None
-    epochs: float = 1.0
-    max_steps: int | None = 30
-    batch_size: int = 8
-    max_length: int = 128
-    seed: int = 0
-    eval_every: int | None = 10
-
-    def __post_init__(self) -> None:
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max steps must be at least 1 (or empty for whole epochs), got {self.max_steps}")
-        if self.max_length < 8:
-            raise ValueError(f"max length must be at least 8 tokens, got {self.max_length}")
-        if self.eval_every is not None and self.eval_every < 1:
-            self.eval_every = None
-
-    def train_config(self, spec: MethodSpec) -> TrainConfig:
-        overrides = {"learning_rate": self.learning_rate} if self.learning_rate else {}
-        return default_train_config(spec, **overrides, **self.loop_options())
-
-    def loop_options(self) -> dict:
-        return {
-            "epochs": self.epochs,
-            "max_steps": self.max_steps,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "eval_every": self.eval_every,
-        }
 
 
 @dataclass
@@ -84,35 +51,6 @@ class SessionRun:
     result: RunResult | None = None  # None for imported edits
 
 
-@dataclass
-class DataState:
-    """The user's data file as read for the current tokenizer."""
-
-    path: Path
-    name: str
-    validation_fraction: float
-    max_rows: int | None
-    probe: PreparedData  # tokenised with LENGTH_PROBE, for the preview and the length histogram
-    prepared: dict[int, PreparedData] = field(default_factory=dict)  # by max_length
-
-    @property
-    def detected(self):
-        return self.probe.detected
-
-    def lengths(self) -> dict[str, list[int]]:
-        tokenized = self.probe.tokenized
-        return {split: [len(ids) for ids in tokenized[split]["input_ids"]] for split in ("train", "validation")}
-
-    def preview(self, rows: int = PREVIEW_ROWS) -> list[dict[str, str]]:
-        split = self.probe.raw["train"]
-        return [{name: _cell(split[i][name]) for name in split.column_names} for i in range(min(rows, split.num_rows))]
-
-
-def _cell(value, limit: int = 160) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
 
@@ -124,7 +62,7 @@ class Workbench:
     training job to stop between steps.
     """
 
-    def __init__(self, registry: ModelRegistry = REGISTRY, max_runs: int = 4):
+    def __init__(self, registry: ModelRegistry = SHARED_MODELS, max_runs: int = 4):
         self.registry = registry
         self.max_runs = max_runs
         self.key = ModelKey()

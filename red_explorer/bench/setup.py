@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from red_explorer.data.bundled import TRAINING_SAMPLE
 from red_explorer.models.loading import load_model, resolve_device, resolve_dtype
 
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "assets" / "samples" / "restaurants_e2e.csv"
 FALLBACK_CORPUS = [
     "RED edits a frozen transformer by learning one scale and one bias vector per layer.",
     "The restaurant serves Italian food near the river, prices are moderate and families are welcome.",
@@ -115,8 +114,8 @@ def choose_shape(device: torch.device, quick: bool, model_name: str) -> BenchSha
 
 def corpus_lines() -> list[str]:
     """Text of the bundled E2E sample (for local tokenizers), or two fallback sentences."""
-    if SAMPLE_DATA.is_file():
-        return SAMPLE_DATA.read_text(encoding="utf-8").splitlines()[1:]
+    if TRAINING_SAMPLE.is_file():
+        return TRAINING_SAMPLE.read_text(encoding="utf-8").splitlines()[1:]
     return FALLBACK_CORPUS
 
 

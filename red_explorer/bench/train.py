@@ -10,10 +10,11 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from red_explorer.bench.setup import SAMPLE_DATA, BenchModel, BenchShape, token_batch
+from red_explorer.bench.setup import BenchModel, BenchShape, token_batch
 from red_explorer.bench.timing import Timings, interleaved
 from red_explorer.core.red.edit import attach_red, detach_red
 from red_explorer.core.registry import MethodSpec, apply_method
+from red_explorer.data.bundled import TRAINING_SAMPLE
 from red_explorer.engine.evaluation import move
 
 TRAIN_VARIANTS = ("floor", "red_ffn", "red_ffn_attn", "lora_r8", "tare", "full")
@@ -122,10 +123,10 @@ def bench_engine(bench: BenchModel, shape: BenchShape) -> dict:
         from red_explorer.data.tables import DataConfig
     except ImportError as error:  # the GPU machines have no `datasets`
         return {"skipped": f"the data layer cannot be imported here ({error})"}
-    if not SAMPLE_DATA.is_file():
-        return {"skipped": f"{SAMPLE_DATA} is not installed"}
+    if not TRAINING_SAMPLE.is_file():
+        return {"skipped": f"{TRAINING_SAMPLE} is not installed"}
     data_config = DataConfig(max_length=shape.engine_max_length, max_rows=shape.engine_rows)
-    batches = prepare_data(SAMPLE_DATA, bench.tokenizer, data_config).train_batches(shape.train_batch, 0)
+    batches = prepare_data(TRAINING_SAMPLE, bench.tokenizer, data_config).train_batches(shape.train_batch, 0)
     tokens = sum(int(batch["attention_mask"].sum()) for batch in batches)
     padded = sum(batch["attention_mask"].numel() for batch in batches)
     runs = {"engine": lambda: _engine_run(bench, data_config, shape), "raw": lambda: _raw_run(bench, batches)}
@@ -138,7 +139,7 @@ def bench_engine(bench: BenchModel, shape: BenchShape) -> dict:
     engine, raw = statistics.median(seconds["engine"]), statistics.median(seconds["raw"])
     paired = statistics.median([slow / fast for fast, slow in zip(seconds["raw"], seconds["engine"], strict=True)])
     return {
-        "data": SAMPLE_DATA.name,
+        "data": TRAINING_SAMPLE.name,
         "rows": shape.engine_rows,
         "batches": len(batches),
         "tokens": tokens,
@@ -159,7 +160,7 @@ def _engine_run(bench: BenchModel, data_config, shape: BenchShape) -> float:
     config = TrainConfig(learning_rate=LEARNING_RATE, epochs=1, batch_size=shape.train_batch, seed=0)
     events = []
     start = time.perf_counter()
-    data = prepare_data(SAMPLE_DATA, bench.tokenizer, data_config)
+    data = prepare_data(TRAINING_SAMPLE, bench.tokenizer, data_config)
     model = apply_method(bench.model, MethodSpec("red"), "causal-lm")
     result = run_training(
         model, lambda epoch: data.train_batches(config.batch_size, epoch), None, "causal-lm", config, events.append

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from red_explorer.data.batching import length_grouped_batches, make_collator
-from red_explorer.data.tables import load_table, tokenize_dataset
+from red_explorer.data.tables import load_table
+from red_explorer.data.tokenize import tokenize_dataset
 
 
 @dataclass

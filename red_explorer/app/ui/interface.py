@@ -6,7 +6,7 @@ import os
 
 import gradio as gr
 
-from red_explorer.app.model_registry import REGISTRY, ModelKey
+from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers.model import model_status
@@ -108,5 +108,5 @@ def build_demo(preload: bool = True) -> gr.Blocks:
 
         demo.unload(close_session)
     if preload:
-        REGISTRY.preload(ModelKey())
+        SHARED_MODELS.preload(ModelKey())
     return demo

@@ -121,7 +121,7 @@ def stream(ticks, render: Callable[[], object]):
 
 def train_options(epochs, max_steps, batch_size, max_length, seed, eval_every=None, learning_rate=None):
     """TrainOptions from the values of the UI's number boxes (empty or 0 steps: whole epochs)."""
-    from red_explorer.app.workbench import TrainOptions
+    from red_explorer.app.options import TrainOptions
 
     return TrainOptions(
         learning_rate=float(learning_rate) if learning_rate else None,

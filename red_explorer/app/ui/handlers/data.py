@@ -11,8 +11,8 @@ from red_explorer.app.plots import token_length_figure
 from red_explorer.app.ui.handlers.common import optional_int
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import DataState
+from red_explorer.data.bundled import SAMPLE_FOLDER
 
-SAMPLE_FOLDER = Path(__file__).resolve().parents[3] / "assets" / "samples"
 SAMPLES = {
     "restaurants_e2e.csv": ("Restaurants: data → sentence (E2E style)", "causal-lm"),
     "pirate_style.jsonl": ("Pirate speak: a new answer style", "causal-lm"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from red_explorer.app.model_registry import ModelInfo
+from red_explorer.app.model_info import ModelInfo
 from red_explorer.app.plots import parameter_figure
 from red_explorer.app.ui.diagram import block_svg
 from red_explorer.app.ui.handlers.common import count

@@ -1,0 +1,93 @@
+"""What a base model looks like at a glance: shape, edit sites, and what each method would train."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.registry import MethodSpec, apply_method
+from red_explorer.core.sites import find_scheme, find_sites, output_size
+from red_explorer.models.loading import LoadedModel
+
+
+@dataclass
+class ModelInfo:
+    """A base model at a glance: its shape, where RED edits it, and what each method would train."""
+
+    spec: str
+    task: str
+    architecture: str
+    model_type: str
+    family: str
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int | None
+    vocab_size: int | None
+    total_parameters: int
+    ffn_module: str
+    attn_module: str
+    device: str
+    dtype: str
+    parameter_counts: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+
+def _site_width(model: nn.Module, sites: list[str]) -> int:
+    """Σ over the edited modules of their output width: the length of all RED vectors of one kind."""
+    return sum(output_size(model.get_submodule(site.name)) for site in find_sites(model, RedConfig(sites=sites)))
+
+
+def _lora_count(model: nn.Module, task: str, rank: int = 8) -> int:
+    """LoRA's trainable parameters, counted by PEFT itself on a weightless (meta-device) copy."""
+    with torch.device("meta"):
+        skeleton = type(model)._from_config(copy.deepcopy(model.config))
+    trained = apply_method(skeleton, MethodSpec("lora", rank=rank), task)
+    return sum(p.numel() for name, p in trained.named_parameters() if p.requires_grad and "lora_" in name)
+
+
+def method_parameter_counts(model: nn.Module, task: str) -> dict[str, int]:
+    """Trainable parameters of each method on this architecture (a classification head excluded)."""
+    ffn, attn = _site_width(model, ["ffn"]), _site_width(model, ["attn"])
+    editors = MethodSpec("tare").num_editors
+    return {
+        "RED (FFN)": 2 * ffn,
+        "RED (FFN + attention)": 2 * (ffn + attn),
+        f"TARE (E={editors}, k=2)": 3 * editors * ffn,
+        "LoRA (r=8)": _lora_count(model, task),
+        "Full fine-tuning": sum(parameter.numel() for parameter in model.parameters()),
+    }
+
+
+def _config_value(config, *names: str) -> int | None:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def model_info(loaded: LoadedModel) -> ModelInfo:
+    """Describe a loaded base model (layers, widths, edit sites, parameter counts per method)."""
+    model, config = loaded.model, loaded.model.config
+    sites = {kind: find_sites(model, RedConfig(sites=[kind])) for kind in ("ffn", "attn")}
+    return ModelInfo(
+        spec=loaded.name,
+        task=loaded.task,
+        architecture=type(model).__name__,
+        model_type=config.model_type,
+        family=find_scheme(model).family,
+        num_layers=len(sites["ffn"]),
+        hidden_size=_config_value(config, "hidden_size", "n_embd", "d_model") or 0,
+        intermediate_size=_config_value(config, "intermediate_size", "n_inner", "ffn_dim", "d_ff"),
+        vocab_size=_config_value(config, "vocab_size"),
+        total_parameters=sum(parameter.numel() for parameter in model.parameters()),
+        ffn_module=sites["ffn"][0].name,
+        attn_module=sites["attn"][0].name,
+        device=str(loaded.device),
+        dtype=str(loaded.dtype).removeprefix("torch."),
+        parameter_counts=method_parameter_counts(model, loaded.task),
+    )

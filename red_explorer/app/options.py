@@ -1,0 +1,43 @@
+"""What a user chose for a training job in the app, turned into the engine's TrainConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from red_explorer.core.registry import MethodSpec
+from red_explorer.engine.experiment import default_train_config
+from red_explorer.engine.training import TrainConfig
+
+
+@dataclass
+class TrainOptions:
+    """What the user chose for a training job; ``learning_rate`` None means the method's usual one."""
+
+    learning_rate: float | None = None
+    epochs: float = 1.0
+    max_steps: int | None = 30
+    batch_size: int = 8
+    max_length: int = 128
+    seed: int = 0
+    eval_every: int | None = 10
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max steps must be at least 1 (or empty for whole epochs), got {self.max_steps}")
+        if self.max_length < 8:
+            raise ValueError(f"max length must be at least 8 tokens, got {self.max_length}")
+        if self.eval_every is not None and self.eval_every < 1:
+            self.eval_every = None
+
+    def train_config(self, spec: MethodSpec) -> TrainConfig:
+        overrides = {"learning_rate": self.learning_rate} if self.learning_rate else {}
+        return default_train_config(spec, **overrides, **self.loop_options())
+
+    def loop_options(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "max_steps": self.max_steps,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "eval_every": self.eval_every,
+        }

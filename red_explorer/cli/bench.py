@@ -1,0 +1,22 @@
+"""`red-explorer bench`: the cost benchmark; writes bench.json and a markdown report."""
+
+from __future__ import annotations
+
+import argparse
+
+from red_explorer.cli.common import add_model_arguments, print_json
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("bench", help="measure RED's cost against the floor, LoRA and the base model")
+    add_model_arguments(parser)
+    parser.add_argument("--out", default="bench", help="output directory for bench.json")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (few repetitions, tiny shapes)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from red_explorer.bench.run import run_benchmark
+
+    result = run_benchmark(args.model, device=args.device, dtype=args.dtype, quick=args.quick, out=args.out)
+    print_json(result["summary"])

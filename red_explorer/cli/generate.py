@@ -1,0 +1,57 @@
+"""`red-explorer generate`: the base model and each saved method side by side, same decoding."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+
+from tqdm.auto import tqdm
+
+from red_explorer.cli.common import add_model_arguments, print_json
+from red_explorer.core.registry import load_method
+from red_explorer.models.loading import load_model
+
+
+def register(commands) -> None:
+    parser = commands.add_parser("generate", help="generate side by side: base and each trained edit")
+    add_model_arguments(parser)
+    parser.add_argument("--edits", nargs="*", default=[], help="edits directories (RED, TARE, LoRA, ...)")
+    parser.add_argument("--prompt", action="append", required=True, help="a prompt (repeatable)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--repetition-penalty", type=float, default=1.0)
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the generations as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from red_explorer.engine.generation import Contender, DecodingSettings, chat_prompt, compare_generations
+
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    settings = DecodingSettings(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        no_repeat_ngram_size=args.no_repeat_ngram_size,
+    )
+    contenders = [Contender("base", loaded.model)]
+    for directory in tqdm(args.edits, desc="loading edits", disable=len(args.edits) < 2):
+        model, spec = load_method(copy.deepcopy(loaded.model), directory)
+        contenders.append(Contender(f"{spec.label} [{directory}]", model))
+    prompts = [chat_prompt(loaded.tokenizer, prompt) for prompt in args.prompt]
+    generations = compare_generations(contenders, loaded.tokenizer, prompts, settings)
+    for generation, raw in zip(generations, [p for p in args.prompt for _ in contenders], strict=True):
+        generation.prompt = raw
+    if args.json:
+        print_json([generation.to_dict() for generation in generations])
+        return
+    for prompt in args.prompt:
+        print(f"=== {prompt}")
+        for generation in (g for g in generations if g.prompt == prompt):
+            print(f"--- {generation.method} ({generation.seconds:.2f}s, {generation.tokens_per_second:.1f} tok/s)")
+            print(generation.text)
