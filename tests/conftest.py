@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 for _name, _value in {
     "GRADIO_ANALYTICS_ENABLED": "False",
     "HF_HUB_OFFLINE": "1",
@@ -14,3 +16,11 @@ for _name, _value in {
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_model: loads real pretrained weights (slower; still runs in CI)")
     config.addinivalue_line("markers", "browser: drives the app in headless Chromium with Playwright (slow)")
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The real embedded default model, loaded once for the suite; tests deep-copy it before editing it."""
+    from red_explorer.models.loading import load_model
+
+    return load_model("default", device="cpu", dtype="float32")

@@ -16,9 +16,9 @@ from red_explorer.models.loading import load_model
 pytestmark = pytest.mark.real_model
 
 
-@pytest.fixture(scope="module")
-def default():
-    return load_model("default", device="cpu", dtype="float32")
+@pytest.fixture
+def default(default_model):
+    return default_model
 
 
 def prompt_ids(loaded, text="What is the capital of France?"):
@@ -86,3 +86,30 @@ def test_red_classifies_sentiment_with_the_minilm_encoder():
     result = train_method(encoder, data, spec, default_train_config(spec, epochs=2, batch_size=16))
     assert result.trainable_parameters == 2 * 384 * 6 + 384 * 2 + 2
     assert result.metrics_after["accuracy"] >= 0.9 > result.metrics_before["accuracy"]
+
+
+def test_export_snippet_runs_in_a_fresh_shell_and_generates(default, tmp_path):
+    """The Export tab's Python runs as given, from another folder, with only the installed package."""
+    import copy
+    import os
+    import subprocess
+    import sys
+
+    from red_explorer.app.archive import zip_folder
+    from red_explorer.app.snippet import python_snippet
+    from red_explorer.core.registry import save_edits
+
+    model = copy.deepcopy(default.model)
+    attach_red(model, RedConfig())
+    save_edits(model, tmp_path / "edits", base_model=default.base_name)
+    zip_folder(tmp_path / "edits", tmp_path / "red-edits.zip")
+    script = python_snippet("red-edits.zip", "RED full (ffn)", "red", "default", "causal-lm", None)
+    (tmp_path / "apply.py").write_text(script)
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "apply.py"], cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "loaded RED full (ffn)" and len(lines) >= 3 and lines[1].strip()  # the generation
+    assert lines[-1] == "same logits without red_explorer: True"

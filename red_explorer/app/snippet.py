@@ -42,10 +42,12 @@ print("predicted label:", model(**batch).logits.argmax(-1).item())
 
 PLAIN_SNIPPET = """
 # The same without red_explorer: RED is h' = scale * h + bias on the output of each edited module.
+import torch
 from safetensors.torch import load_file
 from transformers import {auto_class}
 
-plain = {auto_class}.from_pretrained({hub!r}{labels_kwarg})
+base_source = loaded.model.name_or_path  # the base's folder here; elsewhere its hub id: {hub!r}
+plain = {auto_class}.from_pretrained(base_source{labels_kwarg}).to(loaded.device).eval()
 vectors = load_file("{folder}/edits.safetensors")
 
 
@@ -59,6 +61,11 @@ for name, module in plain.named_modules():
     scale, bias = vectors.get(name + ".red_scale"), vectors.get(name + ".red_bias")
     if scale is not None or bias is not None:
         module.register_forward_hook(lambda m, i, o, s=scale, b=bias: red_hook(m, i, o, s, b))
+"""
+
+PLAIN_CHECK = """
+with torch.no_grad():
+    print("same logits without red_explorer:", torch.allclose(plain(**batch).logits, model(**batch).logits, atol=1e-4))
 """
 
 
@@ -78,4 +85,6 @@ def python_snippet(
         )
         if task == "classification":
             text += "# (the trained classification head is in the same file: copy it into plain's head.)\n"
+        else:
+            text += PLAIN_CHECK
     return text
