@@ -418,11 +418,11 @@ def test_method_loaders_refuse_the_other_method_and_load_edits_dispatches(tmp_pa
 
 
 @pytest.mark.real_model
-def test_real_default_model_trains_saves_and_loads(tmp_path):
-    from red_explorer.models.loading import load_model
+def test_real_default_model_trains_saves_and_loads(tmp_path, default_model):
+    import copy
 
-    loaded = load_model("default", device="cpu", dtype="float32")
-    model, tokenizer = loaded.model, loaded.tokenizer
+    loaded = default_model
+    model, tokenizer = copy.deepcopy(loaded.model), loaded.tokenizer
     batch = tokenizer(["The capital of France is Paris."], return_tensors="pt")
     input_ids = batch["input_ids"]
     expected = logits(model, input_ids)
