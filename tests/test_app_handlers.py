@@ -5,18 +5,22 @@ import time
 import zipfile
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from app_helpers import save_tiny_llama, tiny_rows, write_csv
 
-from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.model_info import model_info
+from red_explorer.app.model_registry import ModelKey, ModelRegistry
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import ablate, common, compare, data, export, inspect, model, train
-from red_explorer.app.ui.handlers.common import Choices
+from red_explorer.app.ui.handlers.common import Choices, Hidden, Notice
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.red.edit import red_vectors
 from red_explorer.engine.analysis import layer_magnitudes, site_edits
+from red_explorer.models.loading import LoadedModel
 
 TRAIN = dict(max_steps=3, batch_size=8, max_length=64, eval_every=2)
 
@@ -68,6 +72,7 @@ def test_load_model_describes_the_architecture(files):
     info, diagram, figure, status = model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
     assert "| layers | 2 |" in info and "| hidden size | 32 |" in info and "**128**" in info
     assert "<svg" in diagram and "down_proj" in diagram and "scale ⊙ h + bias" in diagram
+    assert "SiLU(gate) ⊙ up" in diagram and "gated FFN (Llama style)" in diagram  # the loaded family's block
     counts = dict(zip(figure.data[0].y, figure.data[0].x, strict=True))
     assert counts["RED (FFN)"] == 128 and counts["RED (FFN + attention)"] == 256
     assert "ready" in status and str(files[0]) in status
@@ -77,9 +82,10 @@ def test_load_data_shows_format_preview_and_lengths(files):
     session = Session(Workbench(ModelRegistry()))
     summary, preview, figure = data.load_data(session, str(files[1]), "sentiment.csv", 0.1, 0, 64)
     assert "prompt/response pairs" in summary and "36 train, 4 validation" in summary
-    assert isinstance(preview, pd.DataFrame) and list(preview.columns) == ["prompt", "response"]
+    assert isinstance(preview.frame, pd.DataFrame) and list(preview.frame.columns) == ["prompt", "response"]
+    assert preview.column_widths == ["50%", "50%"]  # the response column gets half the width, not what is left
     train_split = session.workbench.data.probe.raw["train"]
-    assert len(preview) == 8 and list(preview["prompt"]) == train_split["prompt"][:8]
+    assert len(preview.frame) == 8 and list(preview.frame["prompt"]) == train_split["prompt"][:8]
     assert [len(trace.x) for trace in figure.data] == [36, 4]
     assert figure.layout.shapes[0].x0 == 64
 
@@ -88,7 +94,7 @@ def test_a_sample_meant_for_another_task_says_so(files):
     session = Session(Workbench(ModelRegistry()))
     model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
     summary, preview, _ = data.load_data(session, None, "sentiment.csv", 0.1, 20, 64)
-    assert "meant for **classification**" in summary and len(preview) == 8
+    assert "meant for **classification**" in summary and len(preview.frame) == 8
 
 
 def test_missing_or_unknown_data_is_a_clear_error(files):
@@ -129,10 +135,13 @@ def test_method_choices_are_validated():
     assert [spec.label for spec in specs] == ["RED bias (ffn+attn)", "LoRA r=4", "TARE E=3 k=1 (ffn+attn)"]
 
 
-def test_stop_sets_only_this_sessions_flag(files):
+def test_stop_says_when_nothing_runs_and_stops_only_this_session(files):
     first, second = Session(Workbench(ModelRegistry())), Session(Workbench(ModelRegistry()))
-    assert "<b>Stopping</b>" in train.stop(first)
+    assert "Nothing is running" in train.stop(first) and not first.workbench.stop_event.is_set()
+    with first.running("training"):
+        assert "<b>Stopping</b> the training after this step…" in train.stop(first)
     assert first.workbench.stop_event.is_set() and not second.workbench.stop_event.is_set()
+    assert first.job is None and "Nothing is running" in train.stop(first)
 
 
 def test_inspect_plots_what_the_run_learned(session):
@@ -141,10 +150,10 @@ def test_inspect_plots_what_the_run_learned(session):
     outputs = inspect.inspect(session, "RED full (ffn)", inspect.NONE)
     summary, layers_a, scale_a, bias_a, layers_b, _, _, distribution, top = outputs
     expected = layer_magnitudes(site_edits(red_vectors(session.workbench.run("RED full (ffn)").model)))[0]
-    assert list(layers_a.data[0].y) == pytest.approx(expected.scale)
-    assert list(layers_a.data[1].y) == pytest.approx(expected.bias)
-    assert scale_a.data[0].z.shape == (2, 32) and bias_a.data[0].z.shape == (2, 32)
-    assert layers_b.layout.annotations[0].text.startswith("Pick a second run")
+    assert list(layers_a.value.data[0].y) == pytest.approx(expected.scale)
+    assert list(layers_a.value.data[1].y) == pytest.approx(expected.bias)
+    assert scale_a.value.data[0].z.shape == (2, 32) and bias_a.value.data[0].z.shape == (2, 32)
+    assert layers_b.value.layout.annotations[0].text.startswith("Pick a second run")
     assert "2 edited sites, 128 learned values" in summary
     assert len(top) == 12 and top["|scale − 1| + |bias|"].is_monotonic_decreasing
     assert [trace.name for trace in distribution.data] == ["scale − 1", "bias"]
@@ -155,7 +164,8 @@ def test_inspect_refuses_lora_runs_and_explains_an_empty_session(session, files)
         inspect.inspect(session, "LoRA r=8")
     empty = Session(Workbench(ModelRegistry()))
     outputs = inspect.inspect_if_any(empty, None, None)
-    assert outputs[0].startswith("*No RED run") and outputs[1].layout.annotations[0].text.startswith("Train a RED")
+    assert outputs[0].startswith("*No RED run") and outputs[1].value.layout.annotations[0].text.startswith("Train")
+    assert list(outputs[-1].columns) == inspect.TOP_COLUMNS  # an empty table with its real headers
 
 
 def test_tare_view_routes_each_token(files):
@@ -261,7 +271,196 @@ def test_inspect_puts_two_runs_side_by_side(files):
     first, second, _ = inspect.choices(session, "RED full (ffn)", "RED bias (attn)")
     assert (first.value, second.value) == ("RED full (ffn)", "RED bias (attn)")
     summary, layers_a, _, _, layers_b, scale_b, bias_b, _, _ = inspect.inspect(session, first.value, second.value)
-    assert {trace.name for trace in layers_a.data} == {"ffn"} and {trace.name for trace in layers_b.data} == {"attn"}
-    assert scale_b.layout.annotations[0].text == "RED bias (attn) learns no scale"
-    assert list(bias_b.data[0].y) == ["L0 attn", "L1 attn"]
+    assert {trace.name for trace in layers_a.value.data} == {"ffn"}
+    assert {trace.name for trace in layers_b.value.data} == {"attn"}
+    assert isinstance(scale_b, Hidden)  # a bias-only run has no scale panel, not an empty one
+    assert list(bias_b.value.data[0].y) == ["L0 attn", "L1 attn"]
     assert "RED full (ffn)" in summary and "RED bias (attn)" in summary
+
+
+# ---------------------------------------------------------------- what a first user meets
+
+
+def test_a_refused_model_keeps_the_working_one_and_the_page_shows_it(files):
+    session = Session(Workbench(ModelRegistry()))
+    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
+    with pytest.raises(gr.Error, match="was not loaded.*still uses"):
+        ui_event(model.load_model)(session, "/no/such/model", "classification", "auto", "auto")
+    assert session.workbench.key.spec == str(files[0]) and session.workbench.model_status() == "ready"
+    info, diagram, figure, status, spec, task, device, dtype = model.restore_after_failure(
+        session, "/no/such/model", "classification", "auto", "auto"
+    )
+    assert info.startswith("> ✕ **/no/such/model was not loaded") and "| layers | 2 |" in info
+    assert "<svg" in diagram and "RED (FFN)" in figure.data[0].y and "ready" in status
+    assert (spec, task, device, dtype) == (str(files[0]), "causal-lm", "auto", "auto")  # the controls say what runs
+
+
+def test_default_for_classification_says_it_means_minilm():
+    session = Session(Workbench(ModelRegistry()))
+    session.workbench.key = ModelKey("default", "classification")
+    assert "MiniLM" in model.model_status(session) and "MiniLM" in model.model_name("default", "classification")
+    assert "SmolLM2" in model.model_name("default", "causal-lm") and model.model_name("x/y", "causal-lm") == "x/y"
+
+
+@pytest.mark.parametrize(
+    ("architecture", "drawn", "absent"),
+    [
+        ("llama", ["gate, up", "SiLU(gate) ⊙ up", "pre-norm"], ["post-norm"]),
+        ("gpt2", ["c_fc → GELU", "GPT-2 style"], ["gate"]),
+        ("bert", ["intermediate → GELU", "post-norm", "BERT style"], ["gate"]),
+    ],
+)
+def test_the_diagram_draws_the_loaded_family(architecture, drawn, absent):
+    from tiny_models import tiny_model
+
+    network = tiny_model(architecture)
+    task = "classification" if architecture == "bert" else "causal-lm"
+    loaded = LoadedModel(network, None, architecture, task, torch.device("cpu"), torch.float32)
+    html = model.diagram_html(model_info(loaded), activation=model.activation_name(network.config))
+    assert all(text in html for text in drawn) and not any(text in html for text in absent)
+    wide, narrow = (float(svg.split('viewBox="0 0 ')[1].split()[0]) for svg in html.split("<svg")[1:3])
+    assert narrow < 720 < 1000 < wide  # the stacked drawing fits a phone-width page
+
+
+def test_a_refused_upload_leaves_the_loaded_data_on_the_page(files, tmp_path):
+    session = new_session(files)
+    bad = tmp_path / "colours.csv"
+    bad.write_text("colour,size\nred,3\nblue,4\ngreen,5\nred,6\n")
+    with pytest.raises(gr.Error, match="colours.csv was not loaded.*Still loaded: words.csv"):
+        ui_event(data.load_data)(session, str(bad), None, 0.1, 0, 64)
+    summary, preview, figure, upload = data.restore_after_failure(session, 64)
+    assert summary.startswith("> ✕ **colours.csv was not loaded") and "### words.csv" in summary
+    assert list(preview.frame.columns) == ["prompt", "response"] and upload is None
+    assert [len(trace.x) for trace in figure.data] == [36, 4]
+    empty = Session(Workbench(ModelRegistry()))
+    empty.last_error = "x.csv was not loaded: no columns. No data is loaded."
+    summary, preview, _, _ = data.restore_after_failure(empty, 64)
+    assert "No data is loaded" in summary and list(preview.frame.columns) == [data.NO_DATA_COLUMN]
+
+
+def test_most_examples_over_max_length_is_a_warning_with_a_length_that_fits(files):
+    session = new_session(files)
+    lengths = session.workbench.data.lengths()["train"]
+    cut = min(lengths) - 1  # every example is one token too long
+    warning = data.length_warning(session.workbench.data, cut)
+    suggested = data.suggested_length(lengths)
+    fitting = sum(length <= suggested for length in lengths) / len(lengths)
+    assert suggested % 16 == 0 and fitting >= 0.9 and sum(length <= suggested - 16 for length in lengths) < 0.9 * 36
+    assert f"Try max length {suggested}" in warning and f"of {len(lengths)})" in warning
+    assert warning in data.length_note(session, cut) and "⚠" in data.length_note(session, cut)
+    assert data.length_warning(session.workbench.data, max(lengths)) == ""
+    summary, _, _ = data.show_data(session, cut)
+    assert "⚠" in summary
+    outputs = list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 1, "max_length": cut})))
+    assert isinstance(outputs[0], Notice) and outputs[0].warning == warning  # said before the first step
+
+
+def test_max_steps_extends_past_one_epoch(files):
+    session = new_session(files)  # 36 training rows: 5 batches of 8 per epoch
+    status, figure, table = list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 7})))[-1]
+    assert len(session.workbench.run("RED full (ffn)").result.train_loss) == 7
+    assert list(figure.data[0].x) == list(range(1, 8)) and figure.layout.xaxis.dtick == 1
+
+
+def test_timing_separates_set_up_from_the_steady_step():
+    timing = train.Timing(started=100.0)
+    for seconds, now in ((4.0, 112.0), (1.0, 113.0), (1.5, 114.5), (1.2, 115.7)):
+        timing.record(seconds, now)
+    assert timing.setup == pytest.approx(8.0)  # 112 − 100 − 4: before the first step began
+    assert timing.per_step == pytest.approx(1.2)  # median of the steps after the first
+
+
+def test_summary_shows_set_up_and_step_time_and_peak_memory_only_on_a_gpu(session):
+    runs = [session.workbench.run("RED full (ffn)")]
+    timings = {"RED full (ffn)": train.Timing(0.0, 5.0, [1.0, 0.25, 0.35])}
+    on_cpu = train.summary_table(runs, 1000, timings, "cpu")
+    assert on_cpu.iloc[0]["set-up (s)"] == 4.0 and on_cpu.iloc[0]["s/step"] == 0.3
+    assert not any("memory" in column for column in on_cpu.columns)
+    on_gpu = train.summary_table(runs, 1000, timings, "cuda:0")
+    assert on_gpu.iloc[0]["peak GPU memory"] == common.megabytes(runs[0].result.peak_memory_bytes)
+    assert list(train.summary_table([], 1000).columns) == train.SUMMARY_COLUMNS
+
+
+def test_stop_is_acknowledged_at_once_and_ends_after_one_step(files):
+    session, stopped_at = new_session(files), []
+    real_train = session.workbench.train
+
+    def click_stop_after_first_step(spec, options, callback=None):
+        def report(event):
+            callback(event)
+            if not stopped_at:
+                stopped_at.append(train.stop(session))  # as the Stop button does, mid-run
+            time.sleep(0.3)
+
+        return real_train(spec, options, report)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(common, "POLL_SECONDS", 0.05)
+        patch.setattr(session.workbench, "train", click_stop_after_first_step)
+        outputs = list(train.train(session, ["RED", "LoRA"], "full", ["ffn"], **(TRAIN | {"max_steps": 20})))
+    assert "<b>Stopping</b> the training after this step…" in stopped_at[0]
+    assert any("<b>Stopping</b> RED full (ffn) after this step" in status for status, _, _ in outputs[:-1])
+    status, _, table = outputs[-1]
+    assert "<b>Stopped.</b>" in status and list(table["method"]) == ["RED full (ffn)"]  # LoRA never started
+    assert len(session.workbench.run("RED full (ffn)").result.train_loss) == 1 and session.job is None
+
+
+def test_a_lora_only_run_is_not_sent_to_inspect_for_red(files):
+    session = new_session(files)
+    status, _, _ = list(train.train(session, ["LoRA"], "full", ["ffn"], **(TRAIN | {"max_steps": 1})))[-1]
+    assert "<b>Done.</b>" in status and "Inspect" not in status and "<b>Compare</b>" in status
+
+
+def test_an_ablation_without_data_says_why_instead_of_running(files):
+    session = Session(Workbench(ModelRegistry()))
+    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
+    with pytest.raises(gr.Error, match="no data loaded yet"):
+        list(ui_event(ablate.ablate)(session, ["RED full · FFN"], 2, 8, 64, 1, 0))
+    status, table, chart = ablate.restore_after_failure(session)
+    assert "✕" in status and "no data loaded yet" in status and "Running" not in status
+    assert list(table.columns) == ablate.COLUMNS and len(table) == 0 and session.job is None
+
+
+def test_a_refused_edits_zip_leaves_the_runs_and_says_so(session, tmp_path):
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(gr.Error, match="bad.zip was not loaded.*Runs in this session: RED full"):
+        ui_event(export.import_edits)(session, str(bad))
+    status, choices, upload = export.restore_after_failure(session, "LoRA r=8")
+    assert status.startswith("✕ **bad.zip was not loaded") and "Loaded" not in status
+    assert choices == Choices(["RED full (ffn)", "LoRA r=8"], "LoRA r=8") and upload is None
+
+
+def test_two_runs_side_by_side_share_axes_and_colours(files):
+    session = new_session(files)
+    list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 2})))
+    list(train.train(session, ["RED"], "scale", ["ffn"], **(TRAIN | {"max_steps": 2})))
+    outputs = inspect.inspect(session, "RED full (ffn)", "RED scale (ffn)")
+    _, layers_a, scale_a, _, layers_b, scale_b, bias_b, _, _ = outputs
+    assert scale_a.value.data[0].zmax == scale_b.value.data[0].zmax
+    edits = [session.workbench.red_edits(label) for label in ("RED full (ffn)", "RED scale (ffn)")]
+    largest = max(np.abs(edit.scale - 1).max() for run in edits for edit in run)
+    assert scale_a.value.data[0].zmax == pytest.approx(largest)
+    assert layers_a.value.layout.yaxis.range == layers_b.value.layout.yaxis.range
+    assert isinstance(bias_b, Hidden) and len(layers_b.value.data) == 1  # scale only: no empty bias panels
+
+
+def test_compare_warms_every_model_up_and_says_what_it_timed(session, monkeypatch):
+    from red_explorer.app import workbench as workbench_module
+
+    calls, real = [], workbench_module.compare_generations
+
+    def recording(contenders, tokenizer, prompts, settings=None, references=None):
+        calls.append(([contender.label for contender in contenders], settings.max_new_tokens, references))
+        return real(contenders, tokenizer, prompts, settings, references)
+
+    monkeypatch.setattr(workbench_module, "compare_generations", recording)
+    shown, _, table = compare.compare(session, "red cat", None, ["RED full (ffn)"], 8)
+    assert calls == [(["base", "RED full (ffn)"], 4, None), (["base", "RED full (ffn)"], 8, [None])]
+    assert "after an untimed warm-up of every model" in shown and list(table.columns) == compare.TABLE_COLUMNS
+
+
+def test_plural_and_empty_tables_have_real_headers():
+    assert common.plural(1, "row") == "1 row" and common.plural(2, "row") == "2 rows"
+    assert list(ablate.results_table([]).columns) == ablate.COLUMNS
+    assert list(data.preview_table(None).frame.columns) == [data.NO_DATA_COLUMN]

@@ -29,6 +29,9 @@ def positive(value) -> bool:
 def test_every_headline_figure_is_a_positive_number(bench_run):
     _, result = bench_run
     for key in HEADLINE_KEYS:
+        if key == "store_memory_per_run_mb":  # kept runs add no live tensors: 0 is the expected figure
+            assert math.isfinite(result[key]) and 0 <= result[key] < 2, f"{key} = {result[key]!r}"
+            continue
         assert positive(result[key]), f"{key} = {result[key]!r}"
     assert set(HEADLINE_KEYS) <= set(result["summary"])
     assert result["model"] == "tiny" and result["device"] == "cpu" and result["quick"] is True
@@ -90,6 +93,21 @@ def test_targets_and_markdown_report(bench_run):
     report = (out / "bench.md").read_text()
     for heading in ("## Targets", "## Training step", "## Generation", "## Many edits", "## Engine overhead"):
         assert heading in report
+
+
+def test_runs_as_edits_figures(bench_run):
+    out, result = bench_run
+    store, batched = result["run_store"], result["batched_compare"]
+    assert store["runs"] == 25 and "garbage collector" in store["measure"]
+    assert store["live_tensor_bytes_all_runs"] - store["live_tensor_bytes_one_run"] < 24 * 2**20
+    assert 0 < store["run_folder_bytes"] < store["model_copy_mb"] * 2**20  # a kept run is far smaller than a model
+    assert len(list((out / "run_store" / "bench").iterdir())) == 25
+    assert batched["runs"] == 8 and batched["batched_calls"] == 1 and batched["sequential_calls"] == 9
+    assert batched["same_tokens"] is True and batched["threads"] == 1
+    assert positive(batched["ratio"]) and batched["ratio"] < 1  # one call of 9 rows beats 9 calls of one row
+    assert result["compare_batched_over_sequential"] == batched["ratio"]
+    assert all(positive(value) for value in batched["batched_ms"] + batched["sequential_ms"])
+    assert "## Runs as edits" in (out / "bench.md").read_text()
 
 
 def test_unknown_random_model_is_refused(tmp_path):

@@ -86,7 +86,7 @@ def test_chat_prompt_uses_the_template(loaded):
     assert text.startswith("<s> user : hi there </s>") and text.endswith("assistant : ")
     loaded.tokenizer.chat_template, template = None, loaded.tokenizer.chat_template
     try:
-        assert chat_prompt(loaded.tokenizer, "hi there") == "hi there"
+        assert chat_prompt(loaded.tokenizer, "hi there") == "hi there\n"  # the plain training format
     finally:
         loaded.tokenizer.chat_template = template
     assert torch.is_tensor(loaded.tokenizer("x", return_tensors="pt")["input_ids"])

@@ -12,9 +12,11 @@ from red_explorer.app.plots import (
     editor_magnitude_figure,
     empty_figure,
     layer_magnitude_figure,
+    log_ticks,
     loss_figure,
     parameter_figure,
     routing_figure,
+    step_tick,
     token_length_figure,
     usage_figure,
 )
@@ -78,6 +80,7 @@ def test_parameter_chart_is_log_scale_with_shares():
     assert list(bars.x) == list(counts.values()) and list(bars.y) == list(counts)
     assert figure.layout.xaxis.type == "log"
     assert bars.text[0] == "34.6K (0.0257%)" and bars.text[2].endswith("(100%)")
+    assert list(figure.layout.xaxis.ticktext) == ["100k", "1M", "10M", "100M"]  # decades: the 1-2-5 ticks crowd
     assert bars.marker.color[0] != bars.marker.color[1]  # RED and LoRA coloured apart
 
 
@@ -118,6 +121,7 @@ def test_ablation_scatter_puts_metric_against_parameters():
     assert list(lora.x) == [1792] and lora.name == "LORA"
     assert figure.layout.xaxis.type == "log" and figure.layout.yaxis.title.text == "val loss (after)"
     assert figure.layout.shapes[0].y0 == pytest.approx(4.6)  # the "before training" line
+    assert list(figure.layout.xaxis.ticktext) == ["50", "100", "200", "500", "1k", "2k"]  # no bare "2" or "5"
 
 
 def test_token_lengths_mark_the_cut():
@@ -125,6 +129,9 @@ def test_token_lengths_mark_the_cut():
     assert [trace.name for trace in figure.data] == ["train", "validation"]
     assert list(figure.data[0].x) == [10, 20, 30]
     assert figure.layout.shapes[0].x0 == 25
+    label = figure.layout.annotations[0]
+    assert label.text == "max length 25" and (label.yref, label.y, label.yanchor) == ("paper", 1.0, "bottom")
+    assert figure.layout.legend.y > 1.0  # the legend sits above the label, neither over the bars
 
 
 def routing():
@@ -168,3 +175,31 @@ def test_token_length_bins_cover_the_data_and_the_cut():
     bins = figure.data[0].xbins
     assert bins.start == 53.5 and bins.size == 3 and bins.end >= 128
     assert figure.data[1].xbins == bins  # both splits share the bins
+
+
+@pytest.mark.parametrize(("last", "tick"), [(0, 1), (3, 1), (10, 1), (11, 2), (30, 5), (60, 10), (1000, 100)])
+def test_step_ticks_are_whole_steps(last, tick):
+    assert step_tick(last) == tick
+
+
+def test_a_short_loss_curve_has_integer_step_ticks():
+    figure = loss_figure({"RED": ([3.0, 2.9, 2.8], [])})
+    assert (figure.layout.xaxis.tick0, figure.layout.xaxis.dtick) == (0, 1)
+
+
+def test_log_ticks_read_as_short_numbers():
+    assert log_ticks(8_000, 60_000) == ([10_000, 20_000, 50_000], ["10k", "20k", "50k"])
+    assert log_ticks(3_000, 2e8)[1] == ["10k", "100k", "1M", "10M", "100M"]
+
+
+def test_layer_panels_follow_the_learned_vectors_and_shared_tops(edits):
+    magnitudes = layer_magnitudes(edits)
+    figure = layer_magnitude_figure(magnitudes, vectors=("scale",), y_max={"scale": 2.0})
+    assert {trace.yaxis for trace in figure.data} == {"y"} and len(figure.layout.annotations) == 1
+    assert figure.layout.yaxis.range == (0, 2.1)
+
+
+def test_two_heatmaps_with_one_limit_share_their_colours(edits):
+    labels, matrix = edit_matrix(edits, "bias")
+    figure = edit_heatmap_figure(labels, matrix, "bias", limit=5.0)
+    assert (figure.data[0].zmin, figure.data[0].zmax) == (-5.0, 5.0)

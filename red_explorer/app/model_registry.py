@@ -39,21 +39,25 @@ class ModelRegistry:
     """Base models shared by every session, keyed by ModelKey; each is loaded once, however many ask.
 
     The models are frozen and must never be modified: training deep-copies them
-    (``train_method(copy_base=True)``). The least recently used model is dropped past ``capacity``.
+    (``train_method(copy_base=True)``). Past ``capacity`` loaded models, the least recently used one is
+    dropped, but only to make room for a model that did load: a failed load holds no slot, evicts
+    nothing, and is remembered apart (for ``status``) until a later attempt succeeds.
     """
 
-    def __init__(self, capacity: int = 2, loader: Callable[..., LoadedModel] = load_model):
+    def __init__(self, capacity: int = 2, loader: Callable[..., LoadedModel] = load_model, failures_kept: int = 16):
         self.capacity = capacity
         self._loader = loader
         self._lock = threading.Lock()
-        self._entries: OrderedDict[ModelKey, _Entry] = OrderedDict()
+        self._entries: OrderedDict[ModelKey, _Entry] = OrderedDict()  # loading or loaded, least recent first
+        self._failures: OrderedDict[ModelKey, BaseException] = OrderedDict()
+        self._failures_kept = failures_kept
 
     def get(self, key: ModelKey) -> LoadedModel:
         """The loaded model for ``key``, loading it now (or waiting for a load in progress)."""
         key = key.resolved()
         with self._lock:
             entry = self._entries.get(key)
-            owner = entry is None or entry.error is not None
+            owner = entry is None
             if owner:
                 entry = self._entries[key] = _Entry()
             self._entries.move_to_end(key)
@@ -69,12 +73,25 @@ class ModelRegistry:
             entry.model = self._loader(key.spec, key.task, key.num_labels, key.device, key.dtype)
         except BaseException as error:  # kept for every waiter, re-raised by get()
             entry.error = error
-        finally:
-            entry.done.set()
         with self._lock:
-            finished = [k for k, e in self._entries.items() if e.done.is_set() and k != key]
-            while len(self._entries) > self.capacity and finished:
-                self._entries.pop(finished.pop(0))
+            if entry.error is None:
+                self._failures.pop(key, None)
+                self._evict(keep=key)
+            else:  # a failure takes no slot: the next get() tries again
+                self._entries.pop(key, None)
+                self._failures[key] = entry.error
+                self._failures.move_to_end(key)
+                while len(self._failures) > self._failures_kept:
+                    self._failures.popitem(last=False)
+        entry.done.set()
+
+    def _evict(self, keep: ModelKey) -> None:
+        """Drop the least recently used loaded models (never ``keep``, never a load in progress) past capacity."""
+        loaded = [k for k, e in self._entries.items() if e.done.is_set() or k == keep]
+        while len(loaded) > self.capacity:
+            victim = next(k for k in loaded if k != keep)
+            loaded.remove(victim)
+            self._entries.pop(victim)
 
     def preload(self, key: ModelKey) -> threading.Thread:
         """Start loading ``key`` in a background thread (errors show in ``status``)."""
@@ -96,16 +113,20 @@ class ModelRegistry:
         except ValueError as error:
             return f"failed: {error}"
         with self._lock:
-            entry = self._entries.get(key)
-        if entry is None:
-            return "not loaded"
-        if not entry.done.is_set():
-            return "loading"
-        return "ready" if entry.error is None else f"failed: {entry.error}"
+            entry, failure = self._entries.get(key), self._failures.get(key)
+        if entry is not None:
+            return "ready" if entry.done.is_set() else "loading"
+        return "not loaded" if failure is None else f"failed: {failure}"
+
+    def loaded_keys(self) -> list[ModelKey]:
+        """The keys of the models loaded now, least recently used first."""
+        with self._lock:
+            return [key for key, entry in self._entries.items() if entry.done.is_set()]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._failures.clear()
 
 
 SHARED_MODELS = ModelRegistry()

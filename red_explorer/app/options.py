@@ -34,8 +34,10 @@ class TrainOptions:
         return default_train_config(spec, **overrides, **self.loop_options())
 
     def loop_options(self) -> dict:
+        """The loop's settings. Max steps, when given, is the length: the data repeats for as many epochs as it
+        takes (each epoch is at least one step, so ``max_steps`` epochs always suffice); epochs count otherwise."""
         return {
-            "epochs": self.epochs,
+            "epochs": max(self.epochs, float(self.max_steps)) if self.max_steps else self.epochs,
             "max_steps": self.max_steps,
             "batch_size": self.batch_size,
             "seed": self.seed,

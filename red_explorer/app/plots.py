@@ -60,17 +60,60 @@ def loss_figure(runs: Mapping[str, tuple[Sequence[float], Sequence[dict]]], titl
                     marker=dict(size=8, symbol="diamond"),
                 )
             )
-    figure.update_xaxes(title_text="optimizer step", rangemode="tozero")
+    last = max([len(train_loss) for train_loss, _ in runs.values()] + [0])
+    figure.update_xaxes(title_text="optimizer step", rangemode="tozero", tick0=0, dtick=step_tick(last))
     figure.update_yaxes(title_text="loss")
     return _layout(figure, title)
 
 
-def layer_magnitude_figure(magnitudes: Sequence[LayerMagnitudes], title: str = "What RED learned, per layer"):
-    """Bars per layer: mean |scale − 1| (top) and mean |bias| (bottom), one colour per site kind."""
+def step_tick(last_step: int, most_ticks: int = 10) -> int:
+    """A whole-number step between ticks (1, 2, 5, 10, 20, ...) that puts at most ``most_ticks`` on 0..last."""
+    for magnitude in (10**power for power in range(7)):
+        for factor in (1, 2, 5):
+            if last_step / (factor * magnitude) <= most_ticks:
+                return factor * magnitude
+    return 10**7
+
+
+def log_ticks(low: float, high: float, most_ticks: int = 8) -> tuple[list[float], list[str]]:
+    """Tick values and labels for a log axis over [low, high]: 1-2-5 steps (10k, 20k, 50k) or, when that
+    gives too many, one per power of ten; labels in short form (50k, 1M)."""
+    low, high = max(low, 1e-12), max(high, low)
+    powers = range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+    for factors in ((1, 2, 5), (1,)):
+        values = [factor * 10.0**power for power in powers for factor in factors]
+        values = [value for value in values if low <= value <= high]
+        if len(values) <= most_ticks:
+            break
+    return values, [_short_tick(value) for value in values]
+
+
+def _short_tick(value: float) -> str:
+    for divisor, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= divisor:
+            return f"{value / divisor:g}{suffix}"
+    return f"{value:g}"
+
+
+def layer_magnitude_figure(
+    magnitudes: Sequence[LayerMagnitudes],
+    title: str = "What RED learned, per layer",
+    vectors: Sequence[str] = ("scale", "bias"),
+    y_max: Mapping[str, float] | None = None,
+):
+    """Bars per layer, one panel per learned vector: mean |scale − 1| and/or mean |bias|, a colour per site kind.
+
+    ``y_max`` fixes each panel's top (e.g. the larger of two runs shown side by side, so their bars compare).
+    """
+    titles = {"scale": "mean |scale − 1|", "bias": "mean |bias|"}
     figure = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, subplot_titles=("mean |scale − 1|", "mean |bias|")
+        rows=len(vectors),
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.12,
+        subplot_titles=[titles[vector] for vector in vectors],
     )
-    for row, field in ((1, "scale"), (2, "bias")):
+    for row, field in enumerate(vectors, start=1):
         for item in magnitudes:
             figure.add_trace(
                 go.Bar(
@@ -84,18 +127,26 @@ def layer_magnitude_figure(magnitudes: Sequence[LayerMagnitudes], title: str = "
                 row=row,
                 col=1,
             )
-    figure.update_xaxes(title_text="layer", row=2, col=1, dtick=1 if max(_layer_count(magnitudes), 1) <= 16 else 2)
+        if y_max and y_max.get(field):
+            figure.update_yaxes(range=[0, 1.05 * y_max[field]], row=row, col=1)
+    dtick = 1 if max(_layer_count(magnitudes), 1) <= 16 else 2
+    figure.update_xaxes(title_text="layer", row=len(vectors), col=1, dtick=dtick)
     figure.update_layout(barmode="group", bargap=0.15)
-    return _layout(figure, title, height=440)
+    return _layout(figure, title, height=440 if len(vectors) > 1 else 300)
 
 
 def _layer_count(magnitudes: Sequence[LayerMagnitudes]) -> int:
     return max((len(item.layers) for item in magnitudes), default=0)
 
 
-def edit_heatmap_figure(row_labels: Sequence[str], matrix: np.ndarray, title: str) -> go.Figure:
-    """A site × hidden-dimension heatmap of signed values, centred on zero (red up, blue down)."""
-    limit = float(np.abs(matrix).max()) or 1.0
+def edit_heatmap_figure(
+    row_labels: Sequence[str], matrix: np.ndarray, title: str, limit: float | None = None
+) -> go.Figure:
+    """A site × hidden-dimension heatmap of signed values, centred on zero (red up, blue down).
+
+    The colours run over ±``limit`` (default: the largest |value|); give two runs the same limit to compare them.
+    """
+    limit = float(limit or np.abs(matrix).max()) or 1.0
     figure = go.Figure(
         go.Heatmap(
             z=matrix,
@@ -142,7 +193,8 @@ def parameter_figure(counts: Mapping[str, int], total: int, title: str = "Traina
     figure = go.Figure(
         go.Bar(x=values, y=labels, orientation="h", text=text, textposition="auto", marker_color=colours)
     )
-    figure.update_xaxes(type="log", title_text="parameters (log scale)")
+    tick_values, tick_text = log_ticks(min(values), max(values))
+    figure.update_xaxes(type="log", title_text="parameters (log scale)", tickvals=tick_values, ticktext=tick_text)
     figure.update_yaxes(autorange="reversed")
     return _layout(figure, title, height=80 + 48 * len(labels))
 
@@ -165,7 +217,9 @@ def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable
         )
     if rows:
         counts = [row["trainable_parameters"] for row in rows]
-        figure.update_xaxes(range=[np.log10(min(counts)) - 0.35, np.log10(max(counts)) + 0.35])
+        low, high = np.log10(min(counts)) - 0.35, np.log10(max(counts)) + 0.35
+        tick_values, tick_text = log_ticks(10**low, 10**high)
+        figure.update_xaxes(range=[low, high], tickvals=tick_values, ticktext=tick_text)
         base = float(np.mean([row["before"] for row in rows]))
         figure.add_hline(y=base, line_dash="dot", line_color="#7f8c8d", annotation_text="before training")
         figure.update_yaxes(title_text=rows[0]["metric"].replace("_", " ") + " (after)")
@@ -190,17 +244,24 @@ def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | 
             )
         )
     if max_length:
-        figure.add_vline(
+        figure.add_vline(x=max_length, line_dash="dash", line_color=RED)
+        figure.add_annotation(  # above the plot area, where no bar can be under it
             x=max_length,
-            line_dash="dash",
-            line_color=RED,
-            annotation_text=f"max length {max_length}",
-            annotation_position="top left",
+            y=1.0,
+            yref="paper",
+            yanchor="bottom",
+            text=f"max length {max_length}",
+            showarrow=False,
+            font=dict(color=RED, size=12),
         )
     figure.update_layout(barmode="overlay")
     figure.update_xaxes(title_text="tokens per example")
     figure.update_yaxes(title_text="examples")
-    return _layout(figure, "Token lengths")
+    _layout(figure, "Token lengths")
+    figure.update_layout(  # the legend one row higher than usual: the max-length label sits above the bars
+        margin=dict(l=60, r=20, t=84, b=48), legend=dict(yanchor="bottom", y=1.1, xanchor="right", x=1.0)
+    )
+    return figure
 
 
 def routing_figure(table: RoutingTable, title: str = "Which editor each token uses") -> go.Figure:

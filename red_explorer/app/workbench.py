@@ -246,6 +246,9 @@ class Workbench:
             raise ValueError("type a prompt or pick a validation example")
         chosen = self.run_labels() if labels is None else labels
         contenders = [Contender("base", loaded.model)] + [self._contender(label) for label in chosen]
+        settings = settings or DecodingSettings()
+        # untimed warm-up of every model first (one-off costs), so no model is timed cold
+        compare_generations(contenders, loaded.tokenizer, [formatted], replace(settings, max_new_tokens=4))
         generations = compare_generations(contenders, loaded.tokenizer, [formatted], settings, [reference])
         return formatted, reference, generations
 

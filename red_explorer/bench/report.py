@@ -32,6 +32,13 @@ TARGETS = (
     Target("many_edits_over_one_edit", "8 distinct edits in one batch <= 1.10 x one shared edit", "at_most", 1.10),
     Target("red_swap_ms", "swap RED edits on a loaded model < 10 ms", "at_most", 10.0),
     Target("engine_over_raw_throughput", "engine training throughput >= 90 % of the raw loop", "at_least", 0.90),
+    Target("store_memory_per_run_mb", "memory held per kept RED run < 2 MB (25 runs vs 1)", "at_most", 2.0),
+    Target(
+        "compare_batched_over_sequential",
+        "base + 8 RED runs in one generate call <= 0.35 x the 9 separate calls",
+        "at_most",
+        0.35,
+    ),
 )
 
 
@@ -132,4 +139,20 @@ def markdown(result: dict) -> str:
     ]
     lines += ["", "## Swapping edits and file sizes", "", *_swap_lines(result), "", "## Engine overhead", ""]
     lines += _engine_lines(result["engine"])
+    lines += ["", "## Runs as edits", "", *_runs_lines(result)]
     return "\n".join(lines) + "\n"
+
+
+def _runs_lines(result: dict) -> list[str]:
+    """What a kept run costs in memory, and base + 8 runs in one batched generate call."""
+    store, batched = result["run_store"], result["batched_compare"]
+    return [
+        f"{store['runs']} RED runs kept in a run store: {_number(store['per_run_mb'], 4)} MiB per run "
+        f"({store['measure']}; resident memory {_number(store['resident_per_run_mb'], 2)} MiB per run), "
+        f"{store['run_folder_bytes']:,} bytes on disk per run; a model copy per run would hold "
+        f"{_number(store['model_copy_mb'], 1)} MiB.",
+        "",
+        f"Base + {batched['runs']} RED runs, {batched['new_tokens']} new tokens, {batched['threads']} thread(s): "
+        f"one batched call × {_number(batched['ratio'])} of the {batched['sequential_calls']} separate calls "
+        f"(same tokens: {'yes' if batched['same_tokens'] else 'no'}). Measured: {batched['measured']}.",
+    ]

@@ -3,7 +3,8 @@
 ``run_benchmark`` measures, on one model and one batch, each figure as the median of interleaved
 repetitions after warm-up: (1) a training step per method against the floor, with peak memory;
 (2) generation tokens/s attached and merged; (3) eight distinct edits in one batch vs one shared edit;
-(4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop.
+(4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop;
+(6) runs as edits: memory per kept run, and base + 8 runs in one batched generate call.
 It writes ``bench.json`` and ``bench.md`` into ``out``.
 """
 
@@ -20,6 +21,7 @@ import torch
 from red_explorer.bench.report import markdown, verdicts
 from red_explorer.bench.serve import bench_generation, bench_many_edits
 from red_explorer.bench.setup import BenchModel, choose_shape, load_bench_model
+from red_explorer.bench.store import bench_batched_compare, bench_store_memory
 from red_explorer.bench.swap import bench_swap_and_sizes
 from red_explorer.bench.timing import Timings
 from red_explorer.bench.train import bench_engine, bench_training_steps
@@ -34,6 +36,8 @@ HEADLINE_KEYS = (
     "engine_over_raw_throughput",
     "tare_step_over_floor",
     "tare_generate_over_base",
+    "store_memory_per_run_mb",
+    "compare_batched_over_sequential",
 )
 
 
@@ -92,6 +96,7 @@ def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
     generation_timings, generation = bench_generation(bench, shape)
     many = bench_many_edits(bench, shape)
     engine = bench_engine(bench, shape)
+    run_store, batched = bench_store_memory(bench, out), bench_batched_compare(bench, shape, out, quick)
     return {
         "shape": shape.__dict__,
         "batch_shape": {
@@ -105,7 +110,11 @@ def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
         "many_edits": many,
         "swap": swap,
         "engine": engine,
+        "run_store": run_store,
+        "batched_compare": batched,
         **_headline(training_timings, generation_timings, many, swap, engine),
+        "store_memory_per_run_mb": run_store["per_run_mb"],
+        "compare_batched_over_sequential": batched["ratio"],
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 
 from tqdm.auto import tqdm
 
@@ -24,7 +25,20 @@ def register(commands) -> None:
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--no-repeat-ngram-size", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the generations as JSON")
+    parser.add_argument(
+        "--strength", type=float, help="apply every --edits run at this strength (0 = base, 1 = as trained, 2 = twice)"
+    )
     parser.set_defaults(run=run)
+
+
+def _at_strength(model, strength: float | None) -> tuple:
+    """The Contender context that applies ``strength`` (none when it is not given); refuses methods without one."""
+    if strength is None:
+        return ()
+    from red_explorer.explore.strength import at_strength, strength_handler
+
+    strength_handler(model)
+    return (functools.partial(at_strength, model, strength),)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -42,7 +56,8 @@ def run(args: argparse.Namespace) -> None:
     contenders = [Contender("base", loaded.model)]
     for directory in tqdm(args.edits, desc="loading edits", disable=len(args.edits) < 2):
         model, spec = load_method(copy.deepcopy(loaded.model), directory)
-        contenders.append(Contender(f"{spec.label} [{directory}]", model))
+        label = spec.label if args.strength is None else f"{spec.label} at strength {args.strength:g}"
+        contenders.append(Contender(f"{label} [{directory}]", model, *_at_strength(model, args.strength)))
     prompts = [chat_prompt(loaded.tokenizer, prompt) for prompt in args.prompt]
     generations = compare_generations(contenders, loaded.tokenizer, prompts, settings)
     for generation, raw in zip(generations, [p for p in args.prompt for _ in contenders], strict=True):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from red_explorer.cli import ablate, bench, generate, merge, train
+from red_explorer.cli import ablate, bench, control_vector, explore, generate, merge, runs, sweep, train
 
 EPILOG = "Models: 'default' (SmolLM2-135M-Instruct, offline), 'minilm' (encoder), a local folder or a hub id."
-COMMANDS = (train, ablate, generate, merge, bench)  # each module registers its subcommand
+# each module registers its subcommand
+COMMANDS = (train, ablate, sweep, generate, merge, bench, explore, control_vector, runs)
 
 
 def build_parser() -> argparse.ArgumentParser:

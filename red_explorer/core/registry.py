@@ -9,15 +9,33 @@ from pathlib import Path
 
 from torch import nn
 
+from red_explorer.core.bitfit.method import Bitfit
 from red_explorer.core.checkpoint import CONFIG_FILE, EditsFileError
+from red_explorer.core.dora.method import Dora
 from red_explorer.core.full.method import Full
+from red_explorer.core.ia3.method import Ia3
+from red_explorer.core.lntuning.method import LnTuning
 from red_explorer.core.lora.method import Lora
+from red_explorer.core.loreft.method import Loreft
 from red_explorer.core.method import Method, unfreeze
 from red_explorer.core.red.method import Red
 from red_explorer.core.state import attached_state
 from red_explorer.core.tare.method import Tare
 
-REGISTRY: dict[str, Method] = {method.name: method for method in (Red(), Tare(), Lora(), Full())}
+REGISTRY: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Red(),
+        Tare(),
+        Lora(),
+        Full(),
+        Ia3(),
+        Dora(),
+        LnTuning(),
+        Bitfit(),
+        Loreft(),
+    )
+}
 METHODS = tuple(REGISTRY)
 DEFAULT_LEARNING_RATES = {name: method.default_learning_rate for name, method in REGISTRY.items()}
 

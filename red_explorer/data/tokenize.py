@@ -101,9 +101,9 @@ def _render(example: dict[str, Any], detected: DetectedFormat, tokenizer: Any, t
     if detected.kind == "text":
         return "", example["text"]
     turns, reply = _conversation(example, detected.kind)
+    prompt = _render_turns(turns, detected.kind, tokenizer, templated)
     if not templated:
-        return "".join(_plain_turn(turn, detected.kind) for turn in turns), reply
-    prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        return prompt, reply
     full = tokenizer.apply_chat_template([*turns, {"role": "assistant", "content": reply}], tokenize=False)
     if not full.startswith(prompt):
         raise DataError(
@@ -111,6 +111,13 @@ def _render(example: dict[str, Any], detected: DetectedFormat, tokenizer: Any, t
             "response cannot be located; remove tokenizer.chat_template to use the plain 'prompt\\n' format"
         )
     return prompt, full[len(prompt) :]
+
+
+def _render_turns(turns: list[dict[str, str]], kind: str, tokenizer: Any, templated: bool) -> str:
+    """The prompt before the reply: the chat template with a generation prompt, or the plain turns."""
+    if templated:
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    return "".join(_plain_turn(turn, kind) for turn in turns)
 
 
 def _plain_turn(turn: dict[str, str], kind: str) -> str:
@@ -130,6 +137,20 @@ def prompt_text(example: dict[str, Any], detected: DetectedFormat, tokenizer: An
         words = example["text"].split()
         return example["text"] if detected.task == "classification" else " ".join(words[: max(1, len(words) // 2)])
     return _render(example, detected, tokenizer, _uses_template(tokenizer, detected))[0]
+
+
+def render_prompt(tokenizer: Any, text: str) -> str:
+    """A typed prompt exactly as training renders the prompt of {"prompt": text, "response": ...}: the chat
+    template with a generation prompt when the tokenizer has one, else 'text\\n' (the plain format)."""
+    templated = bool(getattr(tokenizer, "chat_template", None))
+    return _render_turns([{"role": "user", "content": text}], "prompt/response", tokenizer, templated)
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a rendered prompt as training tokenises it: the BOS the plain format adds when the tokenizer
+    has no chat template (a template writes its own), then the text; never an EOS."""
+    prefix = [] if getattr(tokenizer, "chat_template", None) else _bos_prefix(tokenizer)
+    return prefix + list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
 def prompt_token_ids(example: dict[str, Any], detected: DetectedFormat, tokenizer: Any) -> list[int]:

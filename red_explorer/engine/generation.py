@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from red_explorer.data.tokenize import encode_prompt, render_prompt
+
 
 @dataclass
 class DecodingSettings:
@@ -65,11 +67,9 @@ class Generation:
 
 
 def chat_prompt(tokenizer, text: str) -> str:
-    """A user's text as the model expects it: its chat template with a generation prompt, if it has one."""
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": text}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text
+    """A user's text as training rendered prompts: its chat template with a generation prompt if the tokenizer
+    has one, else the plain format 'text\\n' (exactly the prompt of {"prompt": text, "response": ...})."""
+    return render_prompt(tokenizer, text)
 
 
 def rouge_l(prediction: str, reference: str) -> float:
@@ -84,8 +84,8 @@ def generate_one(contender: Contender, tokenizer, prompt: str, settings: Decodin
     """Generate for one formatted prompt; times the call."""
     model = contender.model
     device = next(model.parameters()).device
-    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=not getattr(tokenizer, "chat_template", None))
-    encoded = {key: value.to(device) for key, value in encoded.items()}
+    input_ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=device)  # (1, T), as training saw it
+    encoded = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     torch.manual_seed(settings.seed)
     with contender.context():

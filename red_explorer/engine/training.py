@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 from transformers import get_scheduler
 
+from red_explorer.data.batching import IGNORE_INDEX
 from red_explorer.engine.distributed import Runtime
 from red_explorer.engine.evaluation import evaluate, move
 
@@ -58,6 +60,7 @@ class StepEvent:
     loss: float
     learning_rate: float
     tokens_per_second: float
+    seconds: float = 0.0  # wall time of this optimizer step (forward, backward, update)
 
 
 @dataclass
@@ -135,7 +138,7 @@ def run_training(
     epoch_batches = runtime.shard(make_batches(0))
     total_steps = count_steps(len(epoch_batches), config)
     scheduler = get_scheduler(config.scheduler, optimizer, round(config.warmup_ratio * total_steps), total_steps)
-    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback)
+    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback, task)
     state = _LoopState(total_steps=total_steps, best=_snapshot(parameters) if config.keep == "best" else None)
     model.train()
     started = time.perf_counter()
@@ -171,6 +174,7 @@ class _Loop:
     config: TrainConfig
     runtime: Runtime
     callback: Callback | None
+    task: str = "causal-lm"
 
 
 def _run_epoch(loop: _Loop, epoch_batches, state: _LoopState, stop, evaluate_now: Callable[[], None]) -> None:
@@ -206,21 +210,49 @@ class _LoopState:
     reason: str = ""
 
 
+def target_count(batch: dict[str, torch.Tensor], task: str) -> int:
+    """How many targets a batch's mean loss averages over: shifted non-ignored tokens, or rows (classification)."""
+    labels = batch["labels"]
+    if task == "classification":
+        return labels.shape[0]
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())  # position t predicts token t + 1
+
+
+def accumulate_gradients(
+    model: nn.Module, group: list[dict[str, torch.Tensor]], task: str, runtime: Runtime, precision=nullcontext
+) -> tuple[float, int]:
+    """Backward over an accumulation group exactly as over one batch of all its rows (on every process).
+
+    loss = Σ_micro-batches Σ_targets ℓ / N, with N the targets of the whole group on all processes: each
+    micro-batch's mean loss ℓ̄_i counts n_i / N, not 1 / (number of micro-batches). DDP averages gradients
+    over P processes, so each process scales by P. Returns (the group's mean loss per target, N).
+    """
+    counts = [target_count(batch, task) for batch in group]
+    total = int(runtime.sum_across([sum(counts)])[0]) if runtime.num_processes > 1 else sum(counts)
+    weight = runtime.num_processes / max(total, 1)
+    summed = 0.0  # Σ per-target losses of this process's group
+    for index, (batch, count) in enumerate(zip(group, counts, strict=True)):
+        with runtime.no_sync(model, last=index == len(group) - 1):
+            with precision():
+                output = model(**batch)
+                # n_i · mean = the sum of its per-target losses; no targets: a zero that keeps the graph (DDP)
+                loss_sum = output.loss * count if count else output.logits.sum() * 0.0
+            runtime.backward(loss_sum * weight)
+        summed += loss_sum.item()
+    if runtime.num_processes > 1:  # every process reports the same mean, so all stop together
+        summed = runtime.sum_across([summed])[0]
+    return summed / max(total, 1), total
+
+
 def _optimizer_step(loop: _Loop, group, state: _LoopState) -> None:
     """Forward + backward over an accumulation group, then clip and step; rolls back on a non-finite loss."""
     began = time.perf_counter()
     snapshot = _snapshot(loop.parameters)  # these parameters give a finite loss if this step's loss is finite
-    loss_sum, tokens = 0.0, 0
-    for index, batch in enumerate(group):
-        with loop.runtime.no_sync(loop.model, last=index == len(group) - 1):
-            with _autocast(loop.model, loop.config):
-                loss = loop.model(**batch).loss / len(group)
-            loop.runtime.backward(loss)
-        loss_sum += loss.item()
-        tokens += int(batch["attention_mask"].sum())
-    if loop.runtime.num_processes > 1:  # every process sees the same mean loss, so all stop together
-        loss_sum, tokens = loop.runtime.sum_across([loss_sum, tokens])
-        loss_sum, tokens = loss_sum / loop.runtime.num_processes, int(tokens)
+    precision = partial(_autocast, loop.model, loop.config)
+    loss_sum, _ = accumulate_gradients(loop.model, group, loop.task, loop.runtime, precision)
+    tokens = sum(int(batch["attention_mask"].sum()) for batch in group)
+    if loop.runtime.num_processes > 1:
+        tokens = int(loop.runtime.sum_across([tokens])[0])
     if not math.isfinite(loss_sum):
         loop.optimizer.zero_grad(set_to_none=True)
         _restore(loop.parameters, state.last_good)
@@ -237,7 +269,9 @@ def _optimizer_step(loop: _Loop, group, state: _LoopState) -> None:
     if loop.callback:
         seconds = time.perf_counter() - began
         rate = loop.scheduler.get_last_lr()[0]
-        loop.callback(StepEvent(state.step, state.total_steps, loss_sum, rate, tokens / seconds if seconds else 0.0))
+        loop.callback(
+            StepEvent(state.step, state.total_steps, loss_sum, rate, tokens / seconds if seconds else 0.0, seconds)
+        )
 
 
 def _evaluate_during(model, validation_batches, task, state: _LoopState, parameters, callback) -> None:

@@ -1,4 +1,4 @@
-"""Turning plain handlers into Gradio event functions: errors become messages, Choices become updates."""
+"""Turning plain handlers into Gradio event functions: errors become messages, plain markers become updates."""
 
 from __future__ import annotations
 
@@ -8,22 +8,37 @@ from html import escape
 
 import gradio as gr
 
-from red_explorer.app.ui.handlers.common import Choices
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Choices, Hidden, Notice, Shown, Table
 
 logger = logging.getLogger(__name__)
-EXPECTED_ERRORS = (ValueError, OSError, KeyError)
+WARNING_SECONDS = 15
 
 
 def _to_gradio(value):
     if isinstance(value, Choices):
         return gr.update(choices=value.choices, value=value.value)
+    if isinstance(value, Hidden):
+        return gr.update(visible=False)
+    if isinstance(value, Shown):
+        return gr.update(value=value.value, visible=True)
+    if isinstance(value, Table):
+        return gr.update(value=value.frame, column_widths=value.column_widths or None)
     return value
 
 
 def _convert(outputs):
+    if isinstance(outputs, Notice):
+        gr.Warning(escape(outputs.warning), duration=WARNING_SECONDS)
+        outputs = outputs.outputs
     if isinstance(outputs, tuple):
         return tuple(_to_gradio(value) for value in outputs)
     return _to_gradio(outputs)
+
+
+def _remember(args, error: BaseException) -> None:
+    """Keep the reason on the session (first argument), for the event that restores the page after a failure."""
+    if args and hasattr(args[0], "last_error"):
+        args[0].last_error = str(error).strip() or type(error).__name__
 
 
 def as_message(error: BaseException) -> gr.Error:
@@ -48,6 +63,7 @@ def ui_event(handler):
                 for outputs in handler(*args):
                     yield _convert(outputs)
             except Exception as error:
+                _remember(args, error)
                 raise as_message(error) from error
 
     else:
@@ -56,6 +72,7 @@ def ui_event(handler):
             try:
                 return _convert(handler(*args))
             except Exception as error:
+                _remember(args, error)
                 raise as_message(error) from error
 
     parameters = [

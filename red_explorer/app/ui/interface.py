@@ -42,6 +42,10 @@ CSS = """
 .red-bar {height: 10px; background: #eaecee; border-radius: 6px; margin-top: 8px; overflow: hidden;}
 .red-bar > div {height: 100%; background: #c0392b; border-radius: 6px; transition: width 0.6s ease;}
 .gen-text {white-space: pre-wrap; font-size: 14.5px; line-height: 1.45; color: #1b2631;}
+.red-caption {font-size: 13.5px; color: #2c3e50; margin: 6px 4px 0 4px;}
+.red-note {font-size: 13px; color: #566573;}
+.red-narrow {display: none;}
+@media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}}
 """
 
 
@@ -85,7 +89,13 @@ def build_demo(preload: bool = True) -> gr.Blocks:
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
         max_length = gr.Slider(
-            16, 1024, value=128, step=16, label="Max length (tokens)", elem_id="max-length", render=False
+            16,
+            1024,
+            value=128,
+            step=16,
+            label="Max length (tokens): Train and Ablations cut each example here",
+            elem_id="max-length",
+            render=False,
         )
         with gr.Tabs():
             about.build()
@@ -93,7 +103,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             data.build(state, max_length)
             train.build(state, max_length, jobs)
             inspect.build(state)
-            ablate.build(state, jobs)
+            ablate.build(state, max_length, jobs)
             compare.build(state)
             export.build(state)
         refresh = ui_event(model_status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from contextlib import contextmanager
 
 from red_explorer.app.workbench import Workbench
 
@@ -22,8 +23,19 @@ class Session:
 
     def __init__(self, workbench: Workbench | None = None):
         self._workbench = workbench
+        self.job: str | None = None  # "training" or "ablation" while one runs (what Stop would stop)
+        self.last_error = ""  # the reason of the last refused request (shown when the page is restored)
         if workbench is not None:
             _OPEN.add(self)
+
+    @contextmanager
+    def running(self, job: str):
+        """``with session.running("training"): ...`` marks a job as running for Stop."""
+        self.job = job
+        try:
+            yield
+        finally:
+            self.job = None
 
     @property
     def workbench(self) -> Workbench:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
+from red_explorer.core.adapters import adapter_kind
 from red_explorer.core.method import Method
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -69,7 +70,7 @@ class Lora(Method):
         return directory
 
     def holds(self, directory: Path) -> bool:
-        return (directory / ADAPTER_CONFIG).is_file()
+        return adapter_kind(directory) == "lora"  # not DoRA, IA3 or LN tuning, which also write adapter_config.json
 
     def load(self, model: nn.Module, directory: Path) -> tuple[nn.Module, LoraOptions]:
         from peft import PeftModel

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from red_explorer.core.red.config import RedConfig
-from red_explorer.core.sites import Site, find_sites, output_size
+from red_explorer.core.sites import Site, find_sites, output_size, warn_unedited
 from red_explorer.core.state import (
     EditState,
     attached_state,
@@ -110,6 +110,7 @@ def attach_red(model: nn.Module, config: RedConfig | None = None) -> list[Site]:
         if config.use_bias:
             module.register_parameter(BIAS, nn.Parameter(torch.zeros(size, dtype=dtype, device=device)))
     install(model, RedState("red", config, sites), _edit_output)
+    warn_unedited(model, config, "RED")  # e.g. mixture-of-experts layers without a dense FFN output
     return sites
 
 

@@ -38,6 +38,7 @@ def merge_red(model: nn.Module) -> None:
     state = get_state(model)
     if state.merged_backup is not None:
         return
+    refuse_shared_weights(model, state.sites)
     backup = {}
     with torch.no_grad():
         for site in state.sites:
@@ -51,6 +52,28 @@ def merge_red(model: nn.Module) -> None:
             elif bias is not None:
                 module.bias.copy_(bias)
     state.merged_backup = backup
+
+
+def shared_weight(model: nn.Module, site_name: str) -> str | None:
+    """The name of another parameter that shares the site's weight storage (tied embeddings), or None."""
+    pointer = model.get_submodule(site_name).weight.data_ptr()
+    own = f"{site_name}.weight"
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        if name != own and pointer and parameter.data_ptr() == pointer:
+            return name
+    return None
+
+
+def refuse_shared_weights(model: nn.Module, sites) -> None:
+    """A MergeError when a site's weight is tied to another module's: folding would change that one too."""
+    for site in sites:
+        other = shared_weight(model, site.name)
+        if other is not None:
+            raise MergeError(
+                f"'{site.name}.weight' is tied to '{other}' (tie_word_embeddings): folding the edit into it would "
+                f"change '{other}' too. Keep the edit as a hook (save_edits, no merge), or load the model with "
+                "tie_word_embeddings=False before attaching."
+            )
 
 
 def _bias_copy(module: nn.Module) -> torch.Tensor | None:
@@ -68,6 +91,7 @@ def _merged_state_dict(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[
     Folds from the base weights, also when the model is merged in place (``merge_red``): never twice.
     """
     state = get_state(model)
+    refuse_shared_weights(model, state.sites)
     edit_names = set(red_vectors(model))
     tensors = {name: value for name, value in model.state_dict().items() if name not in edit_names}
     new_biases = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from red_explorer.core.sites import Site, find_sites, output_size
+from red_explorer.core.sites import Site, find_sites, output_size, warn_unedited
 from red_explorer.core.state import (
     EditState,
     attached_state,
@@ -95,6 +95,7 @@ def attach_tare(model: nn.Module, config: TareConfig | None = None) -> list[Site
         module.register_parameter(BIAS, nn.Parameter(torch.zeros(shape, dtype=dtype, device=device)))
         module.register_parameter(SELECTOR, nn.Parameter(selector.to(dtype)))
     install(model, TareState("tare", config, sites), _edit_output)
+    warn_unedited(model, config.site_config(), "TARE")  # e.g. mixture-of-experts layers without a dense FFN
     return sites
 
 

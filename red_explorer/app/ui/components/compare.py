@@ -46,7 +46,12 @@ def build(state: gr.State) -> dict:
         generate = gr.Button("Generate", variant="primary", elem_id="compare-button")
         shown = gr.Markdown(label="Prompt and reference", elem_id="compare-prompt-shown")
         cards = gr.HTML(label="Generations", elem_id="compare-cards")
-        table = gr.Dataframe(label="Latency and overlap", elem_id="compare-table", wrap=True)
+        table = gr.Dataframe(
+            headers=handlers.TABLE_COLUMNS,
+            label="Latency (one timed generation after a warm-up) and ROUGE-L against the reference",
+            elem_id="compare-table",
+            wrap=True,
+        )
     generate.click(
         ui_event(handlers.compare),
         [state, prompt, example, runs, *decoding],

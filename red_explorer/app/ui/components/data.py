@@ -1,4 +1,4 @@
-"""Data tab widgets: upload or sample, split options; detected format, preview, split sizes, token lengths."""
+"""Data tab widgets: upload or sample, split options, max length; detected format, preview, split sizes, lengths."""
 
 from __future__ import annotations
 
@@ -36,17 +36,32 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
                     max_rows = gr.Number(0, precision=0, minimum=0, label="At most N rows (0 = all)")
                 load = gr.Button("Load sample", variant="primary", elem_id="load-sample")
         with gr.Row():
-            summary = gr.Markdown("*No data loaded yet.*", label="Data summary", elem_id="data-summary")
-            lengths = gr.Plot(show_label=False, label="Token lengths", elem_id="length-plot")
-        preview = gr.Dataframe(label="Preview (training rows)", wrap=True, elem_id="data-preview")
+            with gr.Column(min_width=420):
+                summary = gr.Markdown(handlers.NO_DATA, label="Data summary", elem_id="data-summary")
+            with gr.Column(min_width=420):
+                max_length.render()
+                lengths = gr.Plot(show_label=False, label="Token lengths", elem_id="length-plot")
+        preview = gr.Dataframe(
+            headers=[handlers.NO_DATA_COLUMN], label="Preview (training rows)", wrap=True, elem_id="data-preview"
+        )
     outputs = [summary, preview, lengths]
+    restore = dict(
+        fn=ui_event(handlers.restore_after_failure),
+        inputs=[state, max_length],
+        outputs=[*outputs, upload],
+        api_visibility="private",
+        show_progress="hidden",
+    )
     upload.upload(
         ui_event(handlers.load_data),
         [state, upload, sample, validation, max_rows, max_length],
         outputs,
         api_name="load_data",
-    )
+    ).failure(**restore)
     load.click(
         ui_event(_load_sample), [state, sample, validation, max_rows, max_length], outputs, api_name="load_sample"
+    ).failure(**restore)
+    max_length.change(
+        ui_event(handlers.show_data), [state, max_length], outputs, api_visibility="private", show_progress="hidden"
     )
     return {"tab": tab}

@@ -6,6 +6,7 @@ import gradio as gr
 
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import inspect as handlers
+from red_explorer.app.ui.texts import TARE_SENTENCE
 
 ROUTING_TEXT = "The restaurant near the river serves cheap Italian food."
 
@@ -21,6 +22,7 @@ def _panel(side: str) -> list:
 
 def _tare_section(state: gr.State) -> gr.Dropdown:
     with gr.Accordion("TARE: which editor each token uses", open=False):
+        gr.Markdown(TARE_SENTENCE)
         with gr.Row(equal_height=True):
             tare_run = gr.Dropdown([], label="TARE run", allow_custom_value=True, scale=1)
             text = gr.Textbox(ROUTING_TEXT, label="Text to route", scale=3)
@@ -37,7 +39,10 @@ def _tare_section(state: gr.State) -> gr.Dropdown:
 
 def build(state: gr.State) -> dict:
     with gr.Tab("Inspect", id="inspect") as tab:
-        gr.Markdown("#### What RED learned: how far each layer's edit is from the identity (scale = 1, bias = 0)")
+        gr.Markdown(
+            "#### What RED learned: how far each layer's edit is from the identity (scale = 1, bias = 0)\n"
+            "Two runs side by side share their axes and colour scales, so their bars and colours compare directly."
+        )
         with gr.Row(equal_height=False):
             run_a = gr.Dropdown([], label="Run A", allow_custom_value=True, elem_id="inspect-run-a")
             run_b = gr.Dropdown([], label="Run B (side by side)", allow_custom_value=True, elem_id="inspect-run-b")
@@ -50,7 +55,9 @@ def build(state: gr.State) -> dict:
             distribution = gr.Plot(
                 show_label=False, label="Distribution of run A's values", elem_id="distribution-plot"
             )
-            top = gr.Dataframe(label="Run A: most-edited dimensions", elem_id="top-dimensions")
+            top = gr.Dataframe(
+                headers=handlers.TOP_COLUMNS, label="Run A: most-edited dimensions", elem_id="top-dimensions"
+            )
         tare_run = _tare_section(state)
     outputs = [summary, *panel_a, *panel_b, distribution, top]
     show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect")

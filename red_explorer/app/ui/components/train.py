@@ -5,7 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
+from red_explorer.app.ui.texts import EPOCHS_LABEL, MAX_STEPS_LABEL, TARE_SENTENCE, TIMING_NOTE
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES
 
 VARIANTS = [("scale + bias (RED)", "full"), ("scale only", "scale"), ("bias only", "bias")]
@@ -21,6 +23,7 @@ def _method_settings() -> list:
         lora_rank = gr.Number(8, precision=0, minimum=1, label="LoRA rank r (α = 2r, attention q/v)")
         lora_lr = gr.Number(DEFAULT_LEARNING_RATES["lora"], label="LoRA learning rate")
     with gr.Accordion("TARE settings", open=False):
+        gr.Markdown(TARE_SENTENCE)
         with gr.Row():
             editors = gr.Number(4, precision=0, minimum=1, label="Editors per site (E)")
             top_k = gr.Number(2, precision=0, minimum=1, label="Active per token (k)")
@@ -28,19 +31,19 @@ def _method_settings() -> list:
     return [variant, sites, lora_rank, editors, top_k, red_lr, lora_lr, tare_lr]
 
 
-def _loop_settings(max_length: gr.Slider) -> list:
+def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
     with gr.Group():
         with gr.Row():
-            epochs = gr.Number(1, minimum=0.1, label="Epochs")
-            max_steps = gr.Number(30, precision=0, minimum=0, label="Max steps (0 = whole epochs)", elem_id="max-steps")
+            max_steps = gr.Number(30, precision=0, minimum=0, label=MAX_STEPS_LABEL, elem_id="max-steps")
+            epochs = gr.Number(1, minimum=0.1, label=EPOCHS_LABEL, elem_id="epochs")
         with gr.Row():
             batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
             seed = gr.Number(0, precision=0, label="Seed")
-        max_length.render()
         eval_every = gr.Number(
             10, precision=0, minimum=0, label="Validation loss every N steps (0 = off)", elem_id="eval-every"
         )
-    return [epochs, max_steps, batch_size, max_length, seed, eval_every]
+    note = gr.Markdown(data_handlers.length_line(None, 128), elem_id="train-length-note")
+    return [epochs, max_steps, batch_size, max_length, seed, eval_every], note
 
 
 def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
@@ -53,17 +56,14 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
                 )
                 method_inputs = _method_settings()
             with gr.Column():
-                loop_inputs = _loop_settings(max_length)
+                loop_inputs, note = _loop_settings(max_length)
         with gr.Row():
             start = gr.Button("Train", variant="primary", elem_id="train-button", scale=3)
             stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
-        status = gr.HTML(
-            "<div class='red-status'><i>Pick methods and press Train. On a CPU a step takes a few seconds.</i></div>",
-            label="Training status",
-            elem_id="train-status",
-        )
+        status = gr.HTML(handlers.IDLE, label="Training status", elem_id="train-status")
         loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
-        summary = gr.Dataframe(label="Summary", elem_id="train-summary", wrap=True)
+        summary = gr.Dataframe(headers=handlers.SUMMARY_COLUMNS, label="Summary", elem_id="train-summary", wrap=True)
+        gr.Markdown(TIMING_NOTE, elem_classes=["red-note"])
     start.click(
         ui_event(handlers.train),
         [state, methods, *method_inputs, *loop_inputs],
@@ -72,6 +72,20 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         show_progress_on=[status],
         concurrency_id="training",
         concurrency_limit=concurrency_limit,
+    ).failure(
+        ui_event(handlers.restore_after_failure),
+        [state],
+        [status, loss, summary],
+        api_visibility="private",
+        show_progress="hidden",
     )
     stop.click(ui_event(handlers.stop), [state], [status], api_name="stop", queue=False)
+    wire_length_note(tab, state, max_length, note)
     return {"tab": tab}
+
+
+def wire_length_note(tab: gr.Tab, state: gr.State, max_length: gr.Slider, note: gr.Markdown) -> None:
+    """Keep a tab's max-length line current: when the slider moves and when the tab opens."""
+    refresh = ui_event(data_handlers.length_note)
+    max_length.change(refresh, [state, max_length], [note], api_visibility="private", show_progress="hidden")
+    tab.select(refresh, [state, max_length], [note], api_visibility="private", show_progress="hidden")

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import pandas as pd
 
 from red_explorer.app.plots import ablation_figure, empty_figure
-from red_explorer.app.ui.handlers.common import count, follow, no_progress, status_html, stream, train_options
+from red_explorer.app.ui.handlers.common import (
+    Notice,
+    count,
+    follow,
+    no_progress,
+    plural,
+    status_html,
+    stream,
+    train_options,
+)
+from red_explorer.app.ui.handlers.data import length_warning
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.ablation import parse_row
 
@@ -54,7 +66,7 @@ class _Tracker:
 
     def __init__(self, specs, progress):
         self.specs, self.progress = specs, progress
-        self.fraction, self.text, self.rows = 0.0, f"**Running** {len(specs)} rows…", []
+        self.fraction, self.text, self.rows = 0.0, f"**Running** {plural(len(specs), 'row')}…", []
 
     def on_progress(self, index: int, total: int, event) -> None:
         step = f", step {event.step}/{event.total_steps}" if event is not None else ""
@@ -62,12 +74,14 @@ class _Tracker:
         self.text = f"**Running {self.specs[index].label}** (row {index + 1}/{total}{step})"
         self.progress(self.fraction, desc=f"{self.specs[index].label}{step}")
 
-    def outputs(self, done: bool = False) -> tuple:
+    def outputs(self, done: bool = False, stopping: bool = False) -> tuple:
         rows = list(self.rows)
         chart = ablation_figure(rows) if rows else empty_figure("Results appear as rows finish")
         if done:
             stopped = " (stopped)" if len(rows) < len(self.specs) else ""
             return status_html(f"**Done:** {len(rows)}/{len(self.specs)} rows{stopped}."), results_table(rows), chart
+        if stopping:
+            return status_html("**Stopping** the ablation after this step…", self.fraction), results_table(rows), chart
         return status_html(self.text, self.fraction), results_table(rows), chart
 
 
@@ -87,9 +101,22 @@ def ablate(
     specs = [parse_row(ROWS.get(name, name)) for name in rows]
     options = train_options(epochs, max_steps, batch_size, max_length, seed)
     workbench = session.workbench
+    if workbench.data is None:
+        raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then run the ablation")
     workbench.new_job()
     tracker = _Tracker(specs, progress or no_progress)
-    yield tracker.outputs()
-    ticks = follow(workbench, lambda: workbench.ablate(specs, options, tracker.on_progress, tracker.rows.append))
-    yield from stream(ticks, tracker.outputs)
-    yield tracker.outputs(done=True)
+    warning = length_warning(workbench.data, options.max_length)
+    with session.running("ablation"):
+        yield Notice(tracker.outputs(), warning) if warning else tracker.outputs()
+        call = lambda: workbench.ablate(specs, options, tracker.on_progress, tracker.rows.append)  # noqa: E731
+        yield from stream(follow(workbench, call), lambda: tracker.outputs(stopping=workbench.stop_event.is_set()))
+        yield tracker.outputs(done=True)
+
+
+def restore_after_failure(session: Session):
+    """After a refused or failed ablation: (status with the reason, the rows that finished, their chart)."""
+    rows = session.workbench.ablation_rows
+    reason = escape(session.last_error or "the ablation did not finish")
+    status = f"<div class='red-status'>✕ <b>Ablation not run to the end:</b> {reason}</div>"
+    chart = ablation_figure(rows) if rows else empty_figure("No results: the ablation did not run")
+    return status, results_table(rows), chart

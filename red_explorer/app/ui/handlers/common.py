@@ -1,4 +1,4 @@
-"""What every handler shares: dropdown choices as plain data, progress reporting, number formatting."""
+"""What every handler shares: plain markers for the UI (choices, hidden, notices), progress, number formatting."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from red_explorer.app.workbench import Workbench
 
 Progress = Callable[..., None]
 POLL_SECONDS = 1.0
+EXPECTED_ERRORS = (ValueError, OSError, KeyError)  # the user's input was refused: shown as a message
 
 
 @dataclass
@@ -20,6 +21,39 @@ class Choices:
 
     choices: list[str] = field(default_factory=list)
     value: str | list[str] | None = None
+
+
+@dataclass
+class Hidden:
+    """Hide this output (e.g. the bias panel of a run that learns no bias)."""
+
+
+@dataclass
+class Shown:
+    """Show this output again with ``value``."""
+
+    value: object
+
+
+@dataclass
+class Table:
+    """A table and the width of each of its columns (e.g. "50%"); empty widths: as wide as the content."""
+
+    frame: object  # pandas.DataFrame
+    column_widths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Notice:
+    """The outputs, plus a warning the user should see (as a message box) while they stay valid."""
+
+    outputs: object
+    warning: str
+
+
+def plural(number: int, word: str, many: str | None = None) -> str:
+    """'1 row', '2 rows' (``many`` for irregular plurals)."""
+    return f"{number:,} {word if number == 1 else many or word + 's'}"
 
 
 def status_html(text: str, fraction: float | None = None) -> str:

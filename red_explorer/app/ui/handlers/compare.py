@@ -12,6 +12,7 @@ from red_explorer.engine.generation import DecodingSettings, Generation
 
 EXAMPLE_LIMIT = 50
 METHOD_CLASS = {"base": "base", "RED": "red", "LoRA": "lora", "TARE": "tare"}
+TABLE_COLUMNS = ["method", "seconds", "new tokens", "tokens/s", "ROUGE-L", "text"]
 
 
 def _example_label(index: int, prompt: str) -> str:
@@ -62,6 +63,14 @@ def cards_html(generations: list[Generation]) -> str:
     return f"<div class='gen-grid'>{''.join(cards)}</div>"
 
 
+def timing_note(device: str) -> str:
+    """What the latency figures measure."""
+    return (
+        f"*Latency:* wall-clock seconds of one generation per model on {device} (batch of 1, same prompt and "
+        "decoding), timed after an untimed warm-up of every model, so no model is timed cold."
+    )
+
+
 def compare(
     session: Session,
     prompt: str = "",
@@ -87,6 +96,7 @@ def compare(
     shown = f"**Prompt** (as the model sees it):\n```text\n{formatted.strip()}\n```"
     if reference:
         shown += f"\n**Reference:** {reference}"
+    shown += "\n\n" + timing_note(session.workbench.key.device)
     table = pd.DataFrame(
         [
             {
@@ -98,6 +108,7 @@ def compare(
                 "text": generation.text,
             }
             for generation in generations
-        ]
+        ],
+        columns=TABLE_COLUMNS,
     )
     return shown, cards_html(generations), table

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from red_explorer.app.ui.handlers.common import pick_run, run_choices
+from html import escape
+from pathlib import Path
+
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
 from red_explorer.app.ui.session import Session
 
 EXPORTABLE = ("red", "tare", "lora", "full")
@@ -36,9 +39,23 @@ def import_edits(session: Session, archive: str | None):
     if not archive:
         raise ValueError("upload the .zip of an edits folder first")
     workbench = session.workbench
-    run = workbench.import_edits_zip(archive)
+    try:
+        run = workbench.import_edits_zip(archive)
+    except EXPECTED_ERRORS as error:
+        raise ValueError(f"{Path(archive).name} was not loaded: {error}. {_runs_now(session)}") from error
     status = f"**Loaded {run.label}**: it is now available in Compare, Inspect and Export."
     return status, run_choices(workbench, EXPORTABLE, run.label)
+
+
+def _runs_now(session: Session) -> str:
+    labels = session.workbench.run_labels()
+    return f"Runs in this session: {', '.join(labels)}." if labels else "This session has no runs."
+
+
+def restore_after_failure(session: Session, current: str | None):
+    """After a refused zip: (status with the reason, the session's runs as they are, the upload box cleared)."""
+    reason = escape(session.last_error or "The zip was not loaded.")
+    return f"✕ **{reason}**", run_choices(session.workbench, EXPORTABLE, current), None
 
 
 def snippet_if_any(session: Session, label: str | None) -> str:

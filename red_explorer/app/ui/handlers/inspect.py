@@ -13,12 +13,21 @@ from red_explorer.app.plots import (
     routing_figure,
     usage_figure,
 )
-from red_explorer.app.ui.handlers.common import Choices, pick_run, run_choices
+from red_explorer.app.ui.handlers.common import Choices, Hidden, Shown, pick_run, run_choices
 from red_explorer.app.ui.session import Session
-from red_explorer.engine.analysis import edit_matrix, edit_summary, edit_values, layer_magnitudes, top_dimensions
+from red_explorer.engine.analysis import (
+    SiteEdit,
+    edit_matrix,
+    edit_summary,
+    edit_values,
+    layer_magnitudes,
+    top_dimensions,
+)
 
 NONE = "(none)"
 EDIT_METHODS = ("red",)
+VECTORS = (("scale", "scale − 1"), ("bias", "bias"))
+TOP_COLUMNS = ["layer", "site", "dimension", "scale", "bias", "|scale − 1| + |bias|"]
 
 
 def choices(session: Session, current_a: str | None = None, current_b: str | None = None):
@@ -30,16 +39,33 @@ def choices(session: Session, current_a: str | None = None, current_b: str | Non
     return first, second, run_choices(workbench, ("tare",))
 
 
-def _panel(session: Session, label: str) -> tuple:
-    """(per-layer bars, scale heatmap, bias heatmap) of one RED run."""
-    edits = session.workbench.red_edits(label)
-    panels = [layer_magnitude_figure(layer_magnitudes(edits), f"{label}: per layer")]
-    for vector, title in (("scale", "scale − 1"), ("bias", "bias")):
-        if not any(edit.has_scale if vector == "scale" else edit.has_bias for edit in edits):
-            panels.append(empty_figure(f"{label} learns no {vector}"))
+def learned(edits: list[SiteEdit]) -> tuple[str, ...]:
+    """The vectors a run learns: ("scale", "bias"), ("scale",) or ("bias",)."""
+    flags = {"scale": any(edit.has_scale for edit in edits), "bias": any(edit.has_bias for edit in edits)}
+    return tuple(vector for vector, _ in VECTORS if flags[vector])
+
+
+def shared_ranges(*runs: list[SiteEdit]) -> tuple[dict[str, float], dict[str, float]]:
+    """The ranges two runs share side by side: (top of each per-layer panel, colour limit of each heatmap)."""
+    bars, colours = {}, {}
+    for vector, _ in VECTORS:
+        magnitudes = [item for edits in runs for item in layer_magnitudes(edits)]
+        bars[vector] = max((max(getattr(item, vector), default=0.0) for item in magnitudes), default=0.0)
+        colours[vector] = max(float(abs(edit_matrix(edits, vector)[1]).max()) for edits in runs)
+    return bars, colours
+
+
+def _panel(label: str, edits: list[SiteEdit], bars: dict, colours: dict) -> tuple:
+    """(per-layer bars, scale heatmap, bias heatmap) of one RED run; a vector it does not learn is hidden."""
+    vectors = learned(edits)
+    panels = [Shown(layer_magnitude_figure(layer_magnitudes(edits), f"{label}: per layer", vectors, bars))]
+    for vector, title in VECTORS:
+        if vector not in vectors:
+            panels.append(Hidden())
             continue
         rows, matrix = edit_matrix(edits, vector)
-        panels.append(edit_heatmap_figure(rows, matrix, f"{label}: {title} (layer × dimension)"))
+        figure = edit_heatmap_figure(rows, matrix, f"{label}: {title} (layer × dimension)", colours[vector])
+        panels.append(Shown(figure))
     return tuple(panels)
 
 
@@ -53,35 +79,41 @@ def _summary(label: str, edits) -> str:
 
 
 def top_table(edits, k: int = 12) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "layer": item.layer_index,
-                "site": item.kind,
-                "dimension": item.dimension,
-                "scale": round(item.scale, 4),
-                "bias": round(item.bias, 4),
-                "|scale − 1| + |bias|": round(item.score, 4),
-            }
-            for item in top_dimensions(edits, k)
-        ]
-    )
+    rows = [
+        {
+            "layer": item.layer_index,
+            "site": item.kind,
+            "dimension": item.dimension,
+            "scale": round(item.scale, 4),
+            "bias": round(item.bias, 4),
+            "|scale − 1| + |bias|": round(item.score, 4),
+        }
+        for item in top_dimensions(edits, k)
+    ]
+    return pd.DataFrame(rows, columns=TOP_COLUMNS)
 
 
 def inspect(session: Session, label_a: str | None, label_b: str | None = None):
-    """Run A (and optionally B) side by side: (summary, A layers, A scale, A bias, B layers, B scale, B bias,
-    distribution of A's values, A's most-edited dimensions)."""
+    """Run A (and optionally B) side by side on the same axes and colour ranges: (summary, A layers, A scale,
+    A bias, B layers, B scale, B bias, distribution of A's values, A's most-edited dimensions).
+
+    A panel of a vector the run does not learn (the bias of a scale-only run) is hidden.
+    """
     workbench = session.workbench
     label_a = pick_run(workbench, label_a, EDIT_METHODS)
     edits_a = workbench.red_edits(label_a)
     summary = [_summary(label_a, edits_a)]
     if label_b and label_b != NONE:
-        panel_b = _panel(session, label_b)
-        summary.append(_summary(label_b, workbench.red_edits(label_b)))
+        edits_b = workbench.red_edits(label_b)
+        bars, colours = shared_ranges(edits_a, edits_b)
+        panel_b = _panel(label_b, edits_b, bars, colours)
+        summary.append(_summary(label_b, edits_b))
     else:
-        panel_b = tuple(empty_figure("Pick a second run to compare side by side") for _ in range(3))
+        bars, colours = shared_ranges(edits_a)
+        panel_b = tuple(Shown(empty_figure("Pick a second run to compare side by side")) for _ in range(3))
     distribution = distribution_figure(edit_values(edits_a), f"{label_a}: distribution of the learned values")
-    return ("\n\n".join(summary), *_panel(session, label_a), *panel_b, distribution, top_table(edits_a))
+    panel_a = _panel(label_a, edits_a, bars, colours)
+    return ("\n\n".join(summary), *panel_a, *panel_b, distribution, top_table(edits_a))
 
 
 def tare_view(session: Session, label: str | None, text: str):
@@ -100,5 +132,6 @@ def inspect_if_any(session: Session, label_a: str | None, label_b: str | None = 
     """``inspect`` when the session has a RED run; otherwise empty panels that say what to do."""
     if session.workbench.run_labels(EDIT_METHODS):
         return inspect(session, label_a, label_b)
-    figures = [empty_figure("Train a RED run in the Train tab to see what it learned") for _ in range(7)]
-    return ("*No RED run in this session yet.*", *figures, pd.DataFrame())
+    figures = [Shown(empty_figure("Train a RED run in the Train tab to see what it learned")) for _ in range(6)]
+    empty = empty_figure("Train a RED run in the Train tab to see what it learned")
+    return ("*No RED run in this session yet.*", *figures, empty, pd.DataFrame(columns=TOP_COLUMNS))

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from red_explorer.app.model_info import ModelInfo
-from red_explorer.app.plots import parameter_figure
-from red_explorer.app.ui.diagram import block_svg
-from red_explorer.app.ui.handlers.common import count
+from red_explorer.app.model_registry import ModelKey
+from red_explorer.app.plots import empty_figure, parameter_figure
+from red_explorer.app.ui.diagram import block_style, responsive_svg
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, count
 from red_explorer.app.ui.session import Session, open_sessions
+
+MINILM = "MiniLM encoder (all-MiniLM-L6-v2)"
+SMOLLM = "SmolLM2-135M-Instruct"
+
+
+def model_name(spec: str, task: str) -> str:
+    """What a model choice means: "default" is SmolLM2 for causal-lm and MiniLM for classification."""
+    if spec == "minilm" or (spec == "default" and task == "classification"):
+        return f"{spec} = {MINILM}"
+    return f"default = {SMOLLM}" if spec == "default" else spec
 
 
 def info_markdown(info: ModelInfo) -> str:
     """The model at a glance, as a small table."""
     red = info.parameter_counts["RED (FFN)"]
     lines = [
-        f"### {info.architecture} · `{info.spec}`",
+        f"### {info.architecture} · `{model_name(info.spec, info.task)}`",
         "| property | value |",
         "|---|---|",
         f"| family | {info.family} ({info.model_type}) |",
@@ -30,21 +43,73 @@ def info_markdown(info: ModelInfo) -> str:
     return "\n".join(lines)
 
 
-def diagram_html(info: ModelInfo, sites: tuple[str, ...] = ("ffn",)) -> str:
+def diagram_html(info: ModelInfo, sites: tuple[str, ...] = ("ffn",), activation: str | None = None) -> str:
+    """The loaded family's block (pre- or post-norm, gated or plain FFN), wide and stacked for narrow screens."""
     ffn = info.ffn_module.split(".0.", 1)[-1]
     attn = info.attn_module.split(".0.", 1)[-1]
+    style = block_style(info.family, activation)
     caption = (
-        f"One of {info.num_layers} blocks. RED learns scale and bias ({info.hidden_size} values each) "
-        f"on the output of {ffn}, before the residual add."
+        f"One of {info.num_layers} blocks of a {style.description}. RED learns scale and bias "
+        f"({info.hidden_size} values each) on the output of {ffn}, before the residual add."
     )
-    return f'<div class="red-diagram">{block_svg(sites, ffn, attn, caption)}</div>'
+    svg = responsive_svg(sites=sites, ffn_module=ffn, attn_module=attn, style=style)
+    return f'<div class="red-diagram">{svg}<p class="red-caption">{escape(caption)}</p></div>'
+
+
+def activation_name(config) -> str | None:
+    """The FFN activation a model config names (``hidden_act`` or GPT-2's ``activation_function``)."""
+    return getattr(config, "hidden_act", None) or getattr(config, "activation_function", None)
+
+
+def _activation(session: Session) -> str | None:
+    return activation_name(session.workbench.loaded().model.config)
 
 
 def load_model(session: Session, spec: str, task: str, device: str, dtype: str):
-    """Load (or reuse) the base model: (summary, block diagram, parameter chart, status line)."""
-    info = session.workbench.load_model(spec or "default", task, device, dtype)
+    """Load (or reuse) the base model: (summary, block diagram, parameter chart, status line).
+
+    A model that cannot be loaded leaves the session on its current model; the error says which.
+    """
+    workbench = session.workbench
+    try:
+        info = workbench.load_model(spec or "default", task, device, dtype)
+    except EXPECTED_ERRORS as error:
+        raise ValueError(f"{spec or 'default'} was not loaded: {error} {_still_using(session)}") from error
     figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
-    return info_markdown(info), diagram_html(info), figure, model_status(session)
+    return info_markdown(info), diagram_html(info, activation=_activation(session)), figure, model_status(session)
+
+
+def _still_using(session: Session) -> str:
+    key = session.workbench.key
+    return f"This session still uses {model_name(key.spec, key.task)} ({key.task})."
+
+
+def _kept(choice: str, active: str, resolve) -> str:
+    """The user's device/dtype choice when it means the active one (e.g. "auto" → cpu), else the active one."""
+    try:
+        return choice if resolve(choice) == active else active
+    except ValueError:
+        return active
+
+
+def restore_after_failure(session: Session, spec: str, task: str, device: str, dtype: str):
+    """After a refused load: the active model's summary, diagram, chart, status and the controls set back to it.
+
+    Returns (summary, diagram, chart, status, model, task, device, dtype).
+    """
+    workbench = session.workbench
+    key = workbench.key
+    failed = f"> ✕ **{escape(session.last_error or 'The model was not loaded.')}**\n\n"
+    if workbench.model_status() == "ready":
+        info = workbench.model_info()
+        shown = failed + info_markdown(info), diagram_html(info, activation=_activation(session))
+        figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
+    else:
+        shown = failed + f"*{model_name(key.spec, key.task)} is not loaded yet: press Load model.*", ""
+        figure = empty_figure("Load a model to see what each method trains")
+    device = _kept(device, key.device, lambda value: ModelKey(device=value).resolved().device)
+    dtype = _kept(dtype, key.dtype, lambda value: ModelKey(device=key.device, dtype=value).resolved().dtype)
+    return (*shown, figure, model_status(session), key.spec, key.task, device, dtype)
 
 
 def model_status(session: Session) -> str:
@@ -57,4 +122,4 @@ def model_status(session: Session) -> str:
     note = " (loads on first use)" if status == "not loaded" else ""
     sessions = open_sessions()
     others = f" · {sessions} open sessions" if sessions > 1 else ""
-    return f"{icon} Base model **{key.spec}** ({key.task}){where}: {status}{note}{others}"
+    return f"{icon} Base model **{model_name(key.spec, key.task)}** ({key.task}){where}: {status}{note}{others}"

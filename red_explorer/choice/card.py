@@ -1,0 +1,115 @@
+"""The method card: every method at its best learning rate in one table (results.md), from a sweep's results."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+CARD_FILE = "results.md"
+
+
+def _number(value) -> str:
+    return f"{value:.4f}"
+
+
+def _signed(value) -> str:
+    return f"{value:+.4f}"
+
+
+def _count(value) -> str:
+    return f"{value:,}"
+
+
+def _bytes(value) -> str:
+    if value < 1024:
+        return f"{value} B"
+    for unit in ("KB", "MB", "GB"):
+        value /= 1024
+        if value < 1024 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _ratio(value) -> str:
+    return f"{value:.2f}×"
+
+
+def _seconds(value) -> str:
+    return f"{value * 1000:.1f} ms"
+
+
+Column = tuple[str, str, Callable[[object], str]]  # record key, header, how to show a value (str: text, left)
+CARD_COLUMNS: tuple[Column, ...] = (
+    ("label", "method", str),
+    ("learning_rate", "best lr", lambda value: f"{value:g}"),
+    ("before", "{metric} before", _number),
+    ("after", "{metric} after", _number),
+    ("trainable_parameters", "trainable parameters", _count),
+    ("seconds_per_step", "time / step", _seconds),
+    ("peak_memory_bytes", "peak memory", _bytes),
+    ("saved_bytes", "saved size", _bytes),
+    ("generation_overhead_attached", "generation vs base (attached)", _ratio),
+    ("generation_overhead_merged", "generation vs base (merged)", _ratio),
+    ("forgetting", "forgetting (Δ general loss)", _signed),
+)
+POINT_COLUMNS: tuple[Column, ...] = (
+    ("label", "method", str),
+    ("learning_rate", "lr", lambda value: f"{value:g}"),
+    ("after", "{metric} after", _number),
+    ("forgetting", "forgetting", _signed),
+    ("seconds_per_step", "time / step", _seconds),
+    ("stopped_reason", "run", str),
+)
+
+
+def card_rows(results: dict) -> list[dict]:
+    """One row per swept method spec: its best point (with the method's cost), in the order swept."""
+    return sorted(results["best"], key=lambda record: record["spec_index"])
+
+
+def markdown_table(records: list[dict], columns: tuple[Column, ...], metric: str) -> str:
+    """A markdown table of ``records``; a value a record lacks shows as —."""
+    shown = [column for column in columns if any(column[0] in record for record in records)]
+    header = "| " + " | ".join(title.format(metric=metric) for _, title, _ in shown) + " |"
+    rule = "|" + "|".join("---" if show is str else "---:" for _, _, show in shown) + "|"
+    lines = [header, rule]
+    for record in records:
+        cells = ["—" if record.get(key) is None else show(record[key]) for key, _, show in shown]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def card_markdown(results: dict) -> str:
+    """results.md: the method card (best learning rate per method), then every point of the sweep."""
+    metric, direction = results["metric"], "higher" if results["higher_is_better"] else "lower"
+    train = results["config"]["train"]
+    steps = f"{train['max_steps']} steps" if train.get("max_steps") else f"{train['epochs']:g} epochs"
+    parts = [
+        "# Method card",
+        "",
+        f"Task {results['task']}; every method at its best learning rate by {metric} ({direction} is better), "
+        f"{steps}, batch {train['batch_size']}, seed {train['seed']}. Time per step is the median after the "
+        "first step(s); generation is the time to generate the same tokens over the base model's time; "
+        "forgetting is the rise of the mean per-token loss on general text the task does not contain.",
+        "",
+        markdown_table(card_rows(results), CARD_COLUMNS, metric) if results["best"] else "No point completed.",
+        "",
+        "## Every learning rate",
+        "",
+        markdown_table(results["points"], POINT_COLUMNS, metric),
+    ]
+    notes = [f"- {row['label']}: {row['merge_note']}" for row in card_rows(results) if row.get("merge_note")]
+    if notes:
+        parts += ["", "Not merged:", "", *notes]
+    if results.get("stopped"):
+        parts += ["", "The sweep was stopped before it finished."]
+    return "\n".join(parts) + "\n"
+
+
+def write_card(results: dict, directory: str | Path) -> Path:
+    """Write results.md into ``directory``; returns its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CARD_FILE
+    path.write_text(card_markdown(results))
+    return path

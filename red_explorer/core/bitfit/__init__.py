@@ -1,0 +1,1 @@
+"""BitFit (only the existing biases train), as a registry entry."""

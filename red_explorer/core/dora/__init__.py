@@ -1,0 +1,1 @@
+"""DoRA (weight-decomposed LoRA) through PEFT, as a registry entry."""

@@ -1,0 +1,1 @@
+"""(IA)³ through PEFT, as a registry entry."""

@@ -1,0 +1,1 @@
+"""LN tuning (the norm layers train) through PEFT, as a registry entry."""

@@ -1,0 +1,1 @@
+"""Runs are edits, not models: each user's trained runs kept as small files in a store on disk."""

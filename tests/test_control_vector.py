@@ -1,0 +1,182 @@
+"""Control vectors: GGUF round trip, the residual-add reading == RED bias-only logits, every refusal, the CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import gguf
+import numpy as np
+import pytest
+import torch
+from explore_helpers import cli, save_random_run, with_random_red
+from tiny_models import DECODER, logits, sample_inputs, save_tiny_causal_lm, tiny_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from red_explorer.core.red.config import RedConfig
+from red_explorer.core.red.edit import red_disabled, red_vectors
+from red_explorer.core.red.saving import save_red
+from red_explorer.core.registry import load_edits
+from red_explorer.explore.control_vector import (
+    check_model,
+    control_vector_applied,
+    export_control_vector,
+    import_control_vector,
+)
+from red_explorer.explore.gguf_file import ControlVectorFile, read_control_vector, write_control_vector
+from red_explorer.models.loading import load_model
+
+BIAS_ONLY = RedConfig(use_scale=False, layers=[1, 2, 3])
+
+
+def four_layer_llama() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**(DECODER | {"num_hidden_layers": 4}))).eval()
+    model.config.architectures = ["LlamaForCausalLM"]
+    return model
+
+
+def biases(directory) -> dict[int, torch.Tensor]:
+    model = four_layer_llama()
+    load_edits(model, directory)
+    return {int(name.split(".")[2]): vector.detach() for name, vector in red_vectors(model).items()}
+
+
+def test_export_writes_the_llama_cpp_format_and_import_round_trips(tmp_path):
+    run = save_random_run(four_layer_llama(), tmp_path / "run", BIAS_ONLY, seed=1)
+    path = export_control_vector(run, tmp_path / "vector.gguf")
+    reader = gguf.GGUFReader(str(path))
+    assert reader.get_field("general.architecture").contents() == "controlvector"
+    assert reader.get_field("controlvector.model_hint").contents() == "llama"
+    assert reader.get_field("controlvector.layer_count").contents() == 3
+    assert [tensor.name for tensor in reader.tensors] == ["direction.1", "direction.2", "direction.3"]
+    assert all(t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [32] for t in reader.tensors)
+    trained = biases(run)
+    vector = read_control_vector(path)
+    assert all(torch.equal(vector.directions[layer], trained[layer]) for layer in (1, 2, 3))
+    imported = import_control_vector(four_layer_llama(), path, tmp_path / "back")
+    assert json.loads((imported / "red_config.json").read_text())["red"]["variant"] == "bias"
+    back = biases(imported)
+    assert back.keys() == trained.keys() and all(torch.equal(back[layer], trained[layer]) for layer in back)
+    half = biases(import_control_vector(four_layer_llama(), path, tmp_path / "half", strength=-0.5))
+    assert all(torch.allclose(half[layer], -0.5 * trained[layer]) for layer in half)
+
+
+@pytest.mark.parametrize("architecture", ["llama", "qwen2", "gemma", "gpt2", "gpt_neox"])
+def test_the_residual_add_reading_equals_red_bias_only_logits(architecture, tmp_path):
+    model = with_random_red(tiny_model(architecture), RedConfig(use_scale=False, layers=[1]), seed=3)
+    save_red(model, tmp_path / "run")
+    vector = read_control_vector(export_control_vector(tmp_path / "run", tmp_path / "v.gguf"))
+    inputs = sample_inputs()
+    edited = logits(model, inputs)
+    with red_disabled(model):
+        base = logits(model, inputs)
+        with control_vector_applied(model, vector.directions):
+            steered = logits(model, inputs)
+        with control_vector_applied(model, vector.directions, strength=0.0):
+            assert torch.equal(logits(model, inputs), base)
+    assert (steered - edited).abs().max() < 1e-5
+    assert (steered - base).abs().max() > 1e-3
+
+
+def test_a_four_layer_model_steered_on_three_layers_matches(tmp_path):
+    model = with_random_red(four_layer_llama(), BIAS_ONLY, seed=4)
+    save_red(model, tmp_path / "run")
+    directions = read_control_vector(export_control_vector(tmp_path / "run", tmp_path / "v.gguf")).directions
+    inputs = sample_inputs()
+    edited = logits(model, inputs)
+    with red_disabled(model), control_vector_applied(model, directions):
+        assert (logits(model, inputs) - edited).abs().max() < 1e-5
+
+
+def test_export_refusals_say_why_and_how(tmp_path):
+    full = save_random_run(four_layer_llama(), tmp_path / "full", RedConfig(layers=[1, 2]), seed=1)
+    with pytest.raises(ValueError, match="has a scale part .* bias_only=True .* --no-scale"):
+        export_control_vector(full, tmp_path / "v.gguf")
+    with pytest.warns(UserWarning, match="the scale vectors are dropped"):
+        path = export_control_vector(full, tmp_path / "v.gguf", bias_only=True)
+    assert sorted(read_control_vector(path).directions) == [1, 2]
+    layer_zero = save_random_run(four_layer_llama(), tmp_path / "zero", RedConfig(use_scale=False), seed=1)
+    with pytest.raises(ValueError, match="edits layer 0, which llama.cpp never steers .* --layers 1,2,3"):
+        export_control_vector(layer_zero, tmp_path / "x.gguf")
+    attention = RedConfig(use_scale=False, sites=["attn"], layers=[1])
+    attn = save_random_run(four_layer_llama(), tmp_path / "attn", attention, seed=1)
+    with pytest.raises(ValueError, match="is not an FFN output site.* --sites ffn"):
+        export_control_vector(attn, tmp_path / "x.gguf")
+    bert = save_random_run(tiny_model("bert"), tmp_path / "bert", RedConfig(use_scale=False, layers=[1]), seed=1)
+    with pytest.raises(ValueError, match="post-norm encoder"):
+        export_control_vector(bert, tmp_path / "x.gguf")
+    gemma3 = save_random_run(tiny_model("gemma3"), tmp_path / "gemma3", RedConfig(use_scale=False, layers=[1]), seed=1)
+    with pytest.raises(ValueError, match="normalises the FFN output .* before the residual add"):
+        export_control_vector(gemma3, tmp_path / "x.gguf")
+    with pytest.raises(ValueError, match="post_feedforward_layernorm"):
+        check_model(tiny_model("gemma3"))
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_import_refusals_say_why(tmp_path):
+    width = ControlVectorFile("llama", {1: torch.ones(16)})
+    with pytest.raises(ValueError, match="has 16 values; this model's residual width is 32"):
+        import_control_vector(four_layer_llama(), write_control_vector(tmp_path / "w.gguf", width), tmp_path / "o")
+    deep = ControlVectorFile("llama", {7: torch.ones(32)})
+    with pytest.raises(ValueError, match="no FFN output site in layer 7"):
+        import_control_vector(four_layer_llama(), write_control_vector(tmp_path / "d.gguf", deep), tmp_path / "o")
+    with pytest.raises(ValueError, match="rejects direction.0"):
+        write_control_vector(tmp_path / "z.gguf", ControlVectorFile("llama", {0: torch.ones(32)}))
+    writer = gguf.GGUFWriter(str(tmp_path / "model.gguf"), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match="is a 'llama' GGUF .* not a control vector"):
+        read_control_vector(tmp_path / "model.gguf")
+    hinted = write_control_vector(tmp_path / "q.gguf", ControlVectorFile("qwen2", {1: torch.ones(32)}))
+    with pytest.warns(UserWarning, match="made for a 'qwen2' model"):
+        import_control_vector(four_layer_llama(), hinted, tmp_path / "ok")
+    assert not (tmp_path / "o").exists()
+
+
+def test_control_vector_commands(tmp_path):
+    model_dir = save_tiny_causal_lm(tmp_path / "model")
+    base = load_model(str(model_dir), device="cpu").model
+    run = save_random_run(base, tmp_path / "run", RedConfig(use_scale=False, layers=[1]), seed=2)
+    result = cli("control-vector", "export", "--edits", run, "--out", tmp_path / "v.gguf")
+    assert "1 directions of width 32 (layers 1)" in result.stdout and "--control-vector" in result.stdout
+    cli(
+        "control-vector",
+        "import",
+        tmp_path / "v.gguf",
+        "--model",
+        model_dir,
+        "--out",
+        tmp_path / "back",
+        "--strength",
+        2,
+    )
+    back = load_model(str(model_dir), device="cpu").model
+    load_edits(back, tmp_path / "back")
+    trained = red_vectors(base)["model.layers.1.mlp.down_proj.red_bias"]
+    assert torch.allclose(red_vectors(back)["model.layers.1.mlp.down_proj.red_bias"], 2 * trained)
+    full = save_random_run(load_model(str(model_dir), device="cpu").model, tmp_path / "full", RedConfig(layers=[1]))
+    refused = cli("control-vector", "export", "--edits", full, "--out", tmp_path / "f.gguf", check=False)
+    assert refused.returncode == 1 and "--bias-only" in refused.stderr
+    dropped = cli("control-vector", "export", "--edits", full, "--out", tmp_path / "f.gguf", "--bias-only")
+    assert "warning: " in dropped.stderr and "scale vectors are dropped" in dropped.stderr
+
+
+@pytest.mark.real_model
+def test_a_bias_only_run_on_the_default_model_is_its_control_vector(default_model, tmp_path):
+    model = copy.deepcopy(default_model.model)
+    layers = list(range(1, model.config.num_hidden_layers))
+    with_random_red(model, RedConfig(use_scale=False, layers=layers), seed=0)
+    save_red(model, tmp_path / "run", base_model=default_model.base_name)
+    vector = read_control_vector(export_control_vector(tmp_path / "run", tmp_path / "v.gguf"))
+    assert sorted(vector.directions) == layers and vector.width == model.config.hidden_size
+    inputs = default_model.tokenizer("Representation editing, one vector per layer.", return_tensors="pt")["input_ids"]
+    edited = logits(model, inputs)
+    with red_disabled(model):
+        base = logits(model, inputs)
+        with control_vector_applied(model, vector.directions):
+            steered = logits(model, inputs)
+    assert (steered - edited).abs().max() < 2e-4 < 1.0 < (steered - base).abs().max()
