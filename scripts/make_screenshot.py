@@ -46,9 +46,10 @@ def main(steps: int, target: Path) -> None:
         page.get_by_role("option", name="Pirate speak", exact=False).click()
         page.click("#load-sample")
         expect(page.locator("#data-summary")).to_contain_text("180 train")
+        fill(page, "max-length", 80)  # the Data tab's slider: one max length for Data, Train and Ablations
         page.get_by_role("tab", name="Train", exact=True).click()
         page.get_by_label("LoRA", exact=True).check()
-        for element_id, value in (("max-steps", steps), ("max-length", 80), ("eval-every", max(1, steps // 3))):
+        for element_id, value in (("max-steps", steps), ("eval-every", max(1, steps // 3))):
             fill(page, element_id, value)
         page.click("#train-button")
         expect(page.locator("#train-status")).to_contain_text("Done.")

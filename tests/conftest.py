@@ -1,6 +1,7 @@
 """Shared pytest setup: offline, quiet environment and the `real_model` marker."""
 
 import os
+import tempfile
 
 import pytest
 
@@ -9,6 +10,7 @@ for _name, _value in {
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "NO_PROXY": "127.0.0.1,localhost",
+    "RED_EXPLORER_HOME": tempfile.mkdtemp(prefix="red-explorer-home-"),  # runs kept by tests stay out of ~/.cache
 }.items():
     os.environ.setdefault(_name, _value)
 

@@ -91,10 +91,21 @@ def test_ablate_two_rows(ready):
 
 
 def test_a_bad_file_is_a_message_and_the_session_keeps_working(ready, files):
-    with pytest.raises(AppError, match="column"):
+    with pytest.raises(AppError, match="bad.csv was not loaded.*Still loaded: words.csv"):
         ready.predict(handle_file(str(files[2])), None, 0.1, 0, 64, api_name="/load_data")
     summary, _, _ = ready.predict(handle_file(str(files[1])), None, 0.1, 0, 64, api_name="/load_data")
     assert "36 train" in summary
+
+
+def test_a_bad_model_path_is_a_message_and_the_model_stays(ready, files):
+    with pytest.raises(AppError, match="was not loaded.*still uses"):
+        ready.predict("/no/such/model", "causal-lm", "auto", "auto", api_name="/load_model")
+    info, _, _, status = ready.predict(str(files[0]), "causal-lm", "auto", "auto", api_name="/load_model")
+    assert "| layers | 2 |" in info and "ready" in status
+
+
+def test_stop_with_nothing_running_says_so(ready):
+    assert "Nothing is running" in ready.predict(api_name="/stop")
 
 
 def test_sessions_do_not_see_each_others_runs(ready, url, files, tmp_path):

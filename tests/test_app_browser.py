@@ -106,32 +106,42 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     expect(page.locator("#model-info")).to_contain_text("LlamaForCausalLM")
     expect(page.locator("#model-info")).to_contain_text("34,560")
     expect(page.locator("#model-status")).to_contain_text("ready")
+    expect(page.locator("#model-diagram")).to_contain_text("SiLU(gate) ⊙ up")  # the loaded family's block
     shot(page, "02_model")
+    a_bad_model_path_leaves_the_working_model_on_the_page(page)
 
     open_tab(page, "Data")
     bad = tmp_path / "colours.csv"
     bad.write_text("colour,size\nred,3\nblue,4\ngreen,5\nred,6\n")
-    page.locator("#data-upload input[type=file]").set_input_files(str(bad))
-    expect(page.locator(".toast-body").first).to_contain_text("colour")  # an error box, not a dead page
+    upload_then_close_the_message(page, "#data-upload", bad, "colour")
+    expect(page.locator("#data-summary")).to_contain_text("colours.csv was not loaded")
+    expect(page.locator("#data-summary")).to_contain_text("No data is loaded")
+    expect(page.locator("#data-upload a[href$='colours.csv']")).to_have_count(0)  # the refused file is not shown
     shot(page, "03_bad_file")
-    page.locator(".toast-body .toast-close").first.click()
-    page.locator("#data-upload button[aria-label='Clear']").first.click()
     page.locator("#data-upload input[type=file]").set_input_files(str(short_csv))
     expect(page.locator("#length-plot .js-plotly-plot .main-svg").first).to_be_visible()
     expect(page.locator("#data-summary")).to_contain_text("prompt/response pairs")
     expect(page.locator("#data-summary")).to_contain_text("22 train, 2 validation")
     expect(page.locator("#data-preview")).to_contain_text("What is")
+    expect(page.locator("#data-preview")).to_contain_text("Arr!")  # the response column is in view too
+    fill_number(page, "max-length", 64)  # one max length, set here, for Train and Ablations
+    expect(page.locator("#data-summary")).to_contain_text("(> 64)")
     shot(page, "03_data")
+    a_bad_upload_keeps_the_loaded_data(page, bad)
 
     open_tab(page, "Train")
+    expect(page.locator("#train-length-note")).to_contain_text("Max length 64 tokens")
+    page.click("#stop-button")
+    expect(page.locator("#train-status")).to_contain_text("Nothing is running")
     fill_number(page, "max-steps", 3)
     fill_number(page, "batch-size", 4)
-    fill_number(page, "max-length", 64)
     fill_number(page, "eval-every", 1)
     page.click("#train-button")
     expect(page.locator("#train-status")).to_contain_text("Training RED full (ffn)")
     shot(page, "04_training")
     expect(page.locator("#train-status")).to_contain_text("Done.", timeout=SLOW)
+    expect(page.locator("#train-status")).to_contain_text("See Inspect for what RED learned")
+    expect(page.locator("#train-summary")).to_contain_text("s/step")
     expect(page.locator("#loss-plot .js-plotly-plot .main-svg").first).to_be_visible()
     expect(page.locator("#loss-plot")).to_contain_text("RED full (ffn) · train")
     expect(page.locator("#train-summary")).to_contain_text("34.6K")
@@ -144,9 +154,9 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     shot(page, "06_inspect")
 
     open_tab(page, "Ablations")
+    expect(page.locator("#ablation-length-note")).to_contain_text("Max length 64 tokens")
     fill_number(page, "ablation-steps", 2)
     fill_number(page, "ablation-batch", 4)
-    fill_number(page, "ablation-length", 64)
     page.click("#ablation-button")
     expect(page.locator("#ablation-status")).to_contain_text("Done: 2/2", timeout=SLOW)
     expect(page.locator("#ablation-table")).to_contain_text("RED bias (ffn)")
@@ -176,6 +186,69 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     assert {"red_config.json", "edits.safetensors"} <= set(zipfile.ZipFile(archive).namelist())
     expect(page.locator("#snippet")).to_contain_text("load_method")
     shot(page, "09_export")
+    a_bad_edits_zip_keeps_the_runs(page, tmp_path)
+
+
+def upload_then_close_the_message(page, box: str, path: Path, message: str) -> None:
+    from playwright.sync_api import expect
+
+    page.locator(f"{box} input[type=file]").set_input_files(str(path))
+    toast = page.locator(".toast-body").filter(has_text=message).first
+    expect(toast).to_be_visible()  # a message box, not a dead page
+    toast.locator(".toast-close").click()
+
+
+def no_error_badges(page, *ids: str) -> None:
+    """A refused request leaves no "Error" badge on the components it would have filled."""
+    from playwright.sync_api import expect
+
+    for element_id in ids:
+        expect(page.locator(f"#{element_id} .error")).to_have_count(0)
+
+
+def a_bad_model_path_leaves_the_working_model_on_the_page(page) -> None:
+    from playwright.sync_api import expect
+
+    spec = page.locator("#model-spec input")
+    spec.fill("/no/such/model")
+    spec.press("Enter")
+    page.click("#load-model")
+    expect(page.locator("#model-info")).to_contain_text("/no/such/model was not loaded")
+    expect(page.locator("#model-info")).to_contain_text("still uses default = SmolLM2-135M-Instruct")
+    expect(page.locator("#model-info")).to_contain_text("LlamaForCausalLM")  # the model in use, still described
+    expect(spec).to_have_value("default")  # the box names the model in use, not the refused path
+    expect(page.locator("#model-status")).to_contain_text("SmolLM2-135M-Instruct (causal-lm) on cpu: ready")
+    expect(page.locator("#param-plot .js-plotly-plot .main-svg").first).to_be_visible()
+    no_error_badges(page, "model-info", "param-plot", "model-diagram")
+    shot(page, "02b_bad_model_path")
+    page.locator(".toast-body .toast-close").first.click()
+
+
+def a_bad_upload_keeps_the_loaded_data(page, bad: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#data-upload button[aria-label='Clear']").first.click()
+    upload_then_close_the_message(page, "#data-upload", bad, "colour")
+    expect(page.locator("#data-summary")).to_contain_text("Still loaded: pirate_sums.csv (22 train, 2 validation")
+    expect(page.locator("#data-summary")).to_contain_text("22 train, 2 validation")
+    expect(page.locator("#data-preview")).to_contain_text("What is")
+    expect(page.locator("#data-upload a[href$='colours.csv']")).to_have_count(0)
+    no_error_badges(page, "data-summary", "data-preview", "length-plot")
+    shot(page, "03b_bad_file_after_good")
+
+
+def a_bad_edits_zip_keeps_the_runs(page, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip at all")
+    upload_then_close_the_message(page, "#import-file", bad, "bad.zip")
+    expect(page.locator("#import-status")).to_contain_text("bad.zip was not loaded")
+    expect(page.locator("#import-status")).to_contain_text("Runs in this session: RED full (ffn)")
+    expect(page.locator("#export-run input")).to_have_value("RED full (ffn)")
+    expect(page.locator("#import-file a[href$='bad.zip']")).to_have_count(0)
+    no_error_badges(page, "import-status", "export-run")
+    shot(page, "10_bad_edits_zip")
 
 
 def test_closing_a_tab_frees_its_session(page, app_url):

@@ -15,7 +15,7 @@ from red_explorer.app.model_info import model_info
 from red_explorer.app.model_registry import ModelKey, ModelRegistry
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import ablate, common, compare, data, export, inspect, model, train
-from red_explorer.app.ui.handlers.common import Choices, Hidden, Notice
+from red_explorer.app.ui.handlers.common import Choices, Notice
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.red.edit import red_vectors
@@ -82,10 +82,10 @@ def test_load_data_shows_format_preview_and_lengths(files):
     session = Session(Workbench(ModelRegistry()))
     summary, preview, figure = data.load_data(session, str(files[1]), "sentiment.csv", 0.1, 0, 64)
     assert "prompt/response pairs" in summary and "36 train, 4 validation" in summary
-    assert isinstance(preview.frame, pd.DataFrame) and list(preview.frame.columns) == ["prompt", "response"]
-    assert preview.column_widths == ["50%", "50%"]  # the response column gets half the width, not what is left
+    assert isinstance(preview, pd.DataFrame) and list(preview.columns) == ["prompt", "response"]
+    assert data.preview_widths(session).widths == ["50%", "50%"]  # the response gets half the width, not the rest
     train_split = session.workbench.data.probe.raw["train"]
-    assert len(preview.frame) == 8 and list(preview.frame["prompt"]) == train_split["prompt"][:8]
+    assert len(preview) == 8 and list(preview["prompt"]) == train_split["prompt"][:8]
     assert [len(trace.x) for trace in figure.data] == [36, 4]
     assert figure.layout.shapes[0].x0 == 64
 
@@ -94,7 +94,7 @@ def test_a_sample_meant_for_another_task_says_so(files):
     session = Session(Workbench(ModelRegistry()))
     model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
     summary, preview, _ = data.load_data(session, None, "sentiment.csv", 0.1, 20, 64)
-    assert "meant for **classification**" in summary and len(preview.frame) == 8
+    assert "meant for **classification**" in summary and len(preview) == 8
 
 
 def test_missing_or_unknown_data_is_a_clear_error(files):
@@ -150,10 +150,10 @@ def test_inspect_plots_what_the_run_learned(session):
     outputs = inspect.inspect(session, "RED full (ffn)", inspect.NONE)
     summary, layers_a, scale_a, bias_a, layers_b, _, _, distribution, top = outputs
     expected = layer_magnitudes(site_edits(red_vectors(session.workbench.run("RED full (ffn)").model)))[0]
-    assert list(layers_a.value.data[0].y) == pytest.approx(expected.scale)
-    assert list(layers_a.value.data[1].y) == pytest.approx(expected.bias)
-    assert scale_a.value.data[0].z.shape == (2, 32) and bias_a.value.data[0].z.shape == (2, 32)
-    assert layers_b.value.layout.annotations[0].text.startswith("Pick a second run")
+    assert list(layers_a.data[0].y) == pytest.approx(expected.scale)
+    assert list(layers_a.data[1].y) == pytest.approx(expected.bias)
+    assert scale_a.data[0].z.shape == (2, 32) and bias_a.data[0].z.shape == (2, 32)
+    assert layers_b.layout.annotations[0].text.startswith("Pick a second run")
     assert "2 edited sites, 128 learned values" in summary
     assert len(top) == 12 and top["|scale − 1| + |bias|"].is_monotonic_decreasing
     assert [trace.name for trace in distribution.data] == ["scale − 1", "bias"]
@@ -164,7 +164,7 @@ def test_inspect_refuses_lora_runs_and_explains_an_empty_session(session, files)
         inspect.inspect(session, "LoRA r=8")
     empty = Session(Workbench(ModelRegistry()))
     outputs = inspect.inspect_if_any(empty, None, None)
-    assert outputs[0].startswith("*No RED run") and outputs[1].value.layout.annotations[0].text.startswith("Train")
+    assert outputs[0].startswith("*No RED run") and outputs[1].layout.annotations[0].text.startswith("Train")
     assert list(outputs[-1].columns) == inspect.TOP_COLUMNS  # an empty table with its real headers
 
 
@@ -238,6 +238,17 @@ def test_ui_event_turns_errors_into_messages_and_choices_into_updates():
     with pytest.raises(gr.Error, match="boom"):
         next(events)
 
+    def marking(session):
+        return Notice(("text", common.Visible(False), common.ColumnWidths(["50%", "50%"])), "most rows are cut")
+
+    with pytest.warns(UserWarning, match="most rows are cut"):  # gr.Warning outside a request warns
+        text, hidden, widths = ui_event(marking)(None)
+    assert text == "text" and hidden["visible"] is False and widths["column_widths"] == ["50%", "50%"]
+    session = Session(Workbench(ModelRegistry()))
+    with pytest.raises(gr.Error):
+        ui_event(failing)(session, "x")
+    assert session.last_error == "bad <file> name"  # kept for the event that restores the page
+
 
 def test_closing_a_session_frees_its_runs(files):
     session = new_session(files)
@@ -271,10 +282,12 @@ def test_inspect_puts_two_runs_side_by_side(files):
     first, second, _ = inspect.choices(session, "RED full (ffn)", "RED bias (attn)")
     assert (first.value, second.value) == ("RED full (ffn)", "RED bias (attn)")
     summary, layers_a, _, _, layers_b, scale_b, bias_b, _, _ = inspect.inspect(session, first.value, second.value)
-    assert {trace.name for trace in layers_a.value.data} == {"ffn"}
-    assert {trace.name for trace in layers_b.value.data} == {"attn"}
-    assert isinstance(scale_b, Hidden)  # a bias-only run has no scale panel, not an empty one
-    assert list(bias_b.value.data[0].y) == ["L0 attn", "L1 attn"]
+    assert {trace.name for trace in layers_a.data} == {"ffn"}
+    assert {trace.name for trace in layers_b.data} == {"attn"}
+    assert scale_b.layout.annotations[0].text == "RED bias (attn) learns no scale"
+    shown = inspect.panels_shown(session, first.value, second.value)
+    assert [panel.shown for panel in shown] == [True, True, False, True]  # the page hides B's scale panel
+    assert list(bias_b.data[0].y) == ["L0 attn", "L1 attn"]
     assert "RED full (ffn)" in summary and "RED bias (attn)" in summary
 
 
@@ -330,12 +343,12 @@ def test_a_refused_upload_leaves_the_loaded_data_on_the_page(files, tmp_path):
         ui_event(data.load_data)(session, str(bad), None, 0.1, 0, 64)
     summary, preview, figure, upload = data.restore_after_failure(session, 64)
     assert summary.startswith("> ✕ **colours.csv was not loaded") and "### words.csv" in summary
-    assert list(preview.frame.columns) == ["prompt", "response"] and upload is None
+    assert list(preview.columns) == ["prompt", "response"] and upload is None
     assert [len(trace.x) for trace in figure.data] == [36, 4]
     empty = Session(Workbench(ModelRegistry()))
     empty.last_error = "x.csv was not loaded: no columns. No data is loaded."
     summary, preview, _, _ = data.restore_after_failure(empty, 64)
-    assert "No data is loaded" in summary and list(preview.frame.columns) == [data.NO_DATA_COLUMN]
+    assert "No data is loaded" in summary and list(preview.columns) == [data.NO_DATA_COLUMN]
 
 
 def test_most_examples_over_max_length_is_a_warning_with_a_length_that_fits(files):
@@ -437,12 +450,18 @@ def test_two_runs_side_by_side_share_axes_and_colours(files):
     list(train.train(session, ["RED"], "scale", ["ffn"], **(TRAIN | {"max_steps": 2})))
     outputs = inspect.inspect(session, "RED full (ffn)", "RED scale (ffn)")
     _, layers_a, scale_a, _, layers_b, scale_b, bias_b, _, _ = outputs
-    assert scale_a.value.data[0].zmax == scale_b.value.data[0].zmax
+    assert scale_a.data[0].zmax == scale_b.data[0].zmax
     edits = [session.workbench.red_edits(label) for label in ("RED full (ffn)", "RED scale (ffn)")]
     largest = max(np.abs(edit.scale - 1).max() for run in edits for edit in run)
-    assert scale_a.value.data[0].zmax == pytest.approx(largest)
-    assert layers_a.value.layout.yaxis.range == layers_b.value.layout.yaxis.range
-    assert isinstance(bias_b, Hidden) and len(layers_b.value.data) == 1  # scale only: no empty bias panels
+    assert scale_a.data[0].zmax == pytest.approx(largest)
+    assert layers_a.layout.yaxis.range == layers_b.layout.yaxis.range
+    assert len(layers_b.data) == 1 and layers_b.layout.annotations[0].text == "mean |scale − 1|"  # no bias bars
+    assert [panel.shown for panel in inspect.panels_shown(session, "RED full (ffn)", "RED scale (ffn)")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
 
 
 def test_compare_warms_every_model_up_and_says_what_it_timed(session, monkeypatch):
@@ -463,4 +482,4 @@ def test_compare_warms_every_model_up_and_says_what_it_timed(session, monkeypatc
 def test_plural_and_empty_tables_have_real_headers():
     assert common.plural(1, "row") == "1 row" and common.plural(2, "row") == "2 rows"
     assert list(ablate.results_table([]).columns) == ablate.COLUMNS
-    assert list(data.preview_table(None).frame.columns) == [data.NO_DATA_COLUMN]
+    assert list(data.preview_table(None).columns) == [data.NO_DATA_COLUMN]

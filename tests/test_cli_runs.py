@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tiny_models import logits, sample_inputs, save_tiny_causal_lm
 
-from red_explorer.app.archive import safe_extract
 from red_explorer.cli.main import main
+from red_explorer.core.archive import safe_extract
 from red_explorer.core.registry import load_edits
 from red_explorer.models.loading import load_model
 from red_explorer.runs.store import RunStore

@@ -12,8 +12,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from red_explorer.data.batching import length_grouped_batches, make_collator
+from red_explorer.data.render import prompt_text, prompt_token_ids, reference_text
 from red_explorer.data.tables import DataConfig, DataError, DetectedFormat, load_table
-from red_explorer.data.tokenize import prompt_text, prompt_token_ids, reference_text, tokenize_dataset
+from red_explorer.data.tokenize import tokenize_dataset
 
 SAMPLES = Path(__file__).resolve().parents[1] / "red_explorer" / "samples"
 SPECIALS = ["<pad>", "<s>", "</s>", "<|user|>", "<|assistant|>", "[CLS]", "[SEP]", "<|im_start|>", "<|im_end|>"]

@@ -95,8 +95,8 @@ def test_export_snippet_runs_in_a_fresh_shell_and_generates(default, tmp_path):
     import subprocess
     import sys
 
-    from red_explorer.app.archive import zip_folder
     from red_explorer.app.snippet import python_snippet
+    from red_explorer.core.archive import zip_folder
     from red_explorer.core.registry import save_edits
 
     model = copy.deepcopy(default.model)

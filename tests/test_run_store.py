@@ -12,7 +12,7 @@ import pytest
 import torch
 from tiny_models import logits, sample_inputs, tiny_model, tiny_tokenizer
 
-from red_explorer.app.archive import safe_extract
+from red_explorer.core.archive import safe_extract
 from red_explorer.core.registry import MethodSpec, apply_method, load_edits
 from red_explorer.engine.experiment import RunResult
 from red_explorer.engine.training import TrainConfig

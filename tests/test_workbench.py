@@ -15,10 +15,10 @@ from app_helpers import save_tiny_llama, tiny_rows, write_csv
 from tiny_models import logits, sample_inputs
 from transformers import AutoModelForCausalLM
 
-from red_explorer.app.archive import MAX_MEMBERS, safe_extract
 from red_explorer.app.model_registry import ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.workbench import Workbench
+from red_explorer.core.archive import MAX_MEMBERS, safe_extract
 from red_explorer.core.checkpoint import EditsFileError
 from red_explorer.core.method import MergeError
 from red_explorer.core.registry import MethodSpec, apply_method

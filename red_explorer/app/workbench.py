@@ -14,17 +14,17 @@ from pathlib import Path
 
 from torch import nn
 
-from red_explorer.app.archive import safe_extract, zip_folder
 from red_explorer.app.data_state import LENGTH_PROBE, DataState
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.snippet import python_snippet
+from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.merged import save_merged
 from red_explorer.core.registry import MethodSpec, load_method, save_method
 from red_explorer.data.prepared import PreparedData, prepare_data
+from red_explorer.data.render import prompt_text, reference_text
 from red_explorer.data.tables import DataConfig
-from red_explorer.data.tokenize import prompt_text, reference_text
 from red_explorer.engine.ablation import result_row, run_ablation
 from red_explorer.engine.analysis import (
     EditorMagnitudes,

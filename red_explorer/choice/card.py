@@ -35,7 +35,7 @@ def _ratio(value) -> str:
 
 
 def _seconds(value) -> str:
-    return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s" if value >= 1 else f"{value * 1000:.1f} ms"
 
 
 Column = tuple[str, str, Callable[[object], str]]  # record key, header, how to show a value (str: text, left)

@@ -35,7 +35,11 @@ Progress = Callable[[int, int, StepEvent | None], None]
 
 @dataclass
 class SweepConfig:
-    """Which learning rates each method tries, the training every point shares, and what is measured."""
+    """Which learning rates each method tries, the training every point shares, and what is measured.
+
+    With ``learning_rates="auto"`` a method tries lr_i = default_learning_rate × factor_i, a log-spaced
+    grid around its own default (×1/10 .. ×10); a list of rates is tried by every method alike.
+    """
 
     learning_rates: str | list[float] = field(
         default="auto", metadata={"help": "'auto' (each method's default × factors) or rates for every method"}
@@ -53,6 +57,8 @@ class SweepConfig:
         if not isinstance(self.learning_rates, str):
             self.learning_rates = _positive(self.learning_rates, "learning_rates")
         self.factors = _positive(self.factors, "factors")
+        if self.general_max_length < 2:
+            raise ValueError("general_max_length must be >= 2 tokens (one token predicts the next)")
 
     def rates_for(self, method: Method) -> list[float]:
         """The learning rates ``method`` tries: default × factors (3 significant digits), or the given list."""
@@ -65,7 +71,10 @@ class SweepConfig:
 
 
 def _positive(values, name: str) -> list[float]:
-    values = [float(value) for value in values]
+    try:
+        values = [float(value) for value in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a list of positive numbers, got {values!r}") from None
     if not values or not all(value > 0 and math.isfinite(value) for value in values):
         raise ValueError(f"{name} must be a non-empty list of positive numbers, got {values}")
     return values

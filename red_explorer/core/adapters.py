@@ -28,7 +28,8 @@ def read_adapter_config(directory: str | Path) -> dict | None:
 
 def kind_of(adapter: dict) -> str:
     """The registry name of a PEFT adapter config: 'lora', 'dora', 'ia3', 'lntuning' (else its peft_type, lowered)."""
-    peft_type = str(adapter.get("peft_type") or "LORA").upper()
+    peft_type = adapter.get("peft_type") or "LORA"
+    peft_type = str(getattr(peft_type, "value", peft_type)).upper()  # an enum in a live config, a string on disk
     if peft_type == "LORA":
         return "dora" if adapter.get("use_dora") else "lora"
     return PEFT_KINDS.get(peft_type, peft_type.lower())

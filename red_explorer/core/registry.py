@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
+from red_explorer.core.adapters import model_adapter_kind
 from red_explorer.core.bitfit.method import Bitfit
 from red_explorer.core.checkpoint import CONFIG_FILE, EditsFileError
 from red_explorer.core.dora.method import Dora
@@ -131,8 +132,9 @@ def load_method(model: nn.Module, directory: str | Path) -> tuple[nn.Module, Met
 
 def attached_method(model: nn.Module) -> Method:
     """The method a model was trained or loaded with (a plain model counts as full fine-tuning)."""
-    if hasattr(model, "peft_config"):
-        return REGISTRY["lora"]
+    kind = model_adapter_kind(model)
+    if kind is not None:
+        return REGISTRY[kind]
     state = attached_state(model)
     return REGISTRY[state.method] if state is not None else REGISTRY["full"]
 

@@ -36,7 +36,7 @@ def require_state(model: nn.Module, method: str) -> EditState:
     """The model's ``method`` edit state, or a ValueError that says how to attach one."""
     state = attached_state(model)
     if state is None or state.method != method:
-        title = TITLES[method]
+        title = TITLES.get(method, method)
         raise ValueError(
             f"this model carries no {title} edits: call attach_{method}(model, {title.capitalize()}Config()) first"
         )
@@ -47,9 +47,11 @@ def check_free(model: nn.Module, method: str) -> None:
     """Refuse to attach ``method`` over an edit that is already there."""
     state = attached_state(model)
     if state is not None:
+        present = TITLES.get(state.method, state.method)
         raise ValueError(
-            f"this model already carries {TITLES[state.method]} edits: call detach_{state.method}(model) "
-            f"before attaching {TITLES[method]}"
+            f"this model already carries {present} edits: remove them first "
+            f"(detach_{state.method}(model), or get_method({state.method!r}).detach(model)) "
+            f"before attaching {TITLES.get(method, method)}"
         )
 
 

@@ -22,7 +22,7 @@ from red_explorer.core.red.bank import EditBank, per_row_edits
 from red_explorer.core.red.edit import attach_red, detach_red
 from red_explorer.core.registry import MethodSpec, detect_method
 from red_explorer.core.state import attached_state
-from red_explorer.data.tokenize import encode_prompt
+from red_explorer.data.render import encode_prompt
 from red_explorer.engine.generation import DecodingSettings, Generation
 from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.record import RunRecord

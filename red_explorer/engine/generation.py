@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from red_explorer.data.tokenize import encode_prompt, render_prompt
+from red_explorer.data.render import encode_prompt, render_prompt
 
 
 @dataclass

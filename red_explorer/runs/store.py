@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from red_explorer.app.archive import ALLOWED_FILES
+from red_explorer.core.archive import ALLOWED_FILES
 from red_explorer.core.registry import MethodSpec, save_method
 from red_explorer.runs.attach import attach_saved
 from red_explorer.runs.labels import LabelFacts, label_for_new_run, unique_label

@@ -30,7 +30,7 @@ class BlockStyle:
     gated: bool = True
     activation: str = "act"
     up_module: str = "up"
-    description: str = "pre-norm block with a gated FFN (Llama style)"
+    description: str = "pre-norm, gated FFN (Llama style)"
 
     @property
     def ffn_subtitle(self) -> str:
@@ -38,12 +38,12 @@ class BlockStyle:
 
 
 FAMILIES = {  # scheme family (core/sites.py) -> (norm, gated, first FFN module, description)
-    "llama": ("pre", True, "up", "pre-norm block with a gated FFN (Llama style)"),
-    "gpt2": ("pre", False, "c_fc", "pre-norm block with a plain FFN (GPT-2 style)"),
-    "bert": ("post", False, "intermediate", "post-norm block with a plain FFN (BERT style: norm after each add)"),
-    "gpt-neox": ("pre", False, "dense_h_to_4h", "pre-norm block with a plain FFN (GPT-NeoX style)"),
-    "opt": ("pre", False, "fc1", "pre-norm block with a plain FFN (OPT style)"),
-    "phi": ("pre", False, "fc1", "pre-norm block with a plain FFN (Phi style)"),
+    "llama": ("pre", True, "up", "pre-norm, gated FFN (Llama style)"),
+    "gpt2": ("pre", False, "c_fc", "pre-norm, plain FFN (GPT-2 style)"),
+    "bert": ("post", False, "intermediate", "post-norm: norm after each add, plain FFN (BERT style)"),
+    "gpt-neox": ("pre", False, "dense_h_to_4h", "pre-norm, plain FFN (GPT-NeoX style)"),
+    "opt": ("pre", False, "fc1", "pre-norm, plain FFN (OPT style)"),
+    "phi": ("pre", False, "fc1", "pre-norm, plain FFN (Phi style)"),
 }
 
 
@@ -55,7 +55,7 @@ def block_style(family: str, activation: str | None = None) -> BlockStyle:
     return BlockStyle(norm, gated, pretty, up, description)
 
 
-LLAMA = block_style("llama")
+LLAMA = block_style("llama", "silu")
 
 
 @dataclass(frozen=True)

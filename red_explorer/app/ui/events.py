@@ -8,7 +8,7 @@ from html import escape
 
 import gradio as gr
 
-from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Choices, Hidden, Notice, Shown, Table
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Choices, ColumnWidths, Notice, Visible
 
 logger = logging.getLogger(__name__)
 WARNING_SECONDS = 15
@@ -17,12 +17,10 @@ WARNING_SECONDS = 15
 def _to_gradio(value):
     if isinstance(value, Choices):
         return gr.update(choices=value.choices, value=value.value)
-    if isinstance(value, Hidden):
-        return gr.update(visible=False)
-    if isinstance(value, Shown):
-        return gr.update(value=value.value, visible=True)
-    if isinstance(value, Table):
-        return gr.update(value=value.frame, column_widths=value.column_widths or None)
+    if isinstance(value, Visible):
+        return gr.update(visible=value.shown)
+    if isinstance(value, ColumnWidths):
+        return gr.update(column_widths=value.widths or None)
     return value
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import nn
 
-from red_explorer.core.adapters import adapter_kind
+from red_explorer.core.adapters import adapter_kind, head_modules
 from red_explorer.core.method import Method
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -43,14 +43,13 @@ class Lora(Method):
     def attach(self, model: nn.Module, options: LoraOptions, task: str, head_parameter_names=()) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
-        heads = sorted({name.split(".")[0] for name in head_parameter_names})
         config = LoraConfig(
             r=options.rank,
             lora_alpha=options.alpha,
             lora_dropout=options.dropout,
             target_modules=options.target_modules,
             task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
-            modules_to_save=heads or None,
+            modules_to_save=head_modules(head_parameter_names),
         )
         return get_peft_model(model, config)
 

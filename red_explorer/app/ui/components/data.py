@@ -45,22 +45,22 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
             headers=[handlers.NO_DATA_COLUMN], label="Preview (training rows)", wrap=True, elem_id="data-preview"
         )
     outputs = [summary, preview, lengths]
-    restore = dict(
-        fn=ui_event(handlers.restore_after_failure),
-        inputs=[state, max_length],
-        outputs=[*outputs, upload],
-        api_visibility="private",
-        show_progress="hidden",
-    )
-    upload.upload(
-        ui_event(handlers.load_data),
-        [state, upload, sample, validation, max_rows, max_length],
-        outputs,
-        api_name="load_data",
-    ).failure(**restore)
-    load.click(
-        ui_event(_load_sample), [state, sample, validation, max_rows, max_length], outputs, api_name="load_sample"
-    ).failure(**restore)
+    private = dict(api_visibility="private", show_progress="hidden")
+    restore = dict(fn=ui_event(handlers.restore_after_failure), inputs=[state, max_length], outputs=[*outputs, upload])
+    widths = dict(fn=ui_event(handlers.preview_widths), inputs=[state], outputs=[preview])
+    for loaded in (
+        upload.upload(
+            ui_event(handlers.load_data),
+            [state, upload, sample, validation, max_rows, max_length],
+            outputs,
+            api_name="load_data",
+        ),
+        load.click(
+            ui_event(_load_sample), [state, sample, validation, max_rows, max_length], outputs, api_name="load_sample"
+        ),
+    ):
+        loaded.success(**widths, **private)
+        loaded.failure(**restore, **private).then(**widths, **private)
     max_length.change(
         ui_event(handlers.show_data), [state, max_length], outputs, api_visibility="private", show_progress="hidden"
     )

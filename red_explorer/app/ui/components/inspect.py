@@ -60,7 +60,15 @@ def build(state: gr.State) -> dict:
             )
         tare_run = _tare_section(state)
     outputs = [summary, *panel_a, *panel_b, distribution, top]
-    show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect")
+    heatmaps = [panel_a[1], panel_a[2], panel_b[1], panel_b[2]]
+    visibility = dict(
+        fn=ui_event(handlers.panels_shown),
+        inputs=[state, run_a, run_b],
+        outputs=heatmaps,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect").success(**visibility)
     refresh = tab.select(
         ui_event(handlers.choices),
         [state, run_a, run_b],
@@ -68,5 +76,7 @@ def build(state: gr.State) -> dict:
         queue=False,
         api_visibility="private",
     )
-    refresh.then(ui_event(handlers.inspect_if_any), [state, run_a, run_b], outputs, api_visibility="private")
+    refresh.then(ui_event(handlers.inspect_if_any), [state, run_a, run_b], outputs, api_visibility="private").then(
+        **visibility
+    )
     return {"tab": tab}

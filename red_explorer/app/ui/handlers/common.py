@@ -24,23 +24,17 @@ class Choices:
 
 
 @dataclass
-class Hidden:
-    """Hide this output (e.g. the bias panel of a run that learns no bias)."""
+class Visible:
+    """Show or hide an output (e.g. the bias panel of a run that learns no bias); used by private UI events only."""
+
+    shown: bool
 
 
 @dataclass
-class Shown:
-    """Show this output again with ``value``."""
+class ColumnWidths:
+    """The width of each column of a table (e.g. "50%"); used by private UI events only."""
 
-    value: object
-
-
-@dataclass
-class Table:
-    """A table and the width of each of its columns (e.g. "50%"); empty widths: as wide as the content."""
-
-    frame: object  # pandas.DataFrame
-    column_widths: list[str] = field(default_factory=list)
+    widths: list[str]
 
 
 @dataclass

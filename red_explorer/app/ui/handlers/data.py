@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from red_explorer.app.plots import empty_figure, token_length_figure
-from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Table, optional_int, plural
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, ColumnWidths, optional_int, plural
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import DataState
 from red_explorer.data.bundled import SAMPLE_FOLDER
@@ -106,12 +106,16 @@ def summary_markdown(data: DataState, max_length: int, task: str) -> str:
     return "\n".join(lines)
 
 
-def preview_table(data: DataState | None) -> Table:
-    """The first training rows, every column (e.g. prompt and response) given an equal share of the width."""
-    if data is None:
-        return Table(pd.DataFrame(columns=[NO_DATA_COLUMN]))
-    frame = pd.DataFrame(data.preview())
-    return Table(frame, [f"{100 / max(1, frame.shape[1]):.0f}%"] * frame.shape[1])
+def preview_table(data: DataState | None) -> pd.DataFrame:
+    """The first training rows, every column (an empty table with a header that says what will be there)."""
+    return pd.DataFrame(data.preview()) if data is not None else pd.DataFrame(columns=[NO_DATA_COLUMN])
+
+
+def preview_widths(session: Session) -> ColumnWidths:
+    """An equal share of the width for each preview column, so that the response is as visible as the prompt."""
+    data = session.workbench.data
+    columns = len(data.probe.raw["train"].column_names) if data is not None else 1
+    return ColumnWidths([f"{100 / columns:.0f}%"] * columns)
 
 
 def show_data(session: Session, max_length: float = 128):

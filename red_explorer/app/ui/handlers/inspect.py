@@ -13,7 +13,7 @@ from red_explorer.app.plots import (
     routing_figure,
     usage_figure,
 )
-from red_explorer.app.ui.handlers.common import Choices, Hidden, Shown, pick_run, run_choices
+from red_explorer.app.ui.handlers.common import Choices, Visible, pick_run, run_choices
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.analysis import (
     SiteEdit,
@@ -56,17 +56,28 @@ def shared_ranges(*runs: list[SiteEdit]) -> tuple[dict[str, float], dict[str, fl
 
 
 def _panel(label: str, edits: list[SiteEdit], bars: dict, colours: dict) -> tuple:
-    """(per-layer bars, scale heatmap, bias heatmap) of one RED run; a vector it does not learn is hidden."""
+    """(per-layer bars, scale heatmap, bias heatmap) of one RED run: panels only for the vectors it learns (the
+    heatmap of a vector it does not learn says so, and the page hides it: see ``panels_shown``)."""
     vectors = learned(edits)
-    panels = [Shown(layer_magnitude_figure(layer_magnitudes(edits), f"{label}: per layer", vectors, bars))]
+    panels = [layer_magnitude_figure(layer_magnitudes(edits), f"{label}: per layer", vectors, bars)]
     for vector, title in VECTORS:
         if vector not in vectors:
-            panels.append(Hidden())
+            panels.append(empty_figure(f"{label} learns no {vector}"))
             continue
         rows, matrix = edit_matrix(edits, vector)
-        figure = edit_heatmap_figure(rows, matrix, f"{label}: {title} (layer × dimension)", colours[vector])
-        panels.append(Shown(figure))
+        panels.append(edit_heatmap_figure(rows, matrix, f"{label}: {title} (layer × dimension)", colours[vector]))
     return tuple(panels)
+
+
+def panels_shown(session: Session, label_a: str | None, label_b: str | None = None) -> tuple[Visible, ...]:
+    """Which heatmaps the page shows: (A scale, A bias, B scale, B bias); a vector a run does not learn is hidden."""
+    workbench = session.workbench
+    labels = workbench.run_labels(EDIT_METHODS)
+    shown = []
+    for label in (label_a or (labels[-1] if labels else None), label_b):
+        vectors = learned(workbench.red_edits(label)) if label in labels else ("scale", "bias")
+        shown += [Visible(vector in vectors) for vector, _ in VECTORS]
+    return tuple(shown)
 
 
 def _summary(label: str, edits) -> str:
@@ -97,7 +108,7 @@ def inspect(session: Session, label_a: str | None, label_b: str | None = None):
     """Run A (and optionally B) side by side on the same axes and colour ranges: (summary, A layers, A scale,
     A bias, B layers, B scale, B bias, distribution of A's values, A's most-edited dimensions).
 
-    A panel of a vector the run does not learn (the bias of a scale-only run) is hidden.
+    A run's panels cover only the vectors it learns (no empty bias bars for a scale-only run).
     """
     workbench = session.workbench
     label_a = pick_run(workbench, label_a, EDIT_METHODS)
@@ -110,7 +121,7 @@ def inspect(session: Session, label_a: str | None, label_b: str | None = None):
         summary.append(_summary(label_b, edits_b))
     else:
         bars, colours = shared_ranges(edits_a)
-        panel_b = tuple(Shown(empty_figure("Pick a second run to compare side by side")) for _ in range(3))
+        panel_b = tuple(empty_figure("Pick a second run to compare side by side") for _ in range(3))
     distribution = distribution_figure(edit_values(edits_a), f"{label_a}: distribution of the learned values")
     panel_a = _panel(label_a, edits_a, bars, colours)
     return ("\n\n".join(summary), *panel_a, *panel_b, distribution, top_table(edits_a))
@@ -132,6 +143,5 @@ def inspect_if_any(session: Session, label_a: str | None, label_b: str | None = 
     """``inspect`` when the session has a RED run; otherwise empty panels that say what to do."""
     if session.workbench.run_labels(EDIT_METHODS):
         return inspect(session, label_a, label_b)
-    figures = [Shown(empty_figure("Train a RED run in the Train tab to see what it learned")) for _ in range(6)]
-    empty = empty_figure("Train a RED run in the Train tab to see what it learned")
-    return ("*No RED run in this session yet.*", *figures, empty, pd.DataFrame(columns=TOP_COLUMNS))
+    figures = [empty_figure("Train a RED run in the Train tab to see what it learned") for _ in range(7)]
+    return ("*No RED run in this session yet.*", *figures, pd.DataFrame(columns=TOP_COLUMNS))

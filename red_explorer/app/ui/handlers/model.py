@@ -49,7 +49,7 @@ def diagram_html(info: ModelInfo, sites: tuple[str, ...] = ("ffn",), activation:
     attn = info.attn_module.split(".0.", 1)[-1]
     style = block_style(info.family, activation)
     caption = (
-        f"One of {info.num_layers} blocks of a {style.description}. RED learns scale and bias "
+        f"One of {info.num_layers} blocks ({style.description}). RED learns scale and bias "
         f"({info.hidden_size} values each) on the output of {ffn}, before the residual add."
     )
     svg = responsive_svg(sites=sites, ffn_module=ffn, attn_module=attn, style=style)
