@@ -37,8 +37,8 @@ def test_file_format(tmp_path):
     record = json.loads((directory / "red_config.json").read_text())
     for key in (
         "base_model",
+        "base_model_config_sha256",
         "sites",
-        "variant",
         "layers",
         "hidden_size",
         "model_dtype",
@@ -48,6 +48,7 @@ def test_file_format(tmp_path):
     ):
         assert key in record
     assert record["hidden_size"] == 32 and record["layers"] == [0, 1] and record["red"]["vector_dtype"] == "float32"
+    assert record["red"]["variant"] == "full" and record["method"] == "red"
     tensors = load_file(str(directory / "edits.safetensors"))
     assert tensors["model.layers.1.mlp.down_proj.red_scale"].shape == (32,)
     assert set(tensors) == set(red_vectors(model))
@@ -93,7 +94,7 @@ def test_wrong_hidden_size(tmp_path):
             num_hidden_layers=2,
         )
     )
-    with pytest.raises(EditsFileError, match="hidden size 32, this model 48"):
+    with pytest.raises(EditsFileError, match=r"shape \(32,\); attached to this model the edit needs \(48,\)"):
         load_edits(wide, directory)
     assert not has_red(wide)
 
@@ -152,7 +153,7 @@ def test_missing_and_broken_config(tmp_path):
     with pytest.raises(EditsFileError, match="not valid JSON"):
         load_edits(tiny_model("llama"), directory)
     (directory / "red_config.json").unlink()
-    with pytest.raises(EditsFileError, match="red_config.json not found"):
+    with pytest.raises(EditsFileError, match="holds no edits: expected red_config.json"):
         load_edits(tiny_model("llama"), directory)
 
 
