@@ -97,7 +97,7 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     from playwright.sync_api import expect
 
     expect(page.locator(".red-title")).to_contain_text("Explorer")
-    expect(page.locator("#about-figure svg")).to_be_visible()
+    expect(page.locator("#about-figure .red-wide svg")).to_be_visible()  # the stacked one is for narrow screens
     shot(page, "01_what_is_red")
 
     open_tab(page, "Model")
@@ -169,13 +169,15 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     fill_number(page, "max-new-tokens", 16)
     expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
     page.click("#compare-button")
-    expect(page.locator("#compare-cards .gen-card")).to_have_count(2, timeout=SLOW)
+    # the base, the trained run and both ablation rows (kept runs too), in one batched generate call
+    expect(page.locator("#compare-cards .gen-card")).to_have_count(4, timeout=SLOW)
+    expect(page.locator("#compare-prompt-shown")).to_contain_text("one batched call")
     expect(page.locator("#compare-cards")).to_contain_text("tok/s")
     expect(page.locator("#compare-table")).to_contain_text("base")
     shot(page, "08_compare")
 
     open_tab(page, "Export")
-    expect(page.locator("#export-run input")).to_have_value("RED full (ffn)")
+    expect(page.locator("#export-run input")).to_have_value("RED bias (ffn)")  # the latest run
     page.click("#export-edits")
     link = page.locator("#edits-file a").first
     expect(link).to_be_visible()
@@ -187,6 +189,21 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     expect(page.locator("#snippet")).to_contain_text("load_method")
     shot(page, "09_export")
     a_bad_edits_zip_keeps_the_runs(page, tmp_path)
+    a_reload_finds_the_runs_again(page)
+
+
+def a_reload_finds_the_runs_again(page) -> None:
+    """The browser keeps its owner key: after a reload the same runs are listed, nothing retrained."""
+    from playwright.sync_api import expect
+
+    page.reload()
+    open_tab(page, "Model")
+    page.click("#load-model")
+    expect(page.locator("#model-status")).to_contain_text("ready")
+    open_tab(page, "Compare")
+    expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
+    expect(page.locator("#compare-runs")).to_contain_text("RED bias (ffn)")
+    shot(page, "11_after_reload")
 
 
 def upload_then_close_the_message(page, box: str, path: Path, message: str) -> None:
@@ -244,8 +261,9 @@ def a_bad_edits_zip_keeps_the_runs(page, tmp_path: Path) -> None:
     bad.write_bytes(b"not a zip at all")
     upload_then_close_the_message(page, "#import-file", bad, "bad.zip")
     expect(page.locator("#import-status")).to_contain_text("bad.zip was not loaded")
-    expect(page.locator("#import-status")).to_contain_text("Runs in this session: RED full (ffn)")
-    expect(page.locator("#export-run input")).to_have_value("RED full (ffn)")
+    expect(page.locator("#import-status")).to_contain_text("RED full (ffn)")
+    expect(page.locator("#import-status")).to_contain_text("RED bias (ffn)")
+    expect(page.locator("#export-run input")).to_have_value("RED bias (ffn)")
     expect(page.locator("#import-file a[href$='bad.zip']")).to_have_count(0)
     no_error_badges(page, "import-status", "export-run")
     shot(page, "10_bad_edits_zip")

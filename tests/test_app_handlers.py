@@ -149,7 +149,8 @@ def test_inspect_plots_what_the_run_learned(session):
     assert first == Choices(["RED full (ffn)"], "RED full (ffn)") and second.value == inspect.NONE
     outputs = inspect.inspect(session, "RED full (ffn)", inspect.NONE)
     summary, layers_a, scale_a, bias_a, layers_b, _, _, distribution, top = outputs
-    expected = layer_magnitudes(site_edits(red_vectors(session.workbench.run("RED full (ffn)").model)))[0]
+    with session.workbench.attached("RED full (ffn)") as model:
+        expected = layer_magnitudes(site_edits(red_vectors(model)))[0]
     assert list(layers_a.data[0].y) == pytest.approx(expected.scale)
     assert list(layers_a.data[1].y) == pytest.approx(expected.bias)
     assert scale_a.data[0].z.shape == (2, 32) and bias_a.data[0].z.shape == (2, 32)
@@ -250,12 +251,13 @@ def test_ui_event_turns_errors_into_messages_and_choices_into_updates():
     assert session.last_error == "bad <file> name"  # kept for the event that restores the page
 
 
-def test_closing_a_session_frees_its_runs(files):
+def test_closing_a_session_frees_its_memory_and_keeps_its_runs(files):
     session = new_session(files)
     list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 1})))
     bench = session.workbench
     session.close()
-    assert bench.runs == {} and session._workbench is None
+    assert bench.data is None and session._workbench is None
+    assert list(bench.runs) == ["RED full (ffn)"]  # kept on disk for the owner's next visit
 
 
 def test_classification_reports_accuracy_and_compare_refuses(files, tmp_path):
@@ -424,7 +426,7 @@ def test_a_lora_only_run_is_not_sent_to_inspect_for_red(files):
     assert "<b>Done.</b>" in status and "Inspect" not in status and "<b>Compare</b>" in status
 
 
-def test_an_ablation_without_data_says_why_instead_of_running(files):
+def test_training_or_an_ablation_without_data_says_why_instead_of_running(files):
     session = Session(Workbench(ModelRegistry()))
     model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
     with pytest.raises(gr.Error, match="no data loaded yet"):
@@ -432,6 +434,10 @@ def test_an_ablation_without_data_says_why_instead_of_running(files):
     status, table, chart = ablate.restore_after_failure(session)
     assert "✕" in status and "no data loaded yet" in status and "Running" not in status
     assert list(table.columns) == ablate.COLUMNS and len(table) == 0 and session.job is None
+    with pytest.raises(gr.Error, match="no data loaded yet"):  # refused before any "Training…" status
+        list(ui_event(train.train)(session, ["RED"], "full", ["ffn"]))
+    status, _, table = train.restore_after_failure(session)
+    assert "no data loaded yet" in status and list(table.columns) == train.SUMMARY_COLUMNS
 
 
 def test_a_refused_edits_zip_leaves_the_runs_and_says_so(session, tmp_path):
@@ -456,6 +462,9 @@ def test_two_runs_side_by_side_share_axes_and_colours(files):
     assert scale_a.data[0].zmax == pytest.approx(largest)
     assert layers_a.layout.yaxis.range == layers_b.layout.yaxis.range
     assert len(layers_b.data) == 1 and layers_b.layout.annotations[0].text == "mean |scale − 1|"  # no bias bars
+    assert "mean \\|bias\\|" not in outputs[0].split("**RED scale (ffn)**")[1]  # nor a bias figure in its summary
+    alone = inspect.panels_shown(session, "RED full (ffn)", inspect.NONE)
+    assert [panel.shown for panel in alone] == [True, True, False, False]  # no column of empty panels
     assert [panel.shown for panel in inspect.panels_shown(session, "RED full (ffn)", "RED scale (ffn)")] == [
         True,
         True,
@@ -464,19 +473,20 @@ def test_two_runs_side_by_side_share_axes_and_colours(files):
     ]
 
 
-def test_compare_warms_every_model_up_and_says_what_it_timed(session, monkeypatch):
+def test_compare_is_one_batched_call_and_says_what_it_timed(session, monkeypatch):
     from red_explorer.app import workbench as workbench_module
 
-    calls, real = [], workbench_module.compare_generations
+    calls, real = [], workbench_module.compare_batched
 
-    def recording(contenders, tokenizer, prompts, settings=None, references=None):
-        calls.append(([contender.label for contender in contenders], settings.max_new_tokens, references))
-        return real(contenders, tokenizer, prompts, settings, references)
+    def recording(model, tokenizer, prompts, runs, settings=None, **options):
+        calls.append(([run.label for run in runs], settings.max_new_tokens))
+        return real(model, tokenizer, prompts, runs, settings, **options)
 
-    monkeypatch.setattr(workbench_module, "compare_generations", recording)
+    monkeypatch.setattr(workbench_module, "compare_batched", recording)
     shown, _, table = compare.compare(session, "red cat", None, ["RED full (ffn)"], 8)
-    assert calls == [(["base", "RED full (ffn)"], 4, None), (["base", "RED full (ffn)"], 8, [None])]
-    assert "after an untimed warm-up of every model" in shown and list(table.columns) == compare.TABLE_COLUMNS
+    assert calls == [(["RED full (ffn)"], 8)]
+    assert "base, RED full (ffn): one batched call" in shown and "untimed 2-token warm-up" in shown
+    assert list(table.columns) == compare.TABLE_COLUMNS
 
 
 def test_plural_and_empty_tables_have_real_headers():

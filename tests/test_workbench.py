@@ -65,6 +65,12 @@ def trained(registry, model_folder, data_file):
     bench.close()
 
 
+def applied_logits(bench: Workbench, label: str) -> torch.Tensor:
+    """The logits of the shared base with the kept run applied (attached for this call only)."""
+    with bench.attached(label) as model:
+        return logits(model, INPUTS)
+
+
 # ---------------------------------------------------------------- the shared registry
 
 
@@ -180,20 +186,24 @@ def test_two_workbenches_share_the_base_model_but_not_their_runs(registry, model
     with pytest.raises(ValueError, match="no run called"):
         second.export_edits_zip(run.label)
     assert torch.equal(logits(second.loaded().model, INPUTS), base_logits)  # training never touched the base
-    assert not torch.equal(logits(run.model, INPUTS), base_logits)
+    assert not torch.equal(applied_logits(first, run.label), base_logits)
+    assert torch.equal(logits(second.loaded().model, INPUTS), base_logits)  # applying a run leaves no trace
     first.stop()
     assert not second.stop_event.is_set()  # stopping is per session
 
 
-def test_runs_are_capped_and_close_frees_everything(registry, model_folder, data_file):
-    bench = open_bench(registry, model_folder, data_file, max_runs=2)
+def test_runs_are_never_capped_and_close_keeps_them_on_disk(registry, model_folder, data_file):
+    bench = open_bench(registry, model_folder, data_file)
     quick = TrainOptions(max_steps=1, max_length=64, eval_every=None)
-    for spec in (MethodSpec("red"), MethodSpec("red", variant="bias"), MethodSpec("lora")):
+    for spec in (MethodSpec("red"), MethodSpec("red", variant="bias"), MethodSpec("lora"), MethodSpec("red")):
         bench.train(spec, quick)
-    assert bench.run_labels() == ["RED bias (ffn)", "LoRA r=8"]
+    labels = bench.run_labels()
+    assert len(labels) == 4 and labels[:3] == ["RED full (ffn)", "RED bias (ffn)", "LoRA r=8"]
+    assert labels[3] != labels[0] and labels[3].startswith("RED full (ffn)")  # told apart, not replaced
     folder = bench.folder()
     bench.close()
-    assert bench.runs == {} and bench.data is None and not folder.exists() and bench.stop_event.is_set()
+    assert bench.data is None and not folder.exists() and bench.stop_event.is_set()
+    assert list(bench.runs) == labels  # kept in the run store, not in the session
 
 
 def test_stop_ends_training_after_the_current_step(registry, model_folder, data_file):
@@ -210,11 +220,13 @@ def test_a_new_model_drops_runs_and_rereads_the_data(registry, model_folder, dat
     bench.train(MethodSpec("red"), TrainOptions(max_steps=1, max_length=64))
     other = save_tiny_llama(tmp_path / "other", seed=1)
     info = bench.load_model(str(other))
-    assert bench.run_labels() == [] and any("dropped" in note for note in info.notes)
+    assert bench.run_labels() == [] and any("stay kept" in note for note in info.notes)
     assert bench.data is not None and bench.data.detected.num_train == 36
     with pytest.raises(ValueError, match="does not exist"):
         bench.load_model(str(tmp_path / "missing"))
     assert bench.key.spec == str(other)  # a failed load keeps the previous model
+    bench.load_model(str(model_folder))
+    assert bench.run_labels() == ["RED full (ffn)"]  # the first model's run is listed again
 
 
 # ---------------------------------------------------------------- training, ablation, generation
@@ -237,12 +249,15 @@ def test_ablation_returns_one_row_per_spec_with_progress(registry, model_folder,
     assert [row["label"] for row in rows] == ["RED bias (ffn)", "LoRA r=8"] and finished == rows
     assert rows[0]["trainable_parameters"] == 64 and rows[1]["trainable_parameters"] > 64
     assert (0, 2) in seen and (1, 2) in seen and bench.ablation_rows == rows
-    assert bench.run_labels() == []  # ablation models are not kept
+    kept = list(bench.runs.values())
+    assert [run.label for run in kept] == ["RED bias (ffn)", "LoRA r=8"]  # every ablation row is a kept run
+    assert kept[0].group == kept[1].group and kept[0].group.startswith("ablation")
 
 
 def test_compare_uses_the_validation_reference(trained):
     bench, run = trained
-    formatted, reference, generations = bench.compare(example_index=1)
+    comparison = bench.compare(example_index=1)
+    formatted, reference, generations = comparison.prompt, comparison.reference, comparison.generations
     expected_prompt, expected_reference = bench.validation_examples()[1]
     assert formatted == expected_prompt and reference == expected_reference
     assert [generation.method for generation in generations] == ["base", run.label]
@@ -264,7 +279,8 @@ def test_export_then_import_gives_the_same_logits(trained, registry):
     other.load_model(bench.key.spec)
     imported = other.import_edits_zip(archive)
     assert imported.label == "RED full (ffn) (imported)" and other.run_labels() == [imported.label]
-    torch.testing.assert_close(logits(imported.model, INPUTS), logits(run.model, INPUTS), rtol=0, atol=0)
+    expected = applied_logits(bench, run.label)
+    torch.testing.assert_close(applied_logits(other, imported.label), expected, rtol=0, atol=0)
 
 
 def test_merged_export_is_a_plain_checkpoint_with_the_same_logits(trained, tmp_path):
@@ -272,7 +288,7 @@ def test_merged_export_is_a_plain_checkpoint_with_the_same_logits(trained, tmp_p
     archive = bench.export_merged_zip(run.label)
     zipfile.ZipFile(archive).extractall(tmp_path / "merged")
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
-    torch.testing.assert_close(logits(merged, INPUTS), logits(run.model, INPUTS), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logits(merged, INPUTS), applied_logits(bench, run.label), rtol=1e-4, atol=1e-4)
 
 
 def test_tare_cannot_be_merged_but_exports_its_edits(registry, model_folder, data_file):
@@ -290,7 +306,7 @@ def test_the_snippet_applies_the_downloaded_edits(trained, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     exec(bench.python_snippet(run.label, archive.name), namespace)  # noqa: S102 - our own generated code
-    expected = logits(run.model, INPUTS)
+    expected = applied_logits(bench, run.label)
     torch.testing.assert_close(logits(namespace["model"], INPUTS), expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(logits(namespace["plain"].eval(), INPUTS), expected, rtol=1e-5, atol=1e-5)
 
@@ -341,3 +357,13 @@ def test_a_pickle_renamed_to_safetensors_is_never_unpickled(trained, tmp_path):
     with pytest.raises(EditsFileError, match="not a safetensors file"):
         bench.import_edits_zip(archive)
     assert not marker.exists() and bench.run_labels() == [run.label]
+
+
+def test_max_steps_extends_past_the_epochs():
+    from red_explorer.engine.training import TrainConfig, count_steps
+
+    batches_per_epoch = 5
+    steps = TrainOptions(max_steps=12, epochs=1.0).loop_options()
+    assert count_steps(batches_per_epoch, TrainConfig(**steps)) == 12  # the data repeats: 2.4 epochs
+    whole_epochs = TrainOptions(max_steps=None, epochs=2.0).loop_options()
+    assert count_steps(batches_per_epoch, TrainConfig(**whole_epochs)) == 10

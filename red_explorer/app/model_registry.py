@@ -38,10 +38,11 @@ class _Entry:
 class ModelRegistry:
     """Base models shared by every session, keyed by ModelKey; each is loaded once, however many ask.
 
-    The models are frozen and must never be modified: training deep-copies them
-    (``train_method(copy_base=True)``). Past ``capacity`` loaded models, the least recently used one is
-    dropped, but only to make room for a model that did load: a failed load holds no slot, evicts
-    nothing, and is remembered apart (for ``status``) until a later attempt succeeds.
+    The models are frozen: training works on a private copy, and a kept run is applied to a shared
+    base (hooks or adapters attached for milliseconds) only while holding ``base_lock(key)``.
+    Past ``capacity`` loaded models, the least recently used one is dropped, but only to make room
+    for a model that did load: a failed load holds no slot, evicts nothing, and is remembered apart
+    (for ``status``) until a later attempt succeeds.
     """
 
     def __init__(self, capacity: int = 2, loader: Callable[..., LoadedModel] = load_model, failures_kept: int = 16):
@@ -51,6 +52,13 @@ class ModelRegistry:
         self._entries: OrderedDict[ModelKey, _Entry] = OrderedDict()  # loading or loaded, least recent first
         self._failures: OrderedDict[ModelKey, BaseException] = OrderedDict()
         self._failures_kept = failures_kept
+        self._base_locks: dict[ModelKey, threading.RLock] = {}
+
+    def base_lock(self, key: ModelKey) -> threading.RLock:
+        """The lock to hold while attaching anything to (or copying) the shared base model of ``key``."""
+        key = key.resolved()
+        with self._lock:
+            return self._base_locks.setdefault(key, threading.RLock())
 
     def get(self, key: ModelKey) -> LoadedModel:
         """The loaded model for ``key``, loading it now (or waiting for a load in progress)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -40,11 +41,24 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     return _layout(figure, "", height=height)
 
 
-def loss_figure(runs: Mapping[str, tuple[Sequence[float], Sequence[dict]]], title: str = "Loss") -> go.Figure:
-    """Training loss per step (solid) and validation loss (dashed, markers) for each run label."""
+def run_colour(run_id: str) -> str:
+    """The fixed colour of a run everywhere (plots, cards, tables): PALETTE[crc32(run id) mod len(PALETTE)]."""
+    return PALETTE[zlib.crc32(run_id.encode()) % len(PALETTE)]
+
+
+def loss_figure(
+    runs: Mapping[str, tuple[Sequence[float], Sequence[dict]]],
+    title: str = "Loss",
+    colours: Mapping[str, str] | None = None,
+) -> go.Figure:
+    """Training loss per step (solid) and validation loss (dashed, markers) for each run label.
+
+    ``colours`` fixes a label's colour (``run_colour`` of its run id); others take the palette in order.
+    """
     figure = go.Figure()
+    colours = colours or {}
     for index, (label, (train_loss, eval_history)) in enumerate(runs.items()):
-        colour = PALETTE[index % len(PALETTE)]
+        colour = colours.get(label) or PALETTE[index % len(PALETTE)]
         steps = list(range(1, len(train_loss) + 1))
         figure.add_trace(
             go.Scatter(x=steps, y=list(train_loss), mode="lines", name=f"{label} · train", line=dict(color=colour))
@@ -63,7 +77,11 @@ def loss_figure(runs: Mapping[str, tuple[Sequence[float], Sequence[dict]]], titl
     last = max([len(train_loss) for train_loss, _ in runs.values()] + [0])
     figure.update_xaxes(title_text="optimizer step", rangemode="tozero", tick0=0, dtick=step_tick(last))
     figure.update_yaxes(title_text="loss")
-    return _layout(figure, title)
+    _layout(figure, title, height=420)
+    figure.update_layout(  # below the axis: long run labels wrap there instead of over the title
+        margin=dict(l=60, r=20, t=56, b=110), legend=dict(yanchor="top", y=-0.2, xanchor="left", x=0.0)
+    )
+    return figure
 
 
 def step_tick(last_step: int, most_ticks: int = 10) -> int:
@@ -132,7 +150,7 @@ def layer_magnitude_figure(
     dtick = 1 if max(_layer_count(magnitudes), 1) <= 16 else 2
     figure.update_xaxes(title_text="layer", row=len(vectors), col=1, dtick=dtick)
     figure.update_layout(barmode="group", bargap=0.15)
-    return _layout(figure, title, height=440 if len(vectors) > 1 else 300)
+    return _layout(figure, title, height=440)  # one height, so that two runs side by side line up
 
 
 def _layer_count(magnitudes: Sequence[LayerMagnitudes]) -> int:

@@ -1,31 +1,32 @@
-"""One user's workbench over the engine: their model choice, data, trained runs and results (no gradio)."""
+"""One user's workbench over the engine: their model choice, data, kept runs and results (no gradio)."""
 
 from __future__ import annotations
 
 import copy
 import re
+import secrets
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
-from torch import nn
-
 from red_explorer.app.data_state import LENGTH_PROBE, DataState
+from red_explorer.app.kept_runs import KeptRuns, SessionRun, app_store
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.snippet import python_snippet
 from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.merged import save_merged
-from red_explorer.core.registry import MethodSpec, load_method, save_method
+from red_explorer.core.registry import MethodSpec, load_method
 from red_explorer.data.prepared import PreparedData, prepare_data
 from red_explorer.data.render import prompt_text, reference_text
 from red_explorer.data.tables import DataConfig
-from red_explorer.engine.ablation import result_row, run_ablation
+from red_explorer.engine.ablation import result_row
 from red_explorer.engine.analysis import (
     EditorMagnitudes,
     RoutingTable,
@@ -34,44 +35,67 @@ from red_explorer.engine.analysis import (
     routing_table,
     site_edits,
 )
-from red_explorer.engine.experiment import RunResult, train_method
-from red_explorer.engine.generation import Contender, DecodingSettings, Generation, chat_prompt, compare_generations
+from red_explorer.engine.batched_compare import BatchedComparison, SavedRun, compare_batched
+from red_explorer.engine.experiment import default_train_config, train_method
+from red_explorer.engine.generation import DecodingSettings, Generation, chat_prompt, rouge_l
 from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
+from red_explorer.runs.attach import release
+from red_explorer.runs.record import data_fingerprint
+from red_explorer.runs.store import RunStore
 
 
 @dataclass
-class SessionRun:
-    """A trained (or imported) method kept by one session: its model is that session's own copy."""
+class Comparison:
+    """Compare's answer: the formatted prompt, its reference, one generation per contender, and the timed calls."""
 
-    label: str
-    spec: MethodSpec
-    model: nn.Module = field(repr=False)
-    key: ModelKey
-    result: RunResult | None = None  # None for imported edits
+    prompt: str
+    reference: str | None
+    generations: list[Generation]
+    batched: BatchedComparison
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
 
 
-class Workbench:
-    """Everything one user has: a model choice (the base model itself is shared), data, runs, results.
+def new_owner_key() -> str:
+    """A random owner key for a new browser (kept there, it finds the browser's runs again)."""
+    return secrets.token_hex(16)
 
-    Runs are capped (``max_runs``, oldest dropped); ``close()`` frees them. ``stop()`` asks the current
-    training job to stop between steps.
+
+class Workbench(KeptRuns):
+    """Everything one user has: a model choice (the base model itself is shared), data, kept runs, results.
+
+    Runs live in the run store under ``owner``, never as model copies: nothing is capped or evicted,
+    a save past the owner's quota is refused with a message, and only ``delete_run`` removes a run.
+    Shared-base design: one frozen base per (model, device, dtype) serves every session. Training
+    works on a private replica, deep-copied from the base under the base's lock when a job starts and
+    dropped once the run is saved: a training job takes minutes, and a lock held that long would make
+    every other session's generation wait. Applying a kept run (Inspect, Compare, export) attaches its
+    edits or adapters to the shared base itself, under the same lock, for milliseconds; a full
+    fine-tuning run is a whole checkpoint, kept on disk and loaded only then.
+    ``stop()`` asks the current training job to stop between steps.
     """
 
-    def __init__(self, registry: ModelRegistry = SHARED_MODELS, max_runs: int = 4):
+    def __init__(
+        self, registry: ModelRegistry = SHARED_MODELS, store: RunStore | None = None, owner: str | None = None
+    ):
         self.registry = registry
-        self.max_runs = max_runs
+        self.store = store if store is not None else app_store()
+        self.owner = owner or new_owner_key()
         self.key = ModelKey()
         self.data: DataState | None = None
-        self.runs: OrderedDict[str, SessionRun] = OrderedDict()
         self.ablation_rows: list[dict] = []
         self.stop_event = threading.Event()
         self._lock = threading.RLock()
         self._folder: Path | None = None
+
+    def set_owner(self, owner: str) -> None:
+        """Use the runs of ``owner`` (the key a browser keeps): a reload or a restart finds them again."""
+        from red_explorer.runs.store import check_owner
+
+        self.owner = check_owner(owner)
 
     # ------------------------------------------------------------ model
 
@@ -105,10 +129,11 @@ class Workbench:
     def _model_changed(self) -> list[str]:
         notes = []
         with self._lock:
-            if self.runs or self.ablation_rows:
-                notes.append("the trained runs and ablation results of the previous model were dropped")
-            self.runs.clear()
+            if self.ablation_rows:
+                notes.append("the ablation table of the previous model was cleared (its runs stay kept)")
             self.ablation_rows = []
+        if self.all_runs():
+            notes.append("runs of other base models stay kept: they are listed again when that model is loaded")
         if self.data is not None:
             data, self.data = self.data, None
             try:
@@ -168,37 +193,30 @@ class Workbench:
     def stop(self) -> None:
         self.stop_event.set()
 
-    def train(self, spec: MethodSpec, options: TrainOptions, callback: Callback | None = None) -> SessionRun:
-        """Train ``spec`` on a copy of the shared base model; the run is kept (the oldest beyond the cap dropped)."""
-        loaded, data = self.loaded(), self.prepared(options.max_length)
-        result = train_method(loaded, data, spec, options.train_config(spec), callback, self.stop_event)
-        run = SessionRun(spec.label, spec, result.model, self.training_key(), result)
-        self._keep(run)
-        return run
+    @contextmanager
+    def replica(self) -> Iterator[LoadedModel]:
+        """A private copy of the shared base for one training job, copied under the base's lock, dropped after."""
+        loaded = self.loaded()
+        with self.registry.base_lock(self.training_key()):
+            model = copy.deepcopy(loaded.model)
+        yield replace(loaded, model=model)
 
-    def _keep(self, run: SessionRun) -> None:
-        with self._lock:
-            self.runs.pop(run.label, None)
-            self.runs[run.label] = run
-            while len(self.runs) > self.max_runs:
-                self.runs.popitem(last=False)
+    def _fingerprint(self, data: PreparedData) -> dict | None:
+        try:
+            return data_fingerprint(self._require_data().path, data)
+        except OSError:
+            return None
 
-    def run(self, label: str) -> SessionRun:
-        with self._lock:
-            if label not in self.runs:
-                known = ", ".join(self.runs) or "none yet"
-                raise ValueError(f"no run called {label!r} in this session (runs: {known}); train one first")
-            return self.runs[label]
-
-    def run_labels(self, methods: tuple[str, ...] | None = None) -> list[str]:
-        with self._lock:
-            return [label for label, run in self.runs.items() if methods is None or run.spec.method in methods]
-
-    def summary_rows(self) -> list[dict]:
-        """One result row per trained run (imported edits have no training record)."""
-        with self._lock:
-            runs = list(self.runs.values())
-        return [result_row(run.result, self.key.task) for run in runs if run.result is not None]
+    def train(
+        self, spec: MethodSpec, options: TrainOptions, callback: Callback | None = None, group: str | None = None
+    ) -> SessionRun:
+        """Train ``spec`` on a private replica of the base and keep the run in the store (QuotaError when full)."""
+        data = self.prepared(options.max_length)
+        config = options.train_config(spec)
+        with self.replica() as loaded:
+            result = train_method(loaded, data, spec, config, callback, self.stop_event, copy_base=False)
+            record = self.store.save(self.owner, result, loaded, self._fingerprint(data), group=group)
+        return SessionRun(record)
 
     def ablate(
         self,
@@ -207,17 +225,24 @@ class Workbench:
         on_progress: Callable[[int, int, object], None] | None = None,
         on_row: Callable[[dict], None] | None = None,
     ) -> list[dict]:
-        """Train every spec through the one training path; rows replace this session's previous results."""
-        loaded, data = self.loaded(), self.prepared(options.max_length)
+        """Train every spec through the one training path; each is kept as a run grouped under this ablation."""
+        data, fingerprint = self.prepared(options.max_length), None
+        group = f"ablation {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
         loop = options.loop_options() | {"eval_every": None}
         rows: list[dict] = []
-        for index, spec in enumerate(specs):
-            if self.stop_event.is_set():
-                break
-            report = (lambda i, n, event, index=index: on_progress(index, len(specs), event)) if on_progress else None
-            rows += run_ablation(loaded, data, [spec], loop, on_progress=report, stop=self.stop_event)
-            if on_row:
-                on_row(rows[-1])
+        with self.replica() as loaded:
+            fingerprint = self._fingerprint(data)
+            for index, spec in enumerate(specs):
+                if self.stop_event.is_set():
+                    break
+                report = (lambda event, index=index: on_progress(index, len(specs), event)) if on_progress else None
+                if report:
+                    report(None)
+                result = train_method(loaded, data, spec, default_train_config(spec, **loop), report, self.stop_event)
+                record = self.store.save(self.owner, result, loaded, fingerprint, group=group)
+                rows.append(result_row(SessionRun(record).result, loaded.task))
+                if on_row:
+                    on_row(rows[-1])
         self.ablation_rows = rows
         return rows
 
@@ -229,34 +254,30 @@ class Workbench:
         example_index: int | None = None,
         labels: list[str] | None = None,
         settings: DecodingSettings | None = None,
-    ) -> tuple[str, str | None, list[Generation]]:
-        """The base model and each chosen run on one prompt, same decoding: (prompt, reference, generations)."""
+    ) -> Comparison:
+        """The base model and each chosen run on one prompt, same decoding, in as few generate calls as possible."""
         loaded = self.loaded()
         if loaded.task != "causal-lm":
             raise ValueError("Compare generates text, so it needs a causal-lm model; this one classifies")
-        reference = None
+        formatted, reference = self._compare_prompt(loaded, prompt, example_index)
+        chosen = [self.run(label) for label in (self.run_labels() if labels is None else labels)]
+        runs = [SavedRun(run.label, run.record.path, run.spec) for run in chosen]
+        with self.registry.base_lock(self.training_key()):
+            batched = compare_batched(loaded.model, loaded.tokenizer, [formatted], runs, settings or DecodingSettings())
+        if reference:
+            for generation in batched.generations:
+                generation.reference, generation.rouge_l = reference, rouge_l(generation.text, reference)
+        return Comparison(formatted, reference, batched.generations, batched)
+
+    def _compare_prompt(self, loaded: LoadedModel, prompt: str, example_index: int | None) -> tuple[str, str | None]:
         if example_index is not None:
             examples = self.validation_examples()
             if not 0 <= example_index < len(examples):
                 raise ValueError(f"validation example {example_index} does not exist (0..{len(examples) - 1})")
-            formatted, reference = examples[example_index]
-        elif prompt.strip():
-            formatted = chat_prompt(loaded.tokenizer, prompt.strip())
-        else:
-            raise ValueError("type a prompt or pick a validation example")
-        chosen = self.run_labels() if labels is None else labels
-        contenders = [Contender("base", loaded.model)] + [self._contender(label) for label in chosen]
-        settings = settings or DecodingSettings()
-        # untimed warm-up of every model first (one-off costs), so no model is timed cold
-        compare_generations(contenders, loaded.tokenizer, [formatted], replace(settings, max_new_tokens=4))
-        generations = compare_generations(contenders, loaded.tokenizer, [formatted], settings, [reference])
-        return formatted, reference, generations
-
-    def _contender(self, label: str) -> Contender:
-        run = self.run(label)
-        if run.key != self.training_key():
-            raise ValueError(f"{label} was trained on another model; retrain it on this one")
-        return Contender(label, run.model)
+            return examples[example_index]
+        if prompt.strip():
+            return chat_prompt(loaded.tokenizer, prompt.strip()), None
+        raise ValueError("type a prompt or pick a validation example")
 
     # ------------------------------------------------------------ files
 
@@ -266,36 +287,35 @@ class Workbench:
             self._folder = Path(tempfile.mkdtemp(prefix="red-explorer-"))
         return self._folder
 
-    def export_edits_zip(self, label: str) -> Path:
-        """The run's method in its own format (RED/TARE edits, a LoRA adapter), zipped."""
-        run, loaded = self.run(label), self.loaded()
-        if run.spec.entry.saves_whole_model:
-            raise ValueError("full fine-tuning has no separate edits: download the merged model instead")
-        target = self._fresh(f"{_slug(label)}-edits")
-        save_method(run.model, run.spec, target, loaded.base_name, loaded.head_parameter_names)
-        return zip_folder(target, target.with_suffix(".zip"))
-
     def _fresh(self, name: str) -> Path:
         target = self.folder() / name
         shutil.rmtree(target, ignore_errors=True)
         target.with_suffix(".zip").unlink(missing_ok=True)
         return target
 
+    def export_edits_zip(self, label: str) -> Path:
+        """The run's method files as kept (RED/TARE edits, a LoRA adapter) and metrics.json, zipped."""
+        run = self.run(label)
+        if run.whole_model:
+            raise ValueError("full fine-tuning has no separate edits: download the merged model instead")
+        target = self._fresh(f"{_slug(label)}-edits")
+        return self.store.export_zip(self.owner, run.id, target).replace(target.with_suffix(".zip"))
+
     def export_merged_zip(self, label: str) -> Path:
         """A plain checkpoint with the edits folded into the weights, zipped; MergeError when it cannot be exact."""
-        run, loaded = self.run(label), self.loaded()
         target = self._fresh(f"{_slug(label)}-merged")
-        save_merged(run.model, target, loaded.tokenizer)
+        with self.attached(label) as model:
+            save_merged(model, target, self.loaded().tokenizer)
         return zip_folder(target, target.with_suffix(".zip"), compress=False)
 
     def import_edits_zip(self, archive: str | Path) -> SessionRun:
-        """Validate and unpack an edits zip, attach it to a copy of the base model, and keep it as a run."""
-        target = self._fresh("imported")
+        """Validate and unpack an edits zip (attached once to the base and released), then keep it as a run."""
+        target, loaded = self._fresh("imported"), self.loaded()
         safe_extract(archive, target)
-        model, spec = load_method(copy.deepcopy(self.loaded().model), target)
-        run = SessionRun(f"{spec.label} (imported)", spec, model.eval(), self.training_key())
-        self._keep(run)
-        return run
+        with self.registry.base_lock(self.training_key()):
+            model, spec = load_method(loaded.model, target)
+            release(model, spec)
+        return SessionRun(self.store.import_edits(self.owner, target, spec, loaded))
 
     def python_snippet(self, label: str, zip_name: str | None = None) -> str:
         run = self.run(label)
@@ -309,32 +329,32 @@ class Workbench:
         """The learned RED vectors of a run, per edited site."""
         from red_explorer.core.red.edit import red_vectors
 
-        run = self.run(label)
-        if run.spec.method != "red":
-            raise ValueError(f"{label} is a {run.spec.method.upper()} run; this view shows what RED runs learned")
-        return site_edits(red_vectors(run.model))
+        if self.run(label).spec.method != "red":
+            method = self.run(label).spec.method.upper()
+            raise ValueError(f"{label} is a {method} run; this view shows what RED runs learned")
+        with self.attached(label) as model:
+            return site_edits(red_vectors(model))
 
     def tare_inspection(self, label: str, text: str) -> tuple[EditorMagnitudes, RoutingTable]:
         """A TARE run's editor magnitudes and the routing of ``text`` (token × site)."""
         from red_explorer.core.tare.routing import editor_magnitudes, tare_routing
 
-        run = self.run(label)
-        if run.spec.method != "tare":
+        if self.run(label).spec.method != "tare":
             raise ValueError(f"{label} is not a TARE run: train TARE (Train tab) to see its routing")
         if not text.strip():
             raise ValueError("type a text to route through the TARE editors")
         tokenizer = self.loaded().tokenizer
-        device = next(run.model.parameters()).device
         input_ids = tokenizer(text.strip(), return_tensors="pt", truncation=True, max_length=64)["input_ids"]
-        routing = tare_routing(run.model, input_ids.to(device))
         tokens = [token.replace("Ġ", "·").replace("▁", "·") for token in tokenizer.convert_ids_to_tokens(input_ids[0])]
-        return editor_table(editor_magnitudes(run.model)), routing_table(routing, tokens)
+        with self.attached(label) as model:
+            routing = tare_routing(model, input_ids.to(next(model.parameters()).device))
+            magnitudes = editor_table(editor_magnitudes(model))
+        return magnitudes, routing_table(routing, tokens)
 
     def close(self) -> None:
-        """Stop any job and free everything this session holds (the shared base model stays)."""
+        """Stop any job and free what this session holds in memory; its runs stay kept on disk."""
         self.stop_event.set()
         with self._lock:
-            self.runs.clear()
             self.ablation_rows = []
         self.data = None
         if self._folder is not None:

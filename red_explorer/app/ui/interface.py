@@ -14,6 +14,7 @@ from red_explorer.app.ui.session import Session
 
 DEFAULT_CONCURRENCY = 4
 STATUS_SECONDS = 3.0
+OWNER_STORAGE_KEY = "red-explorer-owner"  # where the browser keeps its owner key
 
 HEADER = """
 <div class="red-header">
@@ -76,9 +77,14 @@ def training_concurrency() -> int:
     return max(1, int(os.environ.get("RED_EXPLORER_TRAINING_JOBS", "1")))
 
 
-def _start(session: Session) -> tuple[str, Session]:
-    """Page load: the status line, and the session handed back to Gradio's state holder."""
-    return model_status(session), session
+def _start(session: Session, owner: str | None = None) -> tuple[str, Session, str]:
+    """Page load: the status line, the session handed back to Gradio's state holder, and the owner key.
+
+    The owner key lives in the browser (``gr.BrowserState``): a random one is made on the first visit,
+    and every later visit (a reload, after a server restart) finds that browser's kept runs again.
+    """
+    key = session.adopt_owner(owner)
+    return model_status(session), session, key
 
 
 def build_demo(preload: bool = True) -> gr.Blocks:
@@ -86,6 +92,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
     jobs = training_concurrency()
     with gr.Blocks(title="RED Explorer") as demo:
         state = gr.State(Session(), delete_callback=Session.close)
+        owner = gr.BrowserState("", storage_key=OWNER_STORAGE_KEY)
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
         max_length = gr.Slider(
@@ -109,7 +116,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
         # delete_state() (below, when the tab closes) calls its delete_callback.
-        demo.load(_start, [state], [status, state], api_visibility="private", show_progress="hidden")
+        demo.load(_start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden")
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import weakref
 from contextlib import contextmanager
 
-from red_explorer.app.workbench import Workbench
+from red_explorer.app.workbench import Workbench, new_owner_key
 
 _OPEN: weakref.WeakSet = weakref.WeakSet()  # sessions holding a workbench (for the header and the tests)
 
@@ -36,6 +36,17 @@ class Session:
             yield
         finally:
             self.job = None
+
+    def adopt_owner(self, key: str | None) -> str:
+        """Use the runs of the owner ``key`` kept in the browser (a new random key when it has none or a bad one).
+
+        Returns the key, for the browser to keep: a reload or a server restart finds the same runs.
+        """
+        try:
+            self.workbench.set_owner(key or "")
+        except ValueError:
+            self.workbench.set_owner(new_owner_key())
+        return self.workbench.owner
 
     @property
     def workbench(self) -> Workbench:

@@ -7,17 +7,20 @@ import gradio as gr
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as handlers
 
+WIDE = 220
 DEFAULT_PROMPT = "name[The Golden Curry] | eatType[restaurant] | food[Indian] | priceRange[cheap] | area[riverside]"
 
 
 def _decoding() -> list:
     with gr.Accordion("Decoding (the same for every method)", open=False):
-        with gr.Row():
-            max_new_tokens = gr.Slider(8, 256, value=48, step=8, label="Max new tokens", elem_id="max-new-tokens")
-            do_sample = gr.Checkbox(False, label="Sample (off = greedy)")
-            temperature = gr.Slider(0.1, 2.0, value=0.7, step=0.1, label="Temperature (sampling)")
-            repetition_penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label="Repetition penalty")
-            no_repeat = gr.Number(0, precision=0, minimum=0, label="No-repeat n-gram (0 = off)")
+        with gr.Row():  # each control at least WIDE px: on a narrow screen they wrap instead of overlapping
+            max_new_tokens = gr.Slider(
+                8, 256, value=48, step=8, label="Max new tokens", elem_id="max-new-tokens", min_width=WIDE
+            )
+            do_sample = gr.Checkbox(False, label="Sample (off = greedy)", min_width=WIDE)
+            temperature = gr.Slider(0.1, 2.0, value=0.7, step=0.1, label="Temperature (sampling)", min_width=WIDE)
+            repetition_penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label="Repetition penalty", min_width=WIDE)
+            no_repeat = gr.Number(0, precision=0, minimum=0, label="No-repeat n-gram (0 = off)", min_width=WIDE)
     return [max_new_tokens, do_sample, temperature, repetition_penalty, no_repeat]
 
 

@@ -6,6 +6,7 @@ import gradio as gr
 
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import export as handlers
+from red_explorer.app.ui.handlers import runs
 
 
 def build(state: gr.State) -> dict:
@@ -28,6 +29,7 @@ def build(state: gr.State) -> dict:
         with gr.Row():
             upload = gr.File(label="Edits zip", file_types=[".zip"], type="filepath", elem_id="import-file")
             status = gr.Markdown(label="Import status", elem_id="import-status")
+        your_runs = _runs_section(state, run)
     edits_button.click(ui_event(handlers.export_edits), [state, run], [edits_file, snippet], api_name="export")
     merged_button.click(ui_event(handlers.export_merged), [state, run], [merged_file], api_name="export_merged")
     upload.upload(ui_event(handlers.import_edits), [state, upload], [status, run], api_name="import_edits").failure(
@@ -39,4 +41,23 @@ def build(state: gr.State) -> dict:
     )
     run.change(ui_event(handlers.snippet_if_any), [state, run], [snippet], api_visibility="private")
     tab.select(ui_event(handlers.choices), [state, run], [run], queue=False, api_visibility="private")
+    tab.select(ui_event(runs.overview), [state], [your_runs["overview"]], api_visibility="private")
+    tab.select(ui_event(runs.local_choices), [state], [your_runs["local"]], api_visibility="private")
     return {"tab": tab}
+
+
+def _runs_section(state: gr.State, run: gr.Dropdown) -> dict:
+    """Your runs: the quota, every kept run, rename and delete the chosen one, import the command line's runs."""
+    gr.Markdown("#### Your runs (kept in this browser's run store)")
+    shown = gr.Markdown(elem_id="runs-overview")
+    with gr.Row():
+        new_label = gr.Textbox(label="New name for the chosen run", elem_id="run-new-label")
+        rename_button = gr.Button("Rename", elem_id="run-rename")
+        delete_button = gr.Button("Delete run", variant="stop", elem_id="run-delete")
+    with gr.Row():
+        local = gr.Dropdown([], label="Runs saved from the command line (local only)", elem_id="local-runs")
+        import_button = gr.Button("Copy into my runs", elem_id="local-import")
+    rename_button.click(ui_event(runs.rename), [state, run, new_label], [shown, run], api_name="rename_run")
+    delete_button.click(ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run")
+    import_button.click(ui_event(runs.import_local), [state, local], [shown, run], api_visibility="private")
+    return {"overview": shown, "local": local}

@@ -6,8 +6,10 @@ from html import escape
 
 import pandas as pd
 
+from red_explorer.app.plots import run_colour
 from red_explorer.app.ui.handlers.common import Choices
 from red_explorer.app.ui.session import Session
+from red_explorer.engine.batched_compare import BatchedComparison
 from red_explorer.engine.generation import DecodingSettings, Generation
 
 EXAMPLE_LIMIT = 50
@@ -48,13 +50,18 @@ def _css_class(method: str) -> str:
     return METHOD_CLASS.get(method.split()[0], "other")
 
 
-def cards_html(generations: list[Generation]) -> str:
-    """Side-by-side cards: method, latency, tokens/s, the text, and ROUGE-L against the reference."""
-    cards = []
+def cards_html(generations: list[Generation], colours: dict[str, str] | None = None) -> str:
+    """Side-by-side cards: method, latency, tokens/s, the text, and ROUGE-L against the reference.
+
+    ``colours`` gives a run's card its fixed colour (``run_colour`` of its run id).
+    """
+    cards, colours = [], colours or {}
     for generation in generations:
+        colour = colours.get(generation.method)
+        style = f" style='border-top-color: {colour}'" if colour else ""
         rouge = "" if generation.rouge_l is None else f"<span class='pill'>ROUGE-L {generation.rouge_l:.3f}</span>"
         cards.append(
-            f"<div class='gen-card {_css_class(generation.method)}'>"
+            f"<div class='gen-card {_css_class(generation.method)}'{style}>"
             f"<div class='gen-head'><b>{escape(generation.method)}</b>"
             f"<span class='pill'>{generation.seconds:.2f} s</span>"
             f"<span class='pill'>{generation.tokens_per_second:.1f} tok/s</span>{rouge}</div>"
@@ -63,12 +70,17 @@ def cards_html(generations: list[Generation]) -> str:
     return f"<div class='gen-grid'>{''.join(cards)}</div>"
 
 
-def timing_note(device: str) -> str:
-    """What the latency figures measure."""
-    return (
-        f"*Latency:* wall-clock seconds of one generation per model on {device} (batch of 1, same prompt and "
-        "decoding), timed after an untimed warm-up of every model, so no model is timed cold."
-    )
+def timing_note(device: str, batched: BatchedComparison | None = None) -> str:
+    """What the latency figures measure: each generate call, whose rows it held, and what was timed."""
+    if batched is None:
+        return f"*Latency:* wall-clock seconds of generation on {device}, timed after an untimed warm-up."
+    lines = [f"*Latency* on {device}: every card shows the seconds of the generate call that produced it."]
+    for call in batched.calls:
+        kind = "one batched call" if call.batched else "a call of its own"
+        lines.append(f"- {', '.join(call.labels)}: {kind}, {call.seconds:.2f} s ({call.measured})")
+    for label, reason in batched.separate.items():
+        lines.append(f"- {label} ran apart: {reason}")
+    return "\n".join(lines)
 
 
 def compare(
@@ -92,11 +104,12 @@ def compare(
     )
     index = example_index(example)
     labels = list(runs) if runs else []
-    formatted, reference, generations = session.workbench.compare(prompt or "", index, labels, settings)
+    comparison = session.workbench.compare(prompt or "", index, labels, settings)
+    formatted, reference, generations = comparison.prompt, comparison.reference, comparison.generations
     shown = f"**Prompt** (as the model sees it):\n```text\n{formatted.strip()}\n```"
     if reference:
         shown += f"\n**Reference:** {reference}"
-    shown += "\n\n" + timing_note(session.workbench.key.device)
+    shown += "\n\n" + timing_note(session.workbench.key.resolved().device, comparison.batched)
     table = pd.DataFrame(
         [
             {
@@ -111,4 +124,5 @@ def compare(
         ],
         columns=TABLE_COLUMNS,
     )
-    return shown, cards_html(generations), table
+    colours = {run.label: run_colour(run.id) for run in session.workbench.runs.values()}
+    return shown, cards_html(generations, colours), table

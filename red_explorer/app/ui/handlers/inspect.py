@@ -75,18 +75,26 @@ def panels_shown(session: Session, label_a: str | None, label_b: str | None = No
     labels = workbench.run_labels(EDIT_METHODS)
     shown = []
     for label in (label_a or (labels[-1] if labels else None), label_b):
-        vectors = learned(workbench.red_edits(label)) if label in labels else ("scale", "bias")
+        if label in labels:
+            vectors = learned(workbench.red_edits(label))
+        else:  # no run here: A shows why in every panel, B only in its first (no column of empty panels)
+            vectors = ("scale", "bias") if not shown else ()
         shown += [Visible(vector in vectors) for vector, _ in VECTORS]
     return tuple(shown)
 
 
 def _summary(label: str, edits) -> str:
+    """Sites, learned values, and how far the learned vectors are from the identity (only those it learns)."""
     numbers = edit_summary(edits)
-    return (
-        f"**{label}**: {numbers['sites']} edited sites, {numbers['parameters']:,} learned values · "
-        f"mean \\|scale − 1\\| {numbers['mean_abs_scale_minus_1']:.4f} (max {numbers['max_abs_scale_minus_1']:.3f}) · "
-        f"mean \\|bias\\| {numbers['mean_abs_bias']:.4f} (max {numbers['max_abs_bias']:.3f})"
-    )
+    parts = [f"**{label}**: {numbers['sites']} edited sites, {numbers['parameters']:,} learned values"]
+    vectors = learned(edits)
+    if "scale" in vectors:
+        parts.append(
+            f"mean \\|scale − 1\\| {numbers['mean_abs_scale_minus_1']:.4f} (max {numbers['max_abs_scale_minus_1']:.3f})"
+        )
+    if "bias" in vectors:
+        parts.append(f"mean \\|bias\\| {numbers['mean_abs_bias']:.4f} (max {numbers['max_abs_bias']:.3f})")
+    return " · ".join(parts)
 
 
 def top_table(edits, k: int = 12) -> pd.DataFrame:

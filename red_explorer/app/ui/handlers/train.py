@@ -9,7 +9,7 @@ from html import escape
 
 import pandas as pd
 
-from red_explorer.app.plots import empty_figure, loss_figure
+from red_explorer.app.plots import empty_figure, loss_figure, run_colour
 from red_explorer.app.ui.handlers.common import (
     Notice,
     count,
@@ -91,6 +91,7 @@ class LiveCurves:
     curves: dict[str, tuple[list[float], list[dict]]] = field(default_factory=dict)
     timings: dict[str, Timing] = field(default_factory=dict)
     last: StepEvent | None = None
+    colours: dict[str, str] = field(default_factory=dict)  # label -> run_colour(run id), once the run is kept
 
     def recorder(self, label: str, clock=time.perf_counter):
         train_loss, eval_history = self.curves.setdefault(label, ([], []))
@@ -106,8 +107,15 @@ class LiveCurves:
 
         return record
 
-    def add_endpoints(self, run: SessionRun) -> None:
-        """Put the validation loss before (step 0) and after training (last step) on the run's curve."""
+    def add_endpoints(self, run: SessionRun, trained_as: str | None = None) -> None:
+        """Put the validation loss before (step 0) and after training (last step) on the run's curve.
+
+        ``trained_as`` is the label the curve was drawn under while training; it takes the kept run's label.
+        """
+        if trained_as and trained_as != run.label and trained_as in self.curves:
+            self.curves[run.label] = self.curves.pop(trained_as)
+            self.timings[run.label] = self.timings.pop(trained_as)
+        self.colours[run.label] = run_colour(run.id)
         train_loss, history = self.curves.setdefault(run.label, ([], []))
         last = len(train_loss)
         between = [record for record in history if 0 < record["step"] < last]
@@ -117,7 +125,7 @@ class LiveCurves:
     def figure(self):
         if not any(train for train, _ in self.curves.values()):
             return empty_figure("The loss curves appear after the first step")
-        return loss_figure(self.curves, "Training and validation loss")
+        return loss_figure(self.curves, "Training and validation loss", self.colours)
 
 
 def _seconds(value: float | None, digits: int = 1):
@@ -224,6 +232,8 @@ def train(
     options = [
         train_options(epochs, max_steps, batch_size, max_length, seed, eval_every, rates[spec.method]) for spec in specs
     ]
+    if workbench.data is None:
+        raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then train")
     workbench.new_job()
     total_parameters, device = workbench.model_info().total_parameters, workbench.key.device
     live, runs = LiveCurves(), []
@@ -237,7 +247,7 @@ def train(
             render = lambda status, table=table: (status, live.figure(), table)  # noqa: E731
             trainer = _train_one(workbench, spec, options[index], live, progress, index, len(specs), render)
             runs.append((yield from trainer))
-            live.add_endpoints(runs[-1])
+            live.add_endpoints(runs[-1], spec.label)
             if workbench.stop_event.is_set():
                 break
         done = status_html(_done(runs, workbench.stop_event.is_set()))

@@ -1,0 +1,181 @@
+"""How the app sees a run kept in the run store: its record and figures, never a model in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from red_explorer.app.model_registry import ModelKey
+from red_explorer.core.registry import MethodSpec
+from red_explorer.engine.ablation import result_row
+from red_explorer.runs.attach import attach_saved, release
+from red_explorer.runs.record import RunRecord
+from red_explorer.runs.store import METRICS_FILE, RunStore, default_home, human_bytes
+
+LOCAL_OWNER = "local"  # the owner of the runs the CLI keeps
+DEFAULT_QUOTA_MB = 500
+
+
+@dataclass
+class RunFigures:
+    """What training recorded about a run (the fields of RunResult the app shows), read from the store."""
+
+    spec: MethodSpec
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+    trainable_parameters: int
+    train_seconds: float
+    peak_memory_bytes: int
+    stopped_reason: str
+    train_loss: list[float] = field(default_factory=list)
+    eval_history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class SessionRun:
+    """One kept run of an owner: its record on disk (the method's small files), applied on demand."""
+
+    record: RunRecord
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+    @property
+    def spec(self) -> MethodSpec:
+        return self.record.method_spec
+
+    @property
+    def group(self) -> str | None:
+        return self.record.group
+
+    @property
+    def whole_model(self) -> bool:
+        """Full fine-tuning: the run is a whole checkpoint on disk, loaded only when used."""
+        return self.spec.entry.saves_whole_model
+
+    @property
+    def result(self) -> RunFigures | None:
+        """The training figures; None for imported edits (they carry no training record)."""
+        record = self.record
+        if record.stopped_reason == "imported" or not record.metrics_after:
+            return None
+        return RunFigures(
+            record.method_spec,
+            record.metrics_before,
+            record.metrics_after,
+            record.trainable_parameters,
+            record.train_seconds,
+            _peak_memory(record),
+            record.stopped_reason,
+            record.loss_history,
+            record.eval_history,
+        )
+
+
+def _peak_memory(record: RunRecord) -> int:
+    path = record.path / METRICS_FILE if record.path else None
+    if path is None or not path.is_file():
+        return 0
+    return int(json.loads(path.read_text()).get("peak_memory_bytes") or 0)
+
+
+def same_base(record: RunRecord, key: ModelKey) -> bool:
+    """Whether a run was trained on the base model of ``key`` (model, task and, when known, labels; any dtype)."""
+    base = record.base
+    labels_match = key.num_labels is None or base.num_labels == key.num_labels
+    return base.spec == key.spec and base.task == key.task and labels_match
+
+
+def app_store() -> RunStore:
+    """The app's run store under $RED_EXPLORER_HOME, with a per-owner quota of $RED_EXPLORER_QUOTA_MB (default 500)."""
+    megabytes = float(os.environ.get("RED_EXPLORER_QUOTA_MB") or DEFAULT_QUOTA_MB)
+    return RunStore(default_home() / "runs", quota_bytes=int(megabytes * 1_000_000))
+
+
+def on_a_space() -> bool:
+    """Whether the app runs on a hosted Space ($SPACE_ID set): then the CLI's local runs are not offered."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+class KeptRuns:
+    """The owner's kept runs, for a workbench: listed from the store, renamed, deleted, applied on demand.
+
+    Needs ``store``, ``owner``, ``registry``, ``training_key()`` and ``loaded()`` from the class using it.
+    """
+
+    def all_runs(self) -> list[SessionRun]:
+        """Every run of the owner, on any base model, oldest first."""
+        return [SessionRun(record) for record in self.store.list(self.owner)]
+
+    @property
+    def runs(self) -> OrderedDict[str, SessionRun]:
+        """The owner's runs trained on the current base model, by label, oldest first."""
+        key = self.training_key().resolved()
+        return OrderedDict((run.label, run) for run in self.all_runs() if same_base(run.record, key))
+
+    def run(self, label: str) -> SessionRun:
+        runs = self.runs
+        if label not in runs:
+            known = ", ".join(runs) or "none yet"
+            raise ValueError(f"no run called {label!r} on this model (runs: {known}); train one first")
+        return runs[label]
+
+    def run_labels(self, methods: tuple[str, ...] | None = None) -> list[str]:
+        return [label for label, run in self.runs.items() if methods is None or run.spec.method in methods]
+
+    def summary_rows(self) -> list[dict]:
+        """One result row per trained run (imported edits have no training record)."""
+        runs = [run.result for run in self.runs.values()]
+        return [result_row(result, self.key.task) for result in runs if result is not None]
+
+    def rename_run(self, label: str, new_label: str) -> SessionRun:
+        """Give a run a new label (unique among the owner's runs)."""
+        return SessionRun(self.store.rename(self.owner, self.run(label).id, new_label))
+
+    def delete_run(self, label: str) -> SessionRun:
+        """Delete one run from disk: the only way a run goes away."""
+        return SessionRun(self.store.delete(self.owner, self.run(label).id))
+
+    def usage(self) -> str:
+        """'1.2 MB of 500.0 MB in 3 runs': the owner's disk use against the quota."""
+        used, runs = self.store.usage_bytes(self.owner), len(self.all_runs())
+        quota = f" of {human_bytes(self.store.quota_bytes)}" if self.store.quota_bytes else ""
+        return f"{human_bytes(used)}{quota} in {runs} run{'s' if runs != 1 else ''}"
+
+    def local_runs(self) -> list[SessionRun]:
+        """The CLI's runs (owner "local") for this model, offered read-only when the app runs locally."""
+        if on_a_space() or self.owner == LOCAL_OWNER:
+            return []
+        key = self.training_key().resolved()
+        return [SessionRun(record) for record in self.store.list(LOCAL_OWNER) if same_base(record, key)]
+
+    def import_local(self, label: str) -> SessionRun:
+        """Copy one of the CLI's runs into this owner's runs (the CLI's copy is left as it is)."""
+        found = {run.label: run for run in self.local_runs()}
+        if label not in found:
+            raise ValueError(f"no local run called {label!r} for this model (local runs: {', '.join(found) or 'none'})")
+        run = found[label]
+        return SessionRun(self.store.import_edits(self.owner, run.record.path, run.spec, self.loaded(), label))
+
+    @contextmanager
+    def attached(self, label: str) -> Iterator[nn.Module]:
+        """The shared base with the run applied (edits or adapters attached, under the base's lock; a full run
+        loaded from disk), for the length of the block only; the base is plain again after."""
+        run, loaded = self.run(label), self.loaded()
+        with self.registry.base_lock(self.training_key()):
+            model, spec = attach_saved(loaded.model, run.record.path, run.spec)
+            try:
+                yield model
+            finally:
+                release(model, spec)

@@ -1,0 +1,57 @@
+"""Your runs (Export tab): every kept run of this browser, its size and group, rename, delete, local CLI runs."""
+
+from __future__ import annotations
+
+from html import escape
+
+from red_explorer.app.plots import run_colour
+from red_explorer.app.ui.handlers.common import Choices, run_choices
+from red_explorer.app.ui.session import Session
+from red_explorer.runs.store import human_bytes
+
+ALL_METHODS = ("red", "tare", "lora", "full")
+
+
+def overview(session: Session) -> str:
+    """Markdown: the quota line, then one line per run of this model (its colour, method, size, group)."""
+    workbench = session.workbench
+    lines = [f"**Disk:** {workbench.usage()}. Runs are kept until you delete them; nothing is removed for you."]
+    for run in workbench.runs.values():
+        swatch = f"<span style='color: {run_colour(run.id)}'>■</span>"
+        group = f" · in {escape(run.group)}" if run.group else ""
+        kind = " · a whole model, kept on disk and loaded only when used" if run.whole_model else ""
+        size = human_bytes(run.record.method_bytes)
+        lines.append(f"- {swatch} **{escape(run.label)}** ({run.spec.method.upper()}, {size}){group}{kind}")
+    if len(lines) == 1:
+        lines.append("*No runs for this model yet: train one in the Train tab.*")
+    return "\n".join(lines)
+
+
+def rename(session: Session, label: str | None, new_label: str | None):
+    """Rename the chosen run: (overview, run choices with it selected)."""
+    if not label:
+        raise ValueError("pick the run to rename first")
+    run = session.workbench.rename_run(label, new_label or "")
+    return overview(session), run_choices(session.workbench, ALL_METHODS, run.label)
+
+
+def delete(session: Session, label: str | None):
+    """Delete the chosen run from disk (the only way a run goes away): (overview, run choices)."""
+    if not label:
+        raise ValueError("pick the run to delete first")
+    session.workbench.delete_run(label)
+    return overview(session), run_choices(session.workbench, ALL_METHODS)
+
+
+def local_choices(session: Session) -> Choices:
+    """The runs saved from the command line (owner "local") for this model; none on a hosted Space."""
+    labels = [run.label for run in session.workbench.local_runs()]
+    return Choices(labels, None)
+
+
+def import_local(session: Session, label: str | None):
+    """Copy a command-line run into this browser's runs: (overview, run choices with the copy selected)."""
+    if not label:
+        raise ValueError("pick a run saved from the command line first")
+    run = session.workbench.import_local(label)
+    return overview(session), run_choices(session.workbench, ALL_METHODS, run.label)

@@ -1,0 +1,203 @@
+"""The app's runs are kept edits: per owner, across reloads and restarts, never capped, applied on demand."""
+
+import threading
+
+import pytest
+import torch
+from app_helpers import save_tiny_llama, tiny_rows, write_csv
+from tiny_models import logits, sample_inputs
+
+from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.options import TrainOptions
+from red_explorer.app.ui.interface import _start
+from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
+from red_explorer.core.registry import MethodSpec
+from red_explorer.data.render import encode_prompt
+from red_explorer.engine.generation import DecodingSettings
+from red_explorer.runs.store import INCOMING, QuotaError, RunStore
+
+QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)
+INPUTS = sample_inputs(batch=2, length=8)
+SETTINGS = DecodingSettings(max_new_tokens=8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only contend
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs-app")
+    return save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40))
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RED_EXPLORER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    return tmp_path / "home"
+
+
+def open_bench(files, registry=None, owner=None, store=None) -> Workbench:
+    bench = Workbench(registry or ModelRegistry(), store=store, owner=owner)
+    bench.load_model(str(files[0]))
+    bench.load_data(files[1])
+    return bench
+
+
+def applied_logits(bench: Workbench, label: str) -> torch.Tensor:
+    with bench.attached(label) as model:
+        return logits(model, INPUTS)
+
+
+def test_25_runs_survive_a_reload_and_a_restart_and_stay_private(files, home):
+    session = Session(open_bench(files))
+    _, _, owner = _start(session, None)  # first visit: a new random key for the browser to keep
+    variants = ("full", "scale", "bias")
+    for index in range(25):
+        session.workbench.train(MethodSpec("red", variant=variants[index % 3]), QUICK)
+    labels = session.workbench.run_labels()
+    assert len(labels) == 25 and len(set(labels)) == 25  # none dropped, none replaced, all told apart
+    reloaded = Session(Workbench(session.workbench.registry))  # a page reload: a new session, same browser key
+    assert _start(reloaded, owner)[2] == owner
+    reloaded.workbench.load_model(str(files[0]))
+    assert reloaded.workbench.run_labels() == labels
+    restarted = Workbench(ModelRegistry(), owner=owner)  # a new process: new registry, new store, same home
+    restarted.load_model(str(files[0]))
+    assert restarted.run_labels() == labels and restarted.store is not session.workbench.store
+    torch.testing.assert_close(applied_logits(restarted, labels[0]), applied_logits(session.workbench, labels[0]))
+    stranger = Session(Workbench(ModelRegistry()))
+    _start(stranger, None)
+    stranger.workbench.load_model(str(files[0]))
+    assert stranger.workbench.owner != owner and stranger.workbench.run_labels() == []
+
+
+def test_a_bad_owner_key_gets_a_fresh_one(files, home):
+    session = Session(Workbench(ModelRegistry()))
+    key = _start(session, "../../etc")[2]
+    assert key != "../../etc" and len(key) == 32 and session.workbench.owner == key
+
+
+def test_a_run_killed_mid_write_is_not_listed(files, home):
+    bench = open_bench(files)
+    run = bench.train(MethodSpec("red"), QUICK)
+    owner_folder = run.record.path.parent
+    half = owner_folder / f"{INCOMING}20260101-000000-abcdef"  # what a killed save leaves behind
+    half.mkdir()
+    (half / "edits.safetensors").write_bytes(b"partial")
+    no_record = owner_folder / "20260101-000001-abcdef"  # complete name, but run.json never written
+    no_record.mkdir()
+    (no_record / "red_config.json").write_text("{}")
+    assert (
+        bench.run_labels() == [run.label] and Workbench(ModelRegistry(), owner=bench.owner).all_runs()[0].id == run.id
+    )
+
+
+def test_the_quota_refuses_with_a_message_and_delete_frees_room(files, home):
+    bench = open_bench(files)
+    first = bench.train(MethodSpec("red"), QUICK)
+    bench.store = RunStore(bench.store.root, quota_bytes=bench.store.usage_bytes(bench.owner) + 100)
+    with pytest.raises(QuotaError, match="nothing was deleted"):
+        bench.train(MethodSpec("red", variant="bias"), QUICK)
+    assert bench.run_labels() == [first.label] and "1 run" in bench.usage()
+    bench.delete_run(first.label)
+    assert bench.run_labels() == []
+    renamed = bench.rename_run(bench.train(MethodSpec("red", variant="bias"), QUICK).label, "my bias run")
+    assert bench.run_labels() == ["my bias run"] and renamed.label == "my bias run"
+
+
+def test_the_clis_runs_are_offered_locally_and_imported_as_a_copy(files, home, monkeypatch):
+    cli = open_bench(files, owner="local")
+    kept = cli.train(MethodSpec("red"), QUICK)
+    bench = open_bench(files, registry=cli.registry)
+    assert [run.label for run in bench.local_runs()] == [kept.label]
+    imported = bench.import_local(kept.label)
+    torch.testing.assert_close(applied_logits(bench, imported.label), applied_logits(cli, kept.label))
+    assert cli.run_labels() == [kept.label]  # the CLI's copy is untouched
+    monkeypatch.setenv("SPACE_ID", "someone/red-explorer")
+    assert bench.local_runs() == []  # on a Space, nobody's local runs are offered
+
+
+def test_two_sessions_train_and_generate_at_once_without_seeing_each_others_edits(files, home):
+    registry = ModelRegistry()
+    first, second = open_bench(files, registry), open_bench(files, registry)
+    base = logits(first.loaded().model, INPUTS)
+    mine = second.train(MethodSpec("red", variant="bias"), QUICK)
+    expected = applied_logits(second, mine.label)
+    errors, seen = [], []
+
+    def train_first() -> None:
+        try:
+            for variant in ("full", "scale", "full"):
+                first.train(MethodSpec("red", variant=variant), TrainOptions(max_steps=3, max_length=64))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    worker = threading.Thread(target=train_first)
+    worker.start()
+    while worker.is_alive() or not seen:
+        seen.append(torch.equal(applied_logits(second, mine.label), expected))
+        second.compare("red cat", labels=[mine.label], settings=DecodingSettings(max_new_tokens=2))
+    worker.join()
+    assert not errors and all(seen) and len(seen) > 1
+    assert second.run_labels() == [mine.label] and len(first.run_labels()) == 3
+    assert torch.equal(logits(first.loaded().model, INPUTS), base)  # the shared base is plain again
+
+
+def test_batched_compare_equals_one_generation_per_run_token_for_token(files, home):
+    bench = open_bench(files)
+    for spec in (MethodSpec("red"), MethodSpec("red", variant="bias"), MethodSpec("lora"), MethodSpec("tare")):
+        bench.train(spec, TrainOptions(max_steps=3, max_length=64, eval_every=None, learning_rate=0.5))
+    labels = bench.run_labels()
+    comparison = bench.compare("red cat", labels=labels, settings=SETTINGS)
+    assert [generation.method for generation in comparison.generations] == ["base", *labels]
+    assert comparison.batched.batched[:3] == ["base", labels[0], labels[1]] and labels[2] in comparison.batched.batched
+    loaded = bench.loaded()
+    ids = torch.tensor([encode_prompt(loaded.tokenizer, comparison.prompt)])
+    kwargs = SETTINGS.generate_kwargs() | {"pad_token_id": loaded.tokenizer.eos_token_id}
+    separate = [loaded.model.generate(ids, **kwargs)[0, ids.shape[1] :].tolist()]
+    for label in labels:
+        with bench.attached(label) as model:
+            separate.append(model.generate(ids, **kwargs)[0, ids.shape[1] :].tolist())
+    for batched_ids, alone in zip(comparison.batched.token_ids, separate, strict=True):
+        assert batched_ids == alone[: len(batched_ids)] and len(batched_ids) >= 1
+    assert len({tuple(tokens) for tokens in comparison.batched.token_ids}) > 1  # the runs really differ
+
+
+def test_each_run_keeps_one_colour_in_the_loss_plot_and_the_compare_cards(files, home):
+    from red_explorer.app.plots import PALETTE, run_colour
+    from red_explorer.app.ui.handlers import compare, train
+
+    session = Session(open_bench(files))
+    settings = ("full", ["ffn"], 8, 4, 2, 1e-2, 3e-4, 1e-2)
+    *_, (_, figure, _) = list(train.train(session, ["RED", "LoRA"], *settings, 1, 2, 8, 64, 0, None))
+    runs = list(session.workbench.runs.values())
+    colours = {trace.name.split(" · ")[0]: trace.line.color for trace in figure.data}
+    assert colours == {run.label: run_colour(run.id) for run in runs}
+    assert run_colour(runs[0].id) == run_colour(runs[0].id) in PALETTE  # a function of the id alone
+    _, cards, _ = compare.compare(session, "red cat", None, [run.label for run in runs], 8)
+    assert all(f"border-top-color: {run_colour(run.id)}" in cards for run in runs)
+
+
+def test_your_runs_lists_sizes_renames_deletes_and_copies_local_runs(files, home):
+    from red_explorer.app.ui.events import ui_event
+    from red_explorer.app.ui.handlers import runs
+
+    cli = open_bench(files, owner="local")
+    cli.train(MethodSpec("lora"), QUICK)
+    session = Session(open_bench(files, registry=cli.registry))
+    session.workbench.train(MethodSpec("red"), QUICK)
+    assert runs.local_choices(session).choices == ["LoRA r=8"]
+    shown, choices = runs.import_local(session, "LoRA r=8")
+    assert choices.choices == ["RED full (ffn)", "LoRA r=8"] and "2 runs" in shown and "of 500.0 MB" in shown
+    shown, choices = runs.rename(session, "RED full (ffn)", "my first RED")
+    assert choices.value == "my first RED" and "**my first RED** (RED, " in shown
+    shown, choices = runs.delete(session, "my first RED")
+    assert choices.choices == ["LoRA r=8"] and "my first RED" not in shown
+    _, update = ui_event(runs.rename)(session, "LoRA r=8", "adapter")
+    assert update["value"] == "adapter" and update["choices"] == ["adapter"]
