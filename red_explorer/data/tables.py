@@ -112,7 +112,8 @@ def _split_values(values: list[Any], column: str, source: str) -> list[str]:
 def _random_split(num_rows: int, fraction: float, seed: int, source: str) -> tuple[list[int], list[int]]:
     if num_rows < MIN_ROWS_TO_SPLIT:
         raise DataError(
-            f"{source} has only {num_rows} usable row{'s' if num_rows != 1 else ''}, too few to split off a validation set; "
+            f"{source} has only {num_rows} usable row{'s' if num_rows != 1 else ''}, "
+            "too few to split off a validation set; "
             f"add rows (at least {MIN_ROWS_TO_SPLIT}) or pass a validation file"
         )
     order = list(range(num_rows))
