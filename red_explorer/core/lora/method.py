@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from torch import nn
 
-from red_explorer.core.adapters import adapter_kind, head_modules
-from red_explorer.core.method import Method
-
-ADAPTER_CONFIG = "adapter_config.json"
+from red_explorer.core.adapters import PeftAdapter, listed
 
 
 @dataclass
@@ -31,52 +25,34 @@ class LoraOptions:
             raise ValueError(f"LoRA rank must be a positive integer, got {self.rank!r}")
 
 
-class Lora(Method):
+class Lora(PeftAdapter):
+    """LoRA: W' = W + (alpha / r) · B·A on the chosen projections; A (r, in) random, B (out, r) zero at the start."""
+
     name = "lora"
     title = "LoRA"
     options = LoraOptions
+    marker = "lora_"
     default_learning_rate = 3e-4
 
     def label(self, options: LoraOptions) -> str:
         return f"LoRA r={options.rank}"
 
-    def attach(self, model: nn.Module, options: LoraOptions, task: str, head_parameter_names=()) -> nn.Module:
-        from peft import LoraConfig, get_peft_model
+    def peft_config(self, model: nn.Module, options: LoraOptions, task_type: str, heads: list[str] | None):
+        from peft import LoraConfig
 
-        config = LoraConfig(
+        return LoraConfig(
             r=options.rank,
             lora_alpha=options.alpha,
             lora_dropout=options.dropout,
             target_modules=options.target_modules,
-            task_type="SEQ_CLS" if task == "classification" else "CAUSAL_LM",
-            modules_to_save=head_modules(head_parameter_names),
+            task_type=task_type,
+            modules_to_save=heads,
         )
-        return get_peft_model(model, config)
 
-    def parameter_count(self, model: nn.Module) -> int:
-        return sum(parameter.numel() for name, parameter in model.named_parameters() if "lora_" in name)
-
-    def disabled(self, model: nn.Module):
-        return model.disable_adapter()
-
-    def detach(self, model: nn.Module) -> nn.Module:
-        return model.unload()
-
-    def save(self, model: nn.Module, directory: Path, base_model: str | None, head_parameter_names) -> Path:
-        if base_model:
-            model.peft_config["default"].base_model_name_or_path = base_model
-        model.save_pretrained(directory)
-        return directory
-
-    def holds(self, directory: Path) -> bool:
-        return adapter_kind(directory) == "lora"  # not DoRA, IA3 or LN tuning, which also write adapter_config.json
-
-    def load(self, model: nn.Module, directory: Path) -> tuple[nn.Module, LoraOptions]:
-        from peft import PeftModel
-
-        adapter = json.loads((directory / ADAPTER_CONFIG).read_text())
-        options = LoraOptions(rank=adapter.get("r", 8), alpha=adapter.get("lora_alpha", 16))
-        return PeftModel.from_pretrained(model, str(directory)).eval(), options
-
-    def merge_and_unload(self, model: nn.Module) -> nn.Module:
-        return copy.deepcopy(model).merge_and_unload()
+    def options_from(self, adapter: dict) -> LoraOptions:
+        return LoraOptions(
+            rank=adapter.get("r", 8),
+            alpha=adapter.get("lora_alpha", 16),
+            dropout=adapter.get("lora_dropout", 0.0),
+            target_modules=listed(adapter.get("target_modules")),
+        )
