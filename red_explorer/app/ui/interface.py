@@ -7,7 +7,7 @@ import os
 import gradio as gr
 
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
-from red_explorer.app.ui.components import ablate, about, compare, data, export, inspect, model, train
+from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers.model import model_status
 from red_explorer.app.ui.session import Session
@@ -112,6 +112,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             inspect.build(state)
             ablate.build(state, max_length, jobs)
             compare.build(state)
+            explore.build(state, max_length)
             export.build(state)
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that

@@ -1,0 +1,124 @@
+"""The Explore tab's handlers called as plain functions: strength, dose-response, token drift, layers, arithmetic."""
+
+import pytest
+import torch
+from app_helpers import save_tiny_llama, tiny_rows, write_csv
+
+from red_explorer.app.exploring import DOSE_STRENGTHS, Explorer
+from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.options import TrainOptions
+from red_explorer.app.ui.handlers import data, explore, model
+from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
+from red_explorer.core.registry import MethodSpec
+from red_explorer.engine.generation import chat_prompt
+from red_explorer.explore.gguf_file import read_control_vector
+from red_explorer.explore.runs import read_red_run
+
+OPTIONS = TrainOptions(learning_rate=0.05, max_steps=3, batch_size=8, max_length=64, eval_every=None)
+MAX_LENGTH = 64
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """A tiny Llama session with a RED run, a TARE run and a bias-only RED run on layer 1."""
+    folder = tmp_path_factory.mktemp("explore")
+    model_folder, csv = save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40))
+    session = Session(Workbench(ModelRegistry()))
+    model.load_model(session, str(model_folder), "causal-lm", "auto", "auto")
+    data.load_data(session, str(csv), None, 0.1, 0, MAX_LENGTH)
+    workbench = session.workbench
+    session.red = workbench.train(MethodSpec("red", variant="full", sites=["ffn"]), OPTIONS).label
+    session.tare = workbench.train(MethodSpec("tare", sites=["ffn"], num_editors=3, top_k=2), OPTIONS).label
+    bias_spec = MethodSpec("red", variant="bias", sites=["ffn"], layers=[1])
+    session.bias = workbench.train(bias_spec, OPTIONS).label
+    yield session
+    session.close()
+
+
+def test_strength_zero_generates_the_base_text(session):
+    result = Explorer(session.workbench).generate_at(session.red, 0.0, "red cat runs", 12)
+    assert result.edited.text == result.base.text and result.strength == 0.0
+    base_card, run_card, text = explore.generate(session, session.red, 0.0, "red cat runs", 12)
+    assert text == result.base.text and "base" in base_card and "α = 0" in run_card
+    card, again = explore.regenerate(session, session.red, 1.0, "red cat runs", 12)
+    trained = Explorer(session.workbench).generate_at(session.red, 1.0, "red cat runs", 12, with_base=False)
+    assert again == trained.edited.text and trained.base is None and "α = 1" in card
+
+
+def test_dose_response_has_one_point_per_strength_and_no_drift_at_zero(session):
+    figure = explore.dose(session, session.red, MAX_LENGTH)
+    loss, kl = figure.data
+    assert list(loss.x) == list(DOSE_STRENGTHS) and list(kl.x) == list(DOSE_STRENGTHS)
+    at = dict(zip(kl.x, kl.y, strict=True))
+    assert at[0.0] == pytest.approx(0.0, abs=1e-6) and at[1.0] > 0 and at[3.0] > at[1.0]
+    losses = dict(zip(loss.x, loss.y, strict=True))
+    figures = session.workbench.run(session.red).result
+    assert losses[0.0] == pytest.approx(figures.metrics_before["loss"], rel=1e-4)  # α = 0 is the base
+    assert losses[1.0] == pytest.approx(figures.metrics_after["loss"], rel=1e-4)  # α = 1 is the trained run
+
+
+def test_token_strip_has_one_span_per_token(session):
+    strip = explore.drift(session, session.red, "red cat runs", "cat cat")
+    tokenizer = session.workbench.loaded().tokenizer
+    prompt_ids = tokenizer(chat_prompt(tokenizer, "red cat runs"))["input_ids"]
+    text_ids = tokenizer("cat cat", add_special_tokens=False)["input_ids"]
+    assert strip.count('class="drift-token"') == len(prompt_ids) + len(text_ids)
+    drift = Explorer(session.workbench).drift(session.red, "cat cat", "red cat runs")
+    assert max(drift.kl) > 0 and f"darkest = {max(drift.kl):.4f}" in strip
+    assert "rgba(192, 57, 43, 1.000)" in strip  # the token with the largest KL is the darkest
+
+
+def test_token_strip_of_a_tare_run_names_the_chosen_editors(session):
+    strip = explore.drift(session, session.tare, "", "red cat runs")
+    drift = Explorer(session.workbench).drift(session.tare, "red cat runs")
+    first = ", ".join(str(editor) for editor in drift.editor_choice[0][0])
+    assert f"{drift.routing_sites[0]}: editors {first}" in strip.replace("&#x27;", "'")
+    assert strip.count('class="drift-token"') == len(drift.tokens)
+
+
+def test_layer_chart_has_one_bar_per_layer_per_series(session):
+    figure = explore.layers(session, session.red, MAX_LENGTH)
+    without, only = figure.data
+    assert list(without.x) == ["layer 0", "layer 1"] and list(only.x) == ["layer 0", "layer 1"]
+    # with two layers, keeping only layer 0 is leaving layer 1 out, and the other way round
+    assert only.y[0] == pytest.approx(without.y[1]) and only.y[1] == pytest.approx(without.y[0])
+    figures = session.workbench.run(session.red).result
+    lines = sorted(shape.y0 for shape in figure.layout.shapes)
+    assert lines == pytest.approx(sorted([figures.metrics_before["loss"], figures.metrics_after["loss"]]), rel=1e-4)
+
+
+def test_layers_refuse_a_tare_run(session):
+    with pytest.raises(ValueError, match="works on RED runs"):
+        explore.layers(session, session.tare, MAX_LENGTH)
+
+
+def test_mix_of_a_run_with_itself_is_kept_as_the_same_run(session):
+    status, choices = explore.combine(session, "mix", session.red, session.red, 0.5, 0.5, "half and half")
+    assert "half and half" in status and choices.value == "half and half" and "half and half" in choices.choices
+    workbench = session.workbench
+    mixed, original = (read_red_run(workbench.run(label).record.path) for label in ("half and half", session.red))
+    assert set(mixed.vectors) == set(original.vectors)
+    for name, vector in original.vectors.items():
+        torch.testing.assert_close(mixed.vectors[name], vector)
+    assert "half and half" in explore.choices(session)[1].choices  # listed for the other tabs too
+
+
+def test_negate_is_the_run_at_strength_minus_one(session):
+    explore.combine(session, "negate", session.red, None, name="negated")
+    negated = read_red_run(session.workbench.run("negated").record.path)
+    original = read_red_run(session.workbench.run(session.red).record.path)
+    for name, vector in original.vectors.items():
+        expected = 2 - vector if name.endswith("red_scale") else -vector
+        torch.testing.assert_close(negated.vectors[name], expected)
+
+
+def test_control_vector_of_a_bias_only_run_holds_its_bias(session):
+    path = explore.control_vector(session, session.bias)
+    vector = read_control_vector(path)
+    run = read_red_run(session.workbench.run(session.bias).record.path)
+    (bias,) = run.vectors.values()
+    assert list(vector.directions) == [1]
+    torch.testing.assert_close(vector.directions[1], bias)
+    with pytest.raises(ValueError, match="scale part"):
+        explore.control_vector(session, session.red)
