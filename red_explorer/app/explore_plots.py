@@ -8,7 +8,7 @@ from html import escape
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from red_explorer.app.plots import METHOD_COLOURS, RED, _layout
+from red_explorer.app.plots import METHOD_COLOURS, RED, styled_layout
 from red_explorer.explore.drift import TokenChange, TokenDrift
 from red_explorer.explore.layers import LayerImportance
 from red_explorer.explore.strength import DosePoint
@@ -45,7 +45,7 @@ def dose_response_figure(points: Sequence[DosePoint], title: str = "Dose-respons
     figure.update_xaxes(title_text="strength α (0 = base, 1 = trained)")
     figure.update_yaxes(title_text="validation loss", secondary_y=False)
     figure.update_yaxes(title_text="mean KL (nats)", secondary_y=True)
-    return _layout(figure, title)
+    return styled_layout(figure, title)
 
 
 def layer_importance_figure(importance: LayerImportance, title: str = "Which layers matter") -> go.Figure:
@@ -73,7 +73,7 @@ def layer_importance_figure(importance: LayerImportance, title: str = "Which lay
     high = max([importance.base_loss, importance.run_loss, *figure.data[0].y, *figure.data[1].y])
     margin = (high - low) * 0.15 or 0.05
     figure.update_yaxes(title_text="validation loss", range=[max(0.0, low - margin), high + margin])
-    return _layout(figure, title, barmode="group")
+    return styled_layout(figure, title, barmode="group")
 
 
 def _changes(changes: Sequence[TokenChange]) -> str:

@@ -19,7 +19,7 @@ KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
 FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
 
 
-def _layout(figure: go.Figure, title: str, height: int = 360, **extra) -> go.Figure:
+def styled_layout(figure: go.Figure, title: str, height: int = 360, **extra) -> go.Figure:
     figure.update_layout(
         title=dict(text=title, x=0.01, xanchor="left"),
         template=TEMPLATE,
@@ -38,7 +38,7 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     figure.add_annotation(text=message, showarrow=False, font=dict(size=15, color="#7f8c8d"), x=0.5, y=0.5)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
-    return _layout(figure, "", height=height)
+    return styled_layout(figure, "", height=height)
 
 
 def run_colour(run_id: str) -> str:
@@ -77,7 +77,7 @@ def loss_figure(
     last = max([len(train_loss) for train_loss, _ in runs.values()] + [0])
     figure.update_xaxes(title_text="optimizer step", rangemode="tozero", tick0=0, dtick=step_tick(last))
     figure.update_yaxes(title_text="loss")
-    _layout(figure, title, height=420)
+    styled_layout(figure, title, height=420)
     figure.update_layout(  # below the axis: long run labels wrap there instead of over the title
         margin=dict(l=60, r=20, t=56, b=110), legend=dict(yanchor="top", y=-0.2, xanchor="left", x=0.0)
     )
@@ -150,7 +150,7 @@ def layer_magnitude_figure(
     dtick = 1 if max(_layer_count(magnitudes), 1) <= 16 else 2
     figure.update_xaxes(title_text="layer", row=len(vectors), col=1, dtick=dtick)
     figure.update_layout(barmode="group", bargap=0.15)
-    return _layout(figure, title, height=440)  # one height, so that two runs side by side line up
+    return styled_layout(figure, title, height=440)  # one height, so that two runs side by side line up
 
 
 def _layer_count(magnitudes: Sequence[LayerMagnitudes]) -> int:
@@ -179,7 +179,7 @@ def edit_heatmap_figure(
     )
     figure.update_xaxes(title_text="hidden dimension")
     figure.update_yaxes(autorange="reversed")
-    return _layout(figure, title, height=max(300, 60 + 14 * len(row_labels)))
+    return styled_layout(figure, title, height=max(300, 60 + 14 * len(row_labels)))
 
 
 def distribution_figure(values: Mapping[str, np.ndarray], title: str = "Distribution of the learned values"):
@@ -192,7 +192,7 @@ def distribution_figure(values: Mapping[str, np.ndarray], title: str = "Distribu
     figure.update_layout(barmode="overlay")
     figure.update_xaxes(title_text="value")
     figure.update_yaxes(title_text="count")
-    return _layout(figure, title)
+    return styled_layout(figure, title)
 
 
 def _short(count: int) -> str:
@@ -214,7 +214,7 @@ def parameter_figure(counts: Mapping[str, int], total: int, title: str = "Traina
     tick_values, tick_text = log_ticks(min(values), max(values))
     figure.update_xaxes(type="log", title_text="parameters (log scale)", tickvals=tick_values, ticktext=tick_text)
     figure.update_yaxes(autorange="reversed")
-    return _layout(figure, title, height=80 + 48 * len(labels))
+    return styled_layout(figure, title, height=80 + 48 * len(labels))
 
 
 def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable parameters") -> go.Figure:
@@ -242,7 +242,7 @@ def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable
         figure.add_hline(y=base, line_dash="dot", line_color="#7f8c8d", annotation_text="before training")
         figure.update_yaxes(title_text=rows[0]["metric"].replace("_", " ") + " (after)")
     figure.update_xaxes(type="log", title_text="trainable parameters (log scale)")
-    return _layout(figure, title, height=420)
+    return styled_layout(figure, title, height=420)
 
 
 def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | None = None) -> go.Figure:
@@ -275,7 +275,7 @@ def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | 
     figure.update_layout(barmode="overlay")
     figure.update_xaxes(title_text="tokens per example")
     figure.update_yaxes(title_text="examples")
-    _layout(figure, "Token lengths")
+    styled_layout(figure, "Token lengths")
     figure.update_layout(  # the legend one row higher than usual: the max-length label sits above the bars
         margin=dict(l=60, r=20, t=84, b=48), legend=dict(yanchor="bottom", y=1.1, xanchor="right", x=1.0)
     )
@@ -303,7 +303,7 @@ def routing_figure(table: RoutingTable, title: str = "Which editor each token us
     )
     figure.update_xaxes(tickvals=positions, ticktext=table.tokens, tickangle=-60, title_text="token")
     figure.update_yaxes(autorange="reversed")
-    return _layout(figure, title, height=max(320, 120 + 16 * len(table.site_labels)))
+    return styled_layout(figure, title, height=max(320, 120 + 16 * len(table.site_labels)))
 
 
 def usage_figure(table: RoutingTable, title: str = "Editor usage (share of tokens)") -> go.Figure:
@@ -318,7 +318,7 @@ def usage_figure(table: RoutingTable, title: str = "Editor usage (share of token
         )
     )
     figure.update_yaxes(title_text="share of tokens (mean over layers)")
-    return _layout(figure, title, height=320)
+    return styled_layout(figure, title, height=320)
 
 
 def editor_magnitude_figure(table: EditorMagnitudes, title: str = "TARE editors: distance from identity"):
@@ -339,4 +339,4 @@ def editor_magnitude_figure(table: EditorMagnitudes, title: str = "TARE editors:
             col=col,
         )
     figure.update_yaxes(autorange="reversed")
-    return _layout(figure, title, height=max(320, 120 + 16 * len(table.site_labels)))
+    return styled_layout(figure, title, height=max(320, 120 + 16 * len(table.site_labels)))
