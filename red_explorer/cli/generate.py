@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 
 from tqdm.auto import tqdm
 
 from red_explorer.cli.common import add_model_arguments, print_json
-from red_explorer.core.registry import load_method
 from red_explorer.models.loading import load_model
+from red_explorer.runs.attach import attach_saved, release
 
 
 def register(commands) -> None:
@@ -53,14 +52,18 @@ def run(args: argparse.Namespace) -> None:
         repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size,
     )
-    contenders = [Contender("base", loaded.model)]
-    for directory in tqdm(args.edits, desc="loading edits", disable=len(args.edits) < 2):
-        model, spec = load_method(copy.deepcopy(loaded.model), directory)
-        label = spec.label if args.strength is None else f"{spec.label} at strength {args.strength:g}"
-        contenders.append(Contender(f"{label} [{directory}]", model, *_at_strength(model, args.strength)))
     prompts = [chat_prompt(loaded.tokenizer, prompt) for prompt in args.prompt]
-    generations = compare_generations(contenders, loaded.tokenizer, prompts, settings)
-    for generation, raw in zip(generations, [p for p in args.prompt for _ in contenders], strict=True):
+    columns = [compare_generations([Contender("base", loaded.model)], loaded.tokenizer, prompts, settings)]
+    for directory in tqdm(args.edits, desc="edits", disable=len(args.edits) < 2):
+        model, spec = attach_saved(loaded.model, directory)  # on the one loaded base: no model copy per edit
+        try:
+            label = spec.label if args.strength is None else f"{spec.label} at strength {args.strength:g}"
+            contender = Contender(f"{label} [{directory}]", model, *_at_strength(model, args.strength))
+            columns.append(compare_generations([contender], loaded.tokenizer, prompts, settings))
+        finally:
+            release(model, spec)
+    generations = [column[index] for index in range(len(prompts)) for column in columns]  # prompt by prompt
+    for generation, raw in zip(generations, [p for p in args.prompt for _ in columns], strict=True):
         generation.prompt = raw
     if args.json:
         print_json([generation.to_dict() for generation in generations])
