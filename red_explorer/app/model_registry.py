@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from red_explorer.app.training_replica import TrainingReplicas
 from red_explorer.models.loading import DTYPES, LoadedModel, load_model, resolve_device, resolve_dtype
 
 
@@ -38,8 +39,8 @@ class _Entry:
 class ModelRegistry:
     """Base models shared by every session, keyed by ModelKey; each is loaded once, however many ask.
 
-    The models are frozen: training works on a private copy, and a kept run is applied to a shared
-    base (hooks or adapters attached for milliseconds) only while holding ``base_lock(key)``.
+    The models are frozen: training works on one reused replica per base (``replicas``), and a kept
+    run is applied to a shared base (hooks or adapters attached for milliseconds) only while holding ``base_lock(key)``.
     Past ``capacity`` loaded models, the least recently used one is dropped, but only to make room
     for a model that did load: a failed load holds no slot, evicts nothing, and is remembered apart
     (for ``status``) until a later attempt succeeds.
@@ -53,6 +54,7 @@ class ModelRegistry:
         self._failures: OrderedDict[ModelKey, BaseException] = OrderedDict()
         self._failures_kept = failures_kept
         self._base_locks: dict[ModelKey, threading.RLock] = {}
+        self.replicas = TrainingReplicas()  # one training copy per base, lent to one job at a time
 
     def base_lock(self, key: ModelKey) -> threading.RLock:
         """The lock to hold while attaching anything to (or copying) the shared base model of ``key``."""
@@ -100,6 +102,7 @@ class ModelRegistry:
             victim = next(k for k in loaded if k != keep)
             loaded.remove(victim)
             self._entries.pop(victim)
+            self.replicas.drop(victim)
 
     def preload(self, key: ModelKey) -> threading.Thread:
         """Start loading ``key`` in a background thread (errors show in ``status``)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import re
 import secrets
 import shutil
@@ -195,11 +194,19 @@ class Workbench(KeptRuns):
 
     @contextmanager
     def replica(self) -> Iterator[LoadedModel]:
-        """A private copy of the shared base for one training job, copied under the base's lock, dropped after."""
-        loaded = self.loaded()
-        with self.registry.base_lock(self.training_key()):
-            model = copy.deepcopy(loaded.model)
-        yield replace(loaded, model=model)
+        """The base's training replica for one job (reused job after job; reset to the base afterwards)."""
+        loaded, key = self.loaded(), self.training_key()
+        with self.registry.replicas.lend(key.resolved(), loaded.model, self.registry.base_lock(key)) as model:
+            yield replace(loaded, model=model)
+
+    def _train_and_keep(self, loaded: LoadedModel, data, spec: MethodSpec, config, callback, fingerprint, group):
+        """Train ``spec`` on the replica, keep the run in the store, then take the method off the replica."""
+        result = train_method(loaded, data, spec, config, callback, self.stop_event, copy_base=False)
+        try:
+            return result, self.store.save(self.owner, result, loaded, fingerprint, group=group)
+        finally:
+            if not spec.entry.saves_whole_model:
+                spec.entry.detach(result.model)
 
     def _fingerprint(self, data: PreparedData) -> dict | None:
         try:
@@ -214,8 +221,7 @@ class Workbench(KeptRuns):
         data = self.prepared(options.max_length)
         config = options.train_config(spec)
         with self.replica() as loaded:
-            result = train_method(loaded, data, spec, config, callback, self.stop_event, copy_base=False)
-            record = self.store.save(self.owner, result, loaded, self._fingerprint(data), group=group)
+            _, record = self._train_and_keep(loaded, data, spec, config, callback, self._fingerprint(data), group)
         return SessionRun(record)
 
     def ablate(
@@ -238,8 +244,8 @@ class Workbench(KeptRuns):
                 report = (lambda event, index=index: on_progress(index, len(specs), event)) if on_progress else None
                 if report:
                     report(None)
-                result = train_method(loaded, data, spec, default_train_config(spec, **loop), report, self.stop_event)
-                record = self.store.save(self.owner, result, loaded, fingerprint, group=group)
+                config = default_train_config(spec, **loop)
+                result, record = self._train_and_keep(loaded, data, spec, config, report, fingerprint, group)
                 rows.append(result_row(SessionRun(record).result, loaded.task))
                 if on_row:
                     on_row(rows[-1])
