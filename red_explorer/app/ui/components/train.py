@@ -48,7 +48,7 @@ def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
 
 def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
     with gr.Tab("Train", id="train") as tab:
-        gr.Markdown("#### Train RED, LoRA and/or TARE on your data (on a training replica of the frozen base; each run keeps only what it trained)")
+        gr.Markdown("#### Train RED, LoRA and/or TARE on your data (each run keeps only what it trained)")
         with gr.Row():
             with gr.Column():
                 methods = gr.CheckboxGroup(
