@@ -48,3 +48,27 @@ def test_a_replica_left_with_its_method_attached_is_dropped_and_copied_afresh():
         raise RuntimeError("a job failed half-way")
     with replicas.lend("gpt2", base, lock) as fourth:
         assert fourth is not third
+
+
+def test_the_replica_is_reset_only_while_no_other_session_has_an_edit_on_the_base():
+    base, replicas, lock = tiny_model("gpt2"), TrainingReplicas(), threading.RLock()
+    base.requires_grad_(False)
+    with replicas.lend("gpt2", base, lock) as first:
+        pass
+    other_session = MethodSpec("red", variant="bias")
+    finished = threading.Event()
+
+    def one_job() -> None:
+        with replicas.lend("gpt2", base, lock):
+            pass
+        finished.set()
+
+    with lock:  # another session generates with its edit on the shared base
+        attached = apply_method(base, other_session, "causal-lm")
+        job = threading.Thread(target=one_job)
+        job.start()
+        assert not finished.wait(0.5)  # the reset waits for the base to be plain again
+        other_session.entry.detach(attached)
+    job.join()
+    with replicas.lend("gpt2", base, lock) as again:
+        assert again is first  # the reset read the plain base, so the replica was kept

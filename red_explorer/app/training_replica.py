@@ -37,7 +37,9 @@ class TrainingReplicas:
                 with base_lock:
                     model = copy.deepcopy(base)
             yield model
-            if reset_to(model, base):
+            with base_lock:  # no other session's edit is attached to the base while it is read
+                kept = reset_to(model, base)
+            if kept:
                 with self._lock:
                     self._models[key] = model
 
