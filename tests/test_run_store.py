@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import threading
+import time
 import zipfile
 
 import pytest
@@ -18,7 +20,7 @@ from red_explorer.engine.experiment import RunResult
 from red_explorer.engine.training import TrainConfig
 from red_explorer.models.loading import LoadedModel
 from red_explorer.runs.record import data_fingerprint
-from red_explorer.runs.store import QuotaError, RunNotFoundError, RunStore
+from red_explorer.runs.store import STALE_INCOMING_SECONDS, QuotaError, RunNotFoundError, RunStore
 
 SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
 
@@ -104,7 +106,7 @@ def test_an_attached_run_gives_the_trained_logits(tmp_path, loaded, method):
     assert torch.allclose(logits(model, sample_inputs()), expected, atol=1e-5)
 
 
-def test_an_interrupted_write_is_never_listed_nor_deleted(tmp_path, loaded, red_result):
+def test_an_interrupted_write_is_never_listed_and_only_a_stale_one_is_cleaned(tmp_path, loaded, red_result):
     store = RunStore(tmp_path)
     kept = store.save("alice", red_result, loaded, None)
     owner = tmp_path / "alice"
@@ -121,8 +123,14 @@ def test_an_interrupted_write_is_never_listed_nor_deleted(tmp_path, loaded, red_
     assert store.usage_bytes("alice") == sum(path.stat().st_size for path in kept.path.iterdir())
     with pytest.raises(RunNotFoundError):
         store.get("alice", no_record.name)
+    crashed = owner / ".incoming-20240101-000000-fedcba"
+    crashed.mkdir()
+    (crashed / "edits.safetensors").write_bytes(b"left by a crash")
+    old = time.time() - STALE_INCOMING_SECONDS - 60
+    os.utime(crashed, (old, old))
     store.save("alice", red_result, loaded, None)
-    assert incoming.is_dir() and no_record.is_dir() and broken.is_dir()
+    assert incoming.is_dir() and no_record.is_dir() and broken.is_dir()  # a write may still be in progress
+    assert not crashed.exists()
 
 
 def test_quota_refusal_names_the_usage_and_keeps_every_run(tmp_path, loaded, red_result):

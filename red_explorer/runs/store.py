@@ -9,6 +9,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 INCOMING = ".incoming-"
+STALE_INCOMING_SECONDS = 3600  # an incoming folder this old is a crash's leftover, not a write in progress
 DELETING = ".deleting-"
 OWNER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
@@ -179,6 +181,7 @@ class RunStore:
         """Build the run in an incoming folder, check the quota, label it, and rename it into place."""
         owner_folder = self._owner_folder(record.owner)
         owner_folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_incoming(owner_folder)
         now = datetime.now(UTC)
         record.id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         record.created = now.isoformat(timespec="microseconds")
@@ -328,6 +331,17 @@ class RunStore:
         """The run put back on ``model`` (see ``attach_saved``: edits attach to it, a full run loads from disk)."""
         record = self.get(owner, run_id)
         return attach_saved(model, record.path, record.method_spec)
+
+
+def _remove_stale_incoming(owner_folder: Path) -> None:
+    """Delete the half-written run folders that a crash left behind (never listed, only taking space)."""
+    cutoff = time.time() - STALE_INCOMING_SECONDS
+    for child in owner_folder.glob(f"{INCOMING}*"):
+        try:
+            if child.is_dir() and child.stat().st_mtime < cutoff:
+                shutil.rmtree(child, ignore_errors=True)
+        except OSError:  # removed meanwhile by another process
+            continue
 
 
 def _facts(record: RunRecord) -> LabelFacts:
