@@ -11,7 +11,8 @@ from gradio_client.exceptions import AppError
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.interface import launch_options
 
-ENDPOINTS = {"/load_model", "/load_data", "/train", "/stop", "/inspect", "/ablate", "/compare", "/export"}
+ENDPOINTS = {"/load_model", "/load_data", "/train", "/stop", "/inspect", "/ablate", "/sweep", "/compare", "/export"}
+EXPLORE = {"/explore_generate", "/explore_dose", "/explore_drift", "/explore_layers", "/explore_combine"}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,9 @@ def train(api, methods=("RED",), steps=3):
 def test_every_main_action_is_a_named_endpoint(ready):
     named = set(ready.view_api(print_info=False, return_format="dict")["named_endpoints"])
     assert ENDPOINTS <= named and {"/export_merged", "/import_edits", "/tare_routing", "/load_sample"} <= named
+    assert EXPLORE | {"/explore_control_vector", "/run_demo"} <= named
+    drift = ready.view_api(print_info=False, return_format="dict")["named_endpoints"]["/explore_drift"]
+    assert len(drift["returns"]) == 2  # the strip and the text it read (generated when the box was empty)
 
 
 def test_load_model_and_data_report_numbers(ready):
@@ -90,6 +94,11 @@ def test_ablate_two_rows(ready):
     assert chart["type"] == "plotly"
 
 
+def test_a_bad_sweep_rate_is_a_message_before_any_run(ready):
+    with pytest.raises(AppError, match="x.* is not a positive number. Type .*auto"):
+        ready.predict(["red", "lora"], "1e-3, x", 2, 8, 64, 1, 0, True, api_name="/sweep")
+
+
 def test_a_bad_file_is_a_message_and_the_session_keeps_working(ready, files):
     with pytest.raises(AppError, match="bad.csv was not loaded.*Still loaded: words.csv"):
         ready.predict(handle_file(str(files[2])), None, 0.1, 0, 64, api_name="/load_data")
@@ -114,7 +123,7 @@ def test_sessions_do_not_see_each_others_runs(ready, url, files, tmp_path):
     stranger.predict(str(files[0]), "causal-lm", "auto", "auto", api_name="/load_model")
     with pytest.raises(AppError, match="no run called"):
         stranger.predict("RED full (ffn)", api_name="/export")
-    with pytest.raises(AppError, match="no run in this session yet"):
+    with pytest.raises(AppError, match="no run on this model yet"):
         stranger.predict(None, api_name="/export")
 
 

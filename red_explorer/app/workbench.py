@@ -19,6 +19,7 @@ from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.snippet import python_snippet
+from red_explorer.choice.sweep import SweepConfig, SweepResult, run_sweep
 from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.merged import save_merged
 from red_explorer.core.registry import MethodSpec, load_method
@@ -40,6 +41,7 @@ from red_explorer.engine.generation import DecodingSettings, Generation, chat_pr
 from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
 from red_explorer.runs.attach import release
+from red_explorer.runs.labels import short_number
 from red_explorer.runs.record import data_fingerprint
 from red_explorer.runs.store import RunStore
 
@@ -86,6 +88,8 @@ class Workbench(KeptRuns):
         self.key = ModelKey()
         self.data: DataState | None = None
         self.ablation_rows: list[dict] = []
+        self.sweep_points: list[dict] = []  # the points of the latest sweep, as they end
+        self.step_timings: dict[str, object] = {}  # run id -> its set-up and step times, while this page lives
         self.stop_event = threading.Event()
         self._lock = threading.RLock()
         self._folder: Path | None = None
@@ -112,7 +116,7 @@ class Workbench(KeptRuns):
         return self.registry.status(self.training_key())
 
     def load_model(self, spec: str = "default", task: str = "causal-lm", device: str = "auto", dtype: str = "auto"):
-        """Choose and load a base model; a new model drops this session's runs and re-reads its data."""
+        """Choose and load a base model; a new model lists its own runs (the others stay kept) and re-reads the data."""
         new_key = ModelKey(spec.strip() or "default", task, None, device, dtype).resolved()
         old_key, self.key = self.key, new_key
         try:
@@ -251,6 +255,24 @@ class Workbench(KeptRuns):
                     on_row(rows[-1])
         self.ablation_rows = rows
         return rows
+
+    def sweep(self, specs: list[MethodSpec], config: SweepConfig, max_length: int, on_progress=None) -> SweepResult:
+        """The library's learning-rate sweep on this job's replica; every point is kept as a run grouped under it.
+
+        Each point trains a copy of the replica, which stays the base that forgetting and generation are
+        measured against; ``stop()`` ends the sweep after the current point. ``sweep_points`` grows as points end.
+        """
+        data, group = self.prepared(max_length), f"sweep {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
+        self.sweep_points = []
+        with self.replica() as loaded:
+            fingerprint = self._fingerprint(data)
+
+            def keep(record: dict, run) -> None:
+                label = f"{run.spec.label} · lr {short_number(record['learning_rate'])}"
+                record["run_label"] = self.store.save(self.owner, run, loaded, fingerprint, group, label).label
+                self.sweep_points.append(record)
+
+            return run_sweep(loaded, data, specs, config, on_progress, self.stop_event, keep, finish_point=True)
 
     # ------------------------------------------------------------ generation
 

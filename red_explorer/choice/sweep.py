@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 AUTO_FACTORS = (0.1, 1 / 3, 1.0, 3.0, 10.0)
 RESULTS_FILE = "results.json"
 Progress = Callable[[int, int, StepEvent | None], None]
+PointHook = Callable[[dict, RunResult], None]  # (the point's record, its run while its trained model is there)
 
 
 @dataclass
@@ -103,17 +104,22 @@ def run_sweep(
     config: SweepConfig | None = None,
     on_progress: Progress | None = None,
     stop: threading.Event | None = None,
+    on_point: PointHook | None = None,
+    finish_point: bool = False,
 ) -> SweepResult:
     """Train every spec at every rate of its grid (same steps, seed and data; a fresh copy of the base each).
 
     The best point of a spec has the lowest validation loss (causal-lm) or the highest validation
     accuracy (classification) among its points that completed with a finite metric; the best point
     also carries the method's saved size and generation overhead. ``on_progress(point, points, event)``
-    reports each point's start (event None) and its steps; ``stop`` ends the sweep after the current step.
+    reports each point's start (event None) and its steps; ``stop`` ends the sweep after the current step,
+    or after the current point with ``finish_point``. ``on_point(record, run)`` sees each point as it ends
+    (e.g. to keep its run), while the run's trained model is still there.
     """
     config = config or SweepConfig()
     higher = loaded.task == "classification"
     sweep = _Sweep(loaded, data, config, "accuracy" if higher else "loss", higher, on_progress, stop)
+    sweep.on_point, sweep.finish_point = on_point, finish_point
     sweep.total = sum(len(config.rates_for(spec.entry)) for spec in specs)
     sweep.general = _general_batches(loaded, config)
     for index, spec in enumerate(specs):
@@ -139,6 +145,8 @@ class _Sweep:
     general: list | None = None  # general-text batches (causal LMs), or None: no forgetting measured
     points: list[dict] = field(default_factory=list)
     best: list[dict] = field(default_factory=list)
+    on_point: PointHook | None = None
+    finish_point: bool = False  # True: ``stop`` is heeded between points only, each point runs to its end
 
     def stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -152,6 +160,8 @@ class _Sweep:
             run, step_seconds = self.train_point(spec, lr)
             record = self.record(run, index, lr, step_seconds)
             self.points.append(record)
+            if self.on_point:
+                self.on_point(record, run)
             if _eligible(record) and (champion is None or self.better(record, champion[0])):
                 champion = (record, run)
             del run
@@ -166,9 +176,9 @@ class _Sweep:
             report(position, self.total, None)
         forward = (lambda event: report(position, self.total, event)) if report else None
         timer = StepTimer(forward)
-        run = train_method(
-            self.loaded, self.data, spec, replace(self.config.train, learning_rate=lr), timer, self.stop, copy_base=True
-        )
+        stop = None if self.finish_point else self.stop
+        config = replace(self.config.train, learning_rate=lr)
+        run = train_method(self.loaded, self.data, spec, config, timer, stop, copy_base=True)
         return run, timer.seconds
 
     def record(self, run: RunResult, index: int, lr: float, step_seconds: list[float]) -> dict:

@@ -9,6 +9,7 @@ import pandas as pd
 from red_explorer.app.plots import ablation_figure, empty_figure
 from red_explorer.app.ui.handlers.common import (
     Notice,
+    Visible,
     count,
     follow,
     no_progress,
@@ -35,6 +36,7 @@ ROWS = {
     "TARE · FFN": "tare:ffn",
 }
 DEFAULT_ROWS = ["RED full · FFN", "RED bias only · FFN"]
+MODES = ("paper ablation", "learning-rate sweep")
 
 
 COLUMNS = ["row", "trainable params", "metric", "before", "after", "change", "time (s)", "stopped"]
@@ -59,6 +61,12 @@ def results_table(rows: list[dict]) -> pd.DataFrame:
             for row in rows
         ]
     )
+
+
+def show_mode(mode: str) -> tuple[Visible, ...]:
+    """The paper ablation's (settings, buttons, results), then the sweep's: only the chosen mode's are shown."""
+    paper = mode != MODES[1]
+    return (Visible(paper),) * 3 + (Visible(not paper),) * 3
 
 
 class _Tracker:
