@@ -443,7 +443,7 @@ def test_training_or_an_ablation_without_data_says_why_instead_of_running(files)
 def test_a_refused_edits_zip_leaves_the_runs_and_says_so(session, tmp_path):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(gr.Error, match="bad.zip was not loaded.*Runs in this session: RED full"):
+    with pytest.raises(gr.Error, match="bad.zip was not loaded.*Your runs on this model: RED full"):
         ui_event(export.import_edits)(session, str(bad))
     status, choices, upload = export.restore_after_failure(session, "LoRA r=8")
     assert status.startswith("✕ **bad.zip was not loaded") and "Loaded" not in status

@@ -127,6 +127,10 @@ class KeptRuns:
     def run(self, label: str) -> SessionRun:
         runs = self.runs
         if label not in runs:
+            elsewhere = [run.record.base for run in self.all_runs() if run.label == label]
+            if elsewhere:
+                model = elsewhere[0].spec
+                raise ValueError(f"{label!r} was trained on another base model ({model}): load it in the Model tab")
             known = ", ".join(runs) or "none yet"
             raise ValueError(f"no run called {label!r} on this model (runs: {known}); train one first")
         return runs[label]

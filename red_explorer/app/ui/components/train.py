@@ -1,4 +1,5 @@
-"""Train tab widgets: methods and their settings, shared training settings, Train/Stop, live curves, summary."""
+"""Train tab widgets: every registered method and its settings, shared training settings, Train/Stop, live curves,
+the runs shown and the summary."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import gradio as gr
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
-from red_explorer.app.ui.texts import EPOCHS_LABEL, MAX_STEPS_LABEL, TARE_SENTENCE, TIMING_NOTE
+from red_explorer.app.ui.handlers import train_methods
+from red_explorer.app.ui.texts import EPOCHS_LABEL, FULL_SENTENCE, MAX_STEPS_LABEL, TARE_SENTENCE, TIMING_NOTE
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES
 
 VARIANTS = [("scale + bias (RED)", "full"), ("scale only", "scale"), ("bias only", "bias")]
@@ -31,6 +33,23 @@ def _method_settings() -> list:
     return [variant, sites, lora_rank, editors, top_k, red_lr, lora_lr, tare_lr]
 
 
+def _other_rates() -> gr.Dataframe:
+    """One table of learning rates, a row per method without settings of its own (registry defaults)."""
+    with gr.Accordion("Learning rates of the other methods", open=False):
+        rates = gr.Dataframe(
+            train_methods.default_rate_table(),
+            headers=train_methods.RATE_COLUMNS,
+            datatype=["str", "number"],
+            static_columns=[0],
+            row_count=len(train_methods.OTHER_METHODS),
+            show_label=False,
+            label="Learning rates",
+            elem_id="train-other-rates",
+        )
+        gr.Markdown(FULL_SENTENCE, elem_classes=["red-note"])
+    return rates
+
+
 def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
     with gr.Group():
         with gr.Row():
@@ -48,40 +67,55 @@ def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
 
 def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
     with gr.Tab("Train", id="train") as tab:
-        gr.Markdown("#### Train RED, LoRA and/or TARE on your data (each run keeps only what it trained)")
+        gr.Markdown("#### Train RED or any other method on your data (each run keeps only what it trained)")
         with gr.Row():
             with gr.Column():
                 methods = gr.CheckboxGroup(
-                    list(handlers.METHOD_CHOICES), value=["RED"], label="Methods", elem_id="train-methods"
+                    train_methods.method_choices(), value=["RED"], label="Methods", elem_id="train-methods"
                 )
-                method_inputs = _method_settings()
+                method_inputs = [*_method_settings(), _other_rates()]
             with gr.Column():
                 loop_inputs, note = _loop_settings(max_length)
         with gr.Row():
             start = gr.Button("Train", variant="primary", elem_id="train-button", scale=3)
             stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
         status = gr.HTML(handlers.IDLE, label="Training status", elem_id="train-status")
+        shown = gr.Dropdown([], value=[], multiselect=True, label="Runs shown", elem_id="train-runs-shown")
+        listed = gr.State([])  # the runs the picker listed last: a run not among them is new, and joins the pick
         loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
         summary = gr.Dataframe(headers=handlers.SUMMARY_COLUMNS, label="Summary", elem_id="train-summary", wrap=True)
         gr.Markdown(TIMING_NOTE, elem_classes=["red-note"])
-    start.click(
+    # the rates table and the pick go last: the API's positional arguments of /train stay as they were
+    inputs = [state, methods, *method_inputs[:-1], *loop_inputs, method_inputs[-1], shown]
+    job = start.click(
         ui_event(handlers.train),
-        [state, methods, *method_inputs, *loop_inputs],
+        inputs,
         [status, loss, summary],
         api_name="train",
         show_progress_on=[status],
         concurrency_id="training",
         concurrency_limit=concurrency_limit,
-    ).failure(
+    )
+    job.failure(
         ui_event(handlers.restore_after_failure),
-        [state],
+        [state, shown],
         [status, loss, summary],
         api_visibility="private",
         show_progress="hidden",
     )
     stop.click(ui_event(handlers.stop), [state], [status], api_name="stop", queue=False)
+    wire_runs_shown(tab, job, state, shown, listed, loss, summary)
     wire_length_note(tab, state, max_length, note)
     return {"tab": tab}
+
+
+def wire_runs_shown(tab: gr.Tab, job, state: gr.State, shown: gr.Dropdown, listed: gr.State, loss, summary) -> None:
+    """List the runs when the tab opens and after a job (new runs join the pick); a new pick redraws."""
+    private = dict(api_visibility="private", show_progress="hidden")
+    refresh = ui_event(handlers.shown_choices)
+    tab.select(refresh, [state, shown, listed], [shown, listed], **private)
+    job.then(refresh, [state, shown, listed], [shown, listed], **private)
+    shown.change(ui_event(handlers.show), [state, shown], [loss, summary], **private)
 
 
 def wire_length_note(tab: gr.Tab, state: gr.State, max_length: gr.Slider, note: gr.Markdown) -> None:

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 
+from red_explorer.app.kept_runs import SessionRun, same_base
+from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.workbench import Workbench
 
 Progress = Callable[..., None]
 POLL_SECONDS = 1.0
 EXPECTED_ERRORS = (ValueError, OSError, KeyError)  # the user's input was refused: shown as a message
+GROUP_MARK = " › "  # between a run's group and its label in the run lists
+ROW_COLOURS = "row_colours"  # DataFrame.attrs key: each row's colour (its run's fixed colour), shown in column one
 
 
 @dataclass
 class Choices:
-    """New choices (and value) for a dropdown or checkbox group; the UI turns it into gr.update."""
+    """New choices (and value) for a dropdown or checkbox group; the UI turns it into gr.update.
+
+    ``names`` gives the name shown for a choice where it differs from the value ("group › label").
+    """
 
     choices: list[str] = field(default_factory=list)
     value: str | list[str] | None = None
+    names: dict[str, str] = field(default_factory=dict)
+
+    def shown(self) -> list[str] | list[tuple[str, str]]:
+        """The choices as the UI lists them: plain values, or (shown name, value) pairs when names differ."""
+        if not self.names:
+            return list(self.choices)
+        return [(self.names.get(choice, choice), choice) for choice in self.choices]
 
 
 @dataclass
@@ -71,15 +86,74 @@ def pick_run(workbench: Workbench, label: str | None, methods: tuple[str, ...] |
     labels = workbench.run_labels(methods)
     if not labels:
         kinds = "/".join(method.upper() for method in methods) + " " if methods else ""
-        raise ValueError(f"no {kinds}run in this session yet: train one in the Train tab")
+        raise ValueError(f"no {kinds}run on this model yet: train one in the Train tab")
     return labels[-1]
 
 
-def run_choices(workbench: Workbench, methods: tuple[str, ...] | None = None, keep: str | None = None) -> Choices:
-    """The session's runs (of ``methods``), keeping ``keep`` selected when it still exists, else the latest."""
-    labels = workbench.run_labels(methods)
-    value = keep if keep in labels else (labels[-1] if labels else None)
-    return Choices(labels, value)
+def other_model_name(run: SessionRun, key: ModelKey) -> str:
+    """The base model a run was trained on, as the Model tab takes it (with its task when that differs)."""
+    base = run.record.base
+    return base.spec if base.task == key.task else f"{base.spec}, {base.task}"
+
+
+def grouped(runs: list[SessionRun]) -> list[SessionRun]:
+    """The runs in order, except that the runs of one group (an ablation, a sweep) stay together where the
+    group's first run is."""
+    buckets: dict[str, list[SessionRun]] = {}
+    for run in runs:
+        buckets.setdefault(f"group {run.group}" if run.group else f"run {run.id}", []).append(run)
+    return [run for bucket in buckets.values() for run in bucket]
+
+
+def run_name(run: SessionRun, other_model: str | None = None) -> str:
+    """A run as the run lists show it: 'group › label', and '(other model: NAME)' for a run of another base."""
+    name = f"{run.group}{GROUP_MARK}{run.label}" if run.group else run.label
+    return f"{name} (other model: {other_model})" if other_model else name
+
+
+def run_choices(
+    workbench: Workbench,
+    methods: tuple[str, ...] | None = None,
+    keep: str | None = None,
+    other_models: bool = True,
+) -> Choices:
+    """The owner's runs (of ``methods``) for a run list: this model's runs with each group together, then the
+    runs of other base models ("(other model: NAME)": choosing one says to load that model). The value is
+    ``keep`` when it is a run of this model, else this model's latest run."""
+    key = workbench.training_key().resolved()
+    every = [run for run in workbench.all_runs() if methods is None or run.spec.method in methods]
+    here = [run for run in every if same_base(run.record, key)]
+    elsewhere = [run for run in every if not same_base(run.record, key)] if other_models else []
+    elsewhere.sort(key=lambda run: other_model_name(run, key))  # stable: oldest first within one model
+    labels = [run.label for run in grouped(here)]
+    names = {run.label: run_name(run) for run in here}
+    names |= {run.label: run_name(run, other_model_name(run, key)) for run in elsewhere}
+    value = keep if keep in labels else (here[-1].label if here else None)
+    choices = labels + [run.label for run in grouped(elsewhere)]
+    return Choices(choices, value, {label: name for label, name in names.items() if name != label})
+
+
+def cell_text(value) -> str:
+    """A table cell as shown: empty for None or NaN, numbers in their shortest form (0.3, 1.2e-05), else str."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def coloured(frame):
+    """A table whose rows carry colours (``frame.attrs[ROW_COLOURS]``) as a pandas Styler: the first cell of each
+    row in its colour; any other table as it is."""
+    colours = frame.attrs.get(ROW_COLOURS) if hasattr(frame, "attrs") else None
+    if not colours or len(colours) != len(frame) or frame.empty:
+        return frame
+    first = frame.columns[0]
+
+    def colour_column(column):
+        return [f"color: {colour}; font-weight: 600" for colour in colours]
+
+    return frame.style.apply(colour_column, subset=[first]).format(cell_text)
 
 
 def count(value: int) -> str:

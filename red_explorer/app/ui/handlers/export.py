@@ -7,8 +7,9 @@ from pathlib import Path
 
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
 from red_explorer.app.ui.session import Session
+from red_explorer.core.registry import METHODS
 
-EXPORTABLE = ("red", "tare", "lora", "full")
+EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole model
 
 
 def choices(session: Session, current: str | None = None):
@@ -49,7 +50,7 @@ def import_edits(session: Session, archive: str | None):
 
 def _runs_now(session: Session) -> str:
     labels = session.workbench.run_labels()
-    return f"Runs in this session: {', '.join(labels)}." if labels else "This session has no runs."
+    return f"Your runs on this model: {', '.join(labels)}." if labels else "You have no runs on this model yet."
 
 
 def restore_after_failure(session: Session, current: str | None):

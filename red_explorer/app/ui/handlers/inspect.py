@@ -35,7 +35,7 @@ def choices(session: Session, current_a: str | None = None, current_b: str | Non
     workbench = session.workbench
     first = run_choices(workbench, EDIT_METHODS, current_a)
     second_labels = [NONE] + first.choices
-    second = Choices(second_labels, current_b if current_b in second_labels else NONE)
+    second = Choices(second_labels, current_b if current_b in second_labels else NONE, first.names)
     return first, second, run_choices(workbench, ("tare",))
 
 
@@ -152,4 +152,4 @@ def inspect_if_any(session: Session, label_a: str | None, label_b: str | None = 
     if session.workbench.run_labels(EDIT_METHODS):
         return inspect(session, label_a, label_b)
     figures = [empty_figure("Train a RED run in the Train tab to see what it learned") for _ in range(7)]
-    return ("*No RED run in this session yet.*", *figures, pd.DataFrame(columns=TOP_COLUMNS))
+    return ("*No RED run on this model yet.*", *figures, pd.DataFrame(columns=TOP_COLUMNS))

@@ -1,4 +1,5 @@
-"""Train tab: train RED, LoRA and/or TARE one after another, with live loss curves, progress and a Stop."""
+"""Train tab: train any registered methods one after another, with live loss curves, progress and a Stop;
+the plot and the summary show the kept runs the user picks next to the new ones."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ from html import escape
 
 import pandas as pd
 
+from red_explorer.app.kept_runs import RunFigures
 from red_explorer.app.plots import empty_figure, loss_figure, run_colour
 from red_explorer.app.ui.handlers.common import (
+    ROW_COLOURS,
+    Choices,
     Notice,
     count,
     follow,
     megabytes,
     no_progress,
+    run_choices,
     status_html,
     stream,
     train_options,
 )
 from red_explorer.app.ui.handlers.data import length_warning
+from red_explorer.app.ui.handlers.train_methods import METHOD_CHOICES, build_specs, learning_rates
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import SessionRun, Workbench
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.training import EvalEvent, StepEvent
 
-METHOD_CHOICES = ("RED", "LoRA", "TARE")
+__all__ = ["METHOD_CHOICES", "build_specs", "restore_after_failure", "show", "shown_choices", "stop", "train"]
 SUMMARY_COLUMNS = ["method", "trainable params", "% of model", "set-up (s)", "s/step", "train time (s)"]
 SUMMARY_COLUMNS += ["val loss before", "val loss after", "stopped"]
 NEXT_STEP = {  # where to look next after training a method
@@ -34,25 +40,8 @@ NEXT_STEP = {  # where to look next after training a method
     "tare": "See **Inspect** (TARE section) for which editor each token uses",
 }
 IDLE = "<div class='red-status'><i>Pick methods and press Train. On a CPU a step takes a few seconds.</i></div>"
-
-
-def build_specs(methods, red_variant, red_sites, lora_rank, tare_editors, tare_top_k) -> list[MethodSpec]:
-    """The MethodSpecs of the ticked methods, in the order RED, LoRA, TARE."""
-    chosen = {method.lower() for method in methods or []}
-    unknown = chosen - {"red", "lora", "tare"}
-    if unknown or not chosen:
-        raise ValueError("tick at least one method to train: RED, LoRA or TARE")
-    sites = list(red_sites or [])
-    if ("red" in chosen or "tare" in chosen) and not sites:
-        raise ValueError("tick at least one site for RED/TARE: FFN and/or attention")
-    specs = []
-    if "red" in chosen:
-        specs.append(MethodSpec("red", variant=red_variant or "full", sites=sites))
-    if "lora" in chosen:
-        specs.append(MethodSpec("lora", rank=int(lora_rank or 8), alpha=2 * int(lora_rank or 8)))
-    if "tare" in chosen:
-        specs.append(MethodSpec("tare", sites=sites, num_editors=int(tare_editors), top_k=int(tare_top_k)))
-    return specs
+LOSS_TITLE = "Training and validation loss"
+NONE_PICKED = "Pick runs in “Runs shown” to see their loss curves"
 
 
 @dataclass
@@ -107,6 +96,10 @@ class LiveCurves:
 
         return record
 
+    def training_key(self, label: str) -> str:
+        """The key a new run's curve is drawn under while it trains: its label, unless a kept run shown has it."""
+        return label if label not in self.curves else f"{label} (training)"
+
     def add_endpoints(self, run: SessionRun, trained_as: str | None = None) -> None:
         """Put the validation loss before (step 0) and after training (last step) on the run's curve.
 
@@ -117,15 +110,27 @@ class LiveCurves:
             self.timings[run.label] = self.timings.pop(trained_as)
         self.colours[run.label] = run_colour(run.id)
         train_loss, history = self.curves.setdefault(run.label, ([], []))
-        last = len(train_loss)
-        between = [record for record in history if 0 < record["step"] < last]
-        before = {"step": 0} | run.result.metrics_before
-        history[:] = [before, *between, {"step": last} | run.result.metrics_after]
+        history[:] = with_endpoints(history, len(train_loss), run.result)
 
-    def figure(self):
+    def show(self, run: SessionRun, timing: Timing | None = None) -> None:
+        """Draw a kept run from its record (loss per step, validation with its endpoints) in its fixed colour."""
+        result = run.result
+        history = with_endpoints(result.eval_history, len(result.train_loss), result)
+        self.curves[run.label] = (list(result.train_loss), history)
+        self.colours[run.label] = run_colour(run.id)
+        if timing is not None:
+            self.timings[run.label] = timing
+
+    def figure(self, empty: str = "The loss curves appear after the first step"):
         if not any(train for train, _ in self.curves.values()):
-            return empty_figure("The loss curves appear after the first step")
-        return loss_figure(self.curves, "Training and validation loss", self.colours)
+            return empty_figure(empty)
+        return loss_figure(self.curves, LOSS_TITLE, self.colours)
+
+
+def with_endpoints(history: list[dict], last: int, result: RunFigures) -> list[dict]:
+    """A validation history with the loss before training at step 0 and after training at step ``last``."""
+    between = [record for record in history if 0 < record["step"] < last]
+    return [{"step": 0} | result.metrics_before, *between, {"step": last} | result.metrics_after]
 
 
 def _seconds(value: float | None, digits: int = 1):
@@ -136,7 +141,7 @@ def summary_table(runs: list[SessionRun], total_parameters: int, timings=None, d
     """One row per finished run: cost (set-up, steady s/step, time) and the validation metric before and after.
 
     Peak memory is shown on a GPU only: on a CPU the process's resident memory is shared by everything in it,
-    so its growth during one run is no per-run figure.
+    so its growth during one run is no per-run figure. ``attrs[ROW_COLOURS]`` holds each run's fixed colour.
     """
     timings = timings or {}
     on_gpu = device.startswith("cuda")
@@ -160,11 +165,13 @@ def summary_table(runs: list[SessionRun], total_parameters: int, timings=None, d
             row["accuracy after"] = round(result.metrics_after["accuracy"], 4)
         row["stopped"] = result.stopped_reason
         rows.append(row)
-    return pd.DataFrame(rows, columns=None if rows else SUMMARY_COLUMNS)
+    table = pd.DataFrame(rows, columns=None if rows else SUMMARY_COLUMNS)
+    table.attrs[ROW_COLOURS] = [run_colour(run.id) for run in runs]
+    return table
 
 
-def _status(spec: MethodSpec, index: int, total: int, live: LiveCurves, stopping: bool) -> str:
-    event, timing = live.last, live.timings.get(spec.label)
+def _status(spec: MethodSpec, index: int, total: int, live: LiveCurves, stopping: bool, key: str = "") -> str:
+    event, timing = live.last, live.timings.get(key or spec.label)
     head = f"**Training {spec.label}** ({index + 1}/{total})"
     if stopping:
         where = f" (step {event.step}/{event.total_steps})" if event else ""
@@ -189,9 +196,13 @@ def _done(runs: list[SessionRun], stopped: bool) -> str:
 
 
 def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, index: int, total: int, render):
-    """Train one spec in a worker thread, yielding ``render(status)`` until it ends; returns the run."""
+    """Train one spec in a worker thread, yielding ``render(status)`` until it ends; returns the run.
+
+    Its curve is drawn under ``live.training_key(spec.label)``, then under the kept run's label.
+    """
     live.last = None
-    record = live.recorder(spec.label)
+    key = live.training_key(spec.label)
+    record = live.recorder(key)
 
     def tick():
         event = live.last
@@ -199,10 +210,26 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
         steps = f"{event.step}/{event.total_steps}" if event else "set-up"
         progress(fraction, desc=f"{spec.label}: step {steps}")
         stopping = workbench.stop_event.is_set()
-        return render(status_html(_status(spec, index, total, live, stopping), fraction))
+        return render(status_html(_status(spec, index, total, live, stopping, key), fraction))
 
     ticks = follow(workbench, lambda: workbench.train(spec, options, record))
-    return (yield from stream(ticks, tick))
+    run = yield from stream(ticks, tick)
+    live.add_endpoints(run, key)
+    workbench.step_timings[run.id] = live.timings[run.label]
+    return run
+
+
+def _picked(workbench: Workbench, shown: list[str] | None) -> list[SessionRun]:
+    """The runs of this model picked in "Runs shown" that have a training record, in the picker's order."""
+    runs = workbench.runs
+    return [runs[label] for label in shown or [] if label in runs and runs[label].result is not None]
+
+
+def _shown_curves(workbench: Workbench, runs: list[SessionRun]) -> LiveCurves:
+    live = LiveCurves()
+    for run in runs:
+        live.show(run, workbench.step_timings.get(run.id))
+    return live
 
 
 def train(
@@ -213,51 +240,63 @@ def train(
     lora_rank: float = 8,
     tare_editors: float = 4,
     tare_top_k: float = 2,
-    red_lr: float = 1e-2,
-    lora_lr: float = 3e-4,
-    tare_lr: float = 1e-2,
+    red_lr: float | None = None,
+    lora_lr: float | None = None,
+    tare_lr: float | None = None,
     epochs: float = 1.0,
     max_steps: float | None = 30,
     batch_size: float = 8,
     max_length: float = 128,
     seed: float = 0,
     eval_every: float | None = 10,
+    other_rates=None,
+    shown: list[str] | None = None,
     progress=None,
 ):
-    """Train each ticked method; yields (status, loss figure, summary table) while it runs."""
-    progress = progress or no_progress
-    workbench = session.workbench
+    """Train each ticked method; yields (status, loss figure, summary table) while it runs.
+
+    A learning rate left empty is the method's registry default; ``other_rates`` is the table (method,
+    learning rate) of the methods without settings of their own. The plot and the table show the kept runs
+    picked in ``shown`` and the new runs, each in its fixed colour.
+    """
     specs = build_specs(methods, red_variant, red_sites or ["ffn"], lora_rank, tare_editors, tare_top_k)
-    rates = {"red": red_lr, "lora": lora_lr, "tare": tare_lr}
-    options = [
-        train_options(epochs, max_steps, batch_size, max_length, seed, eval_every, rates[spec.method]) for spec in specs
-    ]
-    if workbench.data is None:
+    rates = learning_rates(red_lr, lora_lr, tare_lr, other_rates)
+    loop = (epochs, max_steps, batch_size, max_length, seed, eval_every)
+    jobs = [(spec, train_options(*loop, rates[spec.method])) for spec in specs]
+    if session.workbench.data is None:
         raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then train")
+    yield from _run_jobs(session, jobs, shown, int(max_length), progress or no_progress)
+
+
+def _run_jobs(session: Session, jobs: list, shown: list[str] | None, max_length: int, progress):
+    """Train (spec, options) after (spec, options), yielding (status, figure, table); Stop ends it between runs."""
+    workbench = session.workbench
     workbench.new_job()
     total_parameters, device = workbench.model_info().total_parameters, workbench.key.device
-    live, runs = LiveCurves(), []
-    warning = length_warning(workbench.data, int(max_length))
+    earlier, runs = _picked(workbench, shown), []
+    live = _shown_curves(workbench, earlier)
+    warning = length_warning(workbench.data, max_length)
     with session.running("training"):
-        first = status_html(_status(specs[0], 0, len(specs), live, False), 0.0)
-        table = summary_table(runs, total_parameters)
+        first = status_html(_status(jobs[0][0], 0, len(jobs), live, False), 0.0)
+        table = summary_table(earlier, total_parameters, live.timings, device)
         yield Notice((first, live.figure(), table), warning) if warning else (first, live.figure(), table)
-        for index, spec in enumerate(specs):
-            table = summary_table(runs, total_parameters, live.timings, device)
+        for index, (spec, options) in enumerate(jobs):
+            table = summary_table(earlier + runs, total_parameters, live.timings, device)
             render = lambda status, table=table: (status, live.figure(), table)  # noqa: E731
-            trainer = _train_one(workbench, spec, options[index], live, progress, index, len(specs), render)
-            runs.append((yield from trainer))
-            live.add_endpoints(runs[-1], spec.label)
+            runs.append((yield from _train_one(workbench, spec, options, live, progress, index, len(jobs), render)))
             if workbench.stop_event.is_set():
                 break
         done = status_html(_done(runs, workbench.stop_event.is_set()))
-        yield done, live.figure(), summary_table(runs, total_parameters, live.timings, device)
+        yield done, live.figure(), summary_table(earlier + runs, total_parameters, live.timings, device)
 
 
-def restore_after_failure(session: Session):
-    """After a refused or failed training job: (status with the reason, empty curves, this session's runs)."""
+def restore_after_failure(session: Session, shown: list[str] | None = None):
+    """After a refused or failed training job: (status with the reason, empty curves, the runs picked in
+    ``shown``, or every trained run of this model when no pick is given)."""
     workbench = session.workbench
     runs = [run for run in workbench.runs.values() if run.result is not None]
+    if shown is not None:
+        runs = _picked(workbench, shown)
     reason = escape(session.last_error or "training did not finish")
     status = f"<div class='red-status'>✕ <b>Training did not run to the end:</b> {reason}</div>"
     total = workbench.model_info().total_parameters if runs else 1
@@ -265,8 +304,26 @@ def restore_after_failure(session: Session):
     return status, empty_figure("No loss curve: the job did not start or did not finish"), table
 
 
+def shown_choices(session: Session, picked: list[str] | None = None, listed: list[str] | None = None):
+    """The "Runs shown" picker: every run of this model, grouped as in the run lists; a run that was not
+    ``listed`` before (a new one) joins the ``picked`` ones. Returns (choices, the labels now listed)."""
+    runs = run_choices(session.workbench, other_models=False)
+    known, picked = set(listed or []), set(picked or [])
+    value = [label for label in runs.choices if label in picked or label not in known]
+    return Choices(runs.choices, value, runs.names), list(runs.choices)
+
+
+def show(session: Session, shown: list[str] | None):
+    """Redraw the loss plot and the summary with the picked runs, from what the store kept (no training)."""
+    workbench = session.workbench
+    runs = _picked(workbench, shown)
+    live = _shown_curves(workbench, runs)
+    total = workbench.model_info().total_parameters if runs else 1
+    return live.figure(NONE_PICKED), summary_table(runs, total, live.timings, workbench.key.device)
+
+
 def stop(session: Session) -> str:
-    """Ask this session's running job to stop after the current step (or say that nothing is running)."""
+    """Ask the running job of this page to stop after the current step (or say that nothing is running)."""
     if session.job is None:
         return status_html("Nothing is running: **Stop** ends a training or ablation job after its current step.")
     session.workbench.stop()
