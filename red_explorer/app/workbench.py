@@ -136,7 +136,7 @@ class Workbench(KeptRuns):
                 notes.append("the ablation table of the previous model was cleared (its runs stay kept)")
             self.ablation_rows = []
         if self.all_runs():
-            notes.append("runs of other base models stay kept: they are listed again when that model is loaded")
+            notes.append("runs of other base models stay kept: the run lists show them as 'other model'")
         if self.data is not None:
             data, self.data = self.data, None
             try:

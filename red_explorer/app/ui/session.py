@@ -56,7 +56,7 @@ class Session:
         return self._workbench
 
     def close(self) -> None:
-        """Free the session's runs, data and files (gr.State's delete_callback)."""
+        """Free the page's data and files (gr.State's delete_callback); its runs stay kept on disk."""
         if self._workbench is not None:
             self._workbench.close()
             self._workbench = None

@@ -7,7 +7,7 @@ from html import escape
 import pandas as pd
 
 from red_explorer.app.plots import run_colour
-from red_explorer.app.ui.handlers.common import Choices
+from red_explorer.app.ui.handlers.common import Choices, run_choices
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.batched_compare import BatchedComparison
 from red_explorer.engine.generation import DecodingSettings, Generation
@@ -23,7 +23,8 @@ def _example_label(index: int, prompt: str) -> str:
 
 
 def choices(session: Session, current_runs: list[str] | None = None):
-    """(validation examples, runs to compare): examples labelled '#i: text', every run ticked by default."""
+    """(validation examples, runs to compare): examples labelled '#i: text'; this model's runs, groups together, all
+    ticked by default."""
     workbench = session.workbench
     examples = []
     if workbench.data is not None:
@@ -31,9 +32,9 @@ def choices(session: Session, current_runs: list[str] | None = None):
         columns = split.column_names
         for index in range(min(split.num_rows, EXAMPLE_LIMIT)):
             examples.append(_example_label(index, " | ".join(str(split[index][name]) for name in columns[:1])))
-    labels = workbench.run_labels()
-    ticked = [label for label in current_runs or [] if label in labels] or labels
-    return Choices(examples, None), Choices(labels, ticked)
+    runs = run_choices(workbench, other_models=False)
+    ticked = [label for label in current_runs or [] if label in runs.choices] or runs.choices
+    return Choices(examples, None), Choices(runs.choices, ticked, runs.names)
 
 
 def example_index(example: str | None) -> int | None:
