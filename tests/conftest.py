@@ -1,4 +1,4 @@
-"""Shared pytest setup: offline, quiet environment and the `real_model` marker."""
+"""Shared pytest setup: offline, quiet environment, one private run store and fair CPU share per worker, markers."""
 
 import os
 import tempfile
@@ -13,6 +13,13 @@ for _name, _value in {
     "RED_EXPLORER_HOME": tempfile.mkdtemp(prefix="red-explorer-home-"),  # runs kept by tests stay out of ~/.cache
 }.items():
     os.environ.setdefault(_name, _value)
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in each parallel worker (pytest -n, see pytest.ini)
+if _WORKER:
+    import torch
+
+    os.environ["RED_EXPLORER_HOME"] = tempfile.mkdtemp(prefix=f"red-explorer-home-{_WORKER}-")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 def pytest_configure(config):
