@@ -1,5 +1,8 @@
 """The Explore tab's handlers called as plain functions: strength, dose-response, token drift, layers, arithmetic."""
 
+import re
+from html import unescape
+
 import pytest
 import torch
 from app_helpers import save_tiny_llama, tiny_rows, write_csv
@@ -59,18 +62,34 @@ def test_dose_response_has_one_point_per_strength_and_no_drift_at_zero(session):
 
 
 def test_token_strip_has_one_span_per_token(session):
-    strip = explore.drift(session, session.red, "red cat runs", "cat cat")
+    strip, text = explore.drift(session, session.red, "red cat runs", "cat cat")
     tokenizer = session.workbench.loaded().tokenizer
     prompt_ids = tokenizer(chat_prompt(tokenizer, "red cat runs"))["input_ids"]
     text_ids = tokenizer("cat cat", add_special_tokens=False)["input_ids"]
-    assert strip.count('class="drift-token"') == len(prompt_ids) + len(text_ids)
+    assert strip.count('class="drift-token"') == len(prompt_ids) + len(text_ids) and text == "cat cat"
     drift = Explorer(session.workbench).drift(session.red, "cat cat", "red cat runs")
     assert max(drift.kl) > 0 and f"darkest = {max(drift.kl):.4f}" in strip
     assert "rgba(192, 57, 43, 1.000)" in strip  # the token with the largest KL is the darkest
 
 
+def test_token_strip_holds_the_generated_tokens_after_the_prompt(session):
+    """With nothing generated yet, the strip generates the run's text first: prompt tokens, then the text's."""
+    prompt = "blue dog"
+    strip, text = explore.drift(session, session.tare, prompt, "", 12)  # the tiny RED run ends at once; TARE talks
+    expected = Explorer(session.workbench).generate_at(session.tare, 1.0, prompt, 12, with_base=False).edited.text
+    assert text == expected and text.strip()
+    tokenizer = session.workbench.loaded().tokenizer
+    prompt_ids = tokenizer(chat_prompt(tokenizer, prompt))["input_ids"]
+    text_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    spans = re.findall(r'<span class="drift-token" title="[^"]*" style="([^"]*)">(.*?)</span>', strip, re.S)
+    assert ["border-bottom" in style for style, _ in spans] == [True] * len(prompt_ids) + [False] * len(text_ids)
+    shown = [unescape(token).replace("↵<br>", "\n") for _, token in spans[len(prompt_ids) :]]
+    assert shown == [tokenizer.decode([token_id]) for token_id in text_ids]
+    assert f"{len(prompt_ids)} prompt tokens (underlined), then {len(text_ids)} tokens of the text" in strip
+
+
 def test_token_strip_of_a_tare_run_names_the_chosen_editors(session):
-    strip = explore.drift(session, session.tare, "", "red cat runs")
+    strip, _ = explore.drift(session, session.tare, "", "red cat runs")
     drift = Explorer(session.workbench).drift(session.tare, "red cat runs")
     first = ", ".join(str(editor) for editor in drift.editor_choice[0][0])
     assert f"{drift.routing_sites[0]}: editors {first}" in strip.replace("&#x27;", "'")

@@ -115,3 +115,21 @@ def test_unknown_random_model_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="random:smollm2"):
         load_bench_model("random:gpt5", device="cpu")
+
+
+def test_every_demo_preset_runs_end_to_end_on_the_stand_in_model(bench_run):
+    from red_explorer.app.demo_presets import PRESETS
+
+    out, result = bench_run
+    demos = result["demos"]
+    assert list(demos["presets"]) == list(PRESETS) and demos["stand_in"] == "tiny"
+    for record in demos["presets"].values():
+        assert record["steps"] and set(record["steps"].values()) == {2}, record["name"]
+        stages = {stage: value for stage, value in record["stages"].items() if stage != "load model"}
+        assert record["seconds"] == pytest.approx(sum(stages.values())) and positive(record["seconds"])
+    style = demos["presets"]["style"]
+    assert list(style["first_generation"]) == ["base", *style["steps"]] and demos["presets"]["sentiment"]["task"] == (
+        "classification"
+    )
+    assert result["demo_preset_max_seconds"] == max(record["seconds"] for record in demos["presets"].values())
+    assert "## One-minute demos" in (out / "bench.md").read_text()

@@ -8,12 +8,19 @@ from html import escape
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from red_explorer.app.plots import METHOD_COLOURS, RED, styled_layout
+from red_explorer.app.plots import METHOD_COLOURS, RED, empty_figure, styled_layout
 from red_explorer.explore.drift import TokenChange, TokenDrift
 from red_explorer.explore.layers import LayerImportance
 from red_explorer.explore.strength import DosePoint
 
 KL_COLOUR = "#2471a3"
+DOSE_HINT = "Press “Dose-response over α” to see the validation loss and KL at each strength"
+LAYERS_HINT = "Press “Measure per layer” to see which layers a RED run needs (a few validation passes per layer)"
+
+
+def placeholder_figure(hint: str) -> go.Figure:
+    """The figure a plot shows before it is computed: the one-line ``hint`` of what to press."""
+    return empty_figure(hint, height=260)
 
 
 def dose_response_figure(points: Sequence[DosePoint], title: str = "Dose-response") -> go.Figure:
@@ -110,8 +117,11 @@ def token_strip_html(drift: TokenDrift, high: float | None = None) -> str:
             f'<span class="drift-token" title="{escape(_tooltip(drift, position))}" style="{style}">'
             f"{escape(token).replace(chr(10), '↵<br>')}</span>"
         )
+    prompt_tokens = sum(drift.is_prompt)
     legend = (
-        f'<div class="red-note">Colour: KL(run ‖ base) of the next-token prediction, darkest = {high:.4f} nats. '
-        "Hover a token for what rose and fell; underlined tokens are the prompt.</div>"
+        f'<div class="red-note">{prompt_tokens} prompt tokens (underlined), then '
+        f"{len(drift.tokens) - prompt_tokens} tokens of the text. "
+        f"Colour: KL(run ‖ base) of the next-token prediction, darkest = {high:.4f} nats. "
+        "Hover a token for what rose and fell.</div>"
     )
     return f'<div class="drift-strip" style="white-space: pre-wrap; line-height: 1.9;">{"".join(spans)}</div>{legend}'

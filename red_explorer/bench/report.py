@@ -39,6 +39,12 @@ TARGETS = (
         "at_most",
         0.35,
     ),
+    Target(
+        "demo_preset_max_seconds",
+        "slowest one-minute demo (sample, training, first generation) <= 60 s",
+        "at_most",
+        60.0,
+    ),
 )
 
 
@@ -140,6 +146,7 @@ def markdown(result: dict) -> str:
     lines += ["", "## Swapping edits and file sizes", "", *_swap_lines(result), "", "## Engine overhead", ""]
     lines += _engine_lines(result["engine"])
     lines += ["", "## Runs as edits", "", *_runs_lines(result)]
+    lines += ["", "## One-minute demos", "", *_demo_lines(result["demos"])]
     return "\n".join(lines) + "\n"
 
 
@@ -156,3 +163,17 @@ def _runs_lines(result: dict) -> list[str]:
         f"one batched call × {_number(batched['ratio'])} of the {batched['sequential_calls']} separate calls "
         f"(same tokens: {'yes' if batched['same_tokens'] else 'no'}). Measured: {batched['measured']}.",
     ]
+
+
+def _demo_lines(demos: dict) -> list[str]:
+    """Each demo of the Model tab: its seconds end to end (model load beside) and its validation figures."""
+    note = f" (the bench's model in place of each preset's: {demos['stand_in']})" if demos["stand_in"] else ""
+    lines = [f"Each preset as one click runs it{note}:", "", "| demo | model | seconds | model load (s) | runs |"]
+    lines.append("|---|---|---|---|---|")
+    for record in demos["presets"].values():
+        runs = ", ".join(f"{label} ({steps} steps)" for label, steps in record["steps"].items())
+        lines.append(
+            f"| {record['name']} | {record['model']} | {_number(record['seconds'], 1)} "
+            f"| {_number(record['model_load_seconds'], 1)} | {runs} |"
+        )
+    return lines

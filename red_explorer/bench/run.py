@@ -4,7 +4,8 @@
 repetitions after warm-up: (1) a training step per method against the floor, with peak memory;
 (2) generation tokens/s attached and merged; (3) eight distinct edits in one batch vs one shared edit;
 (4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop;
-(6) runs as edits: memory per kept run, and base + 8 runs in one batched generate call.
+(6) runs as edits: memory per kept run, and base + 8 runs in one batched generate call; (7) each one-minute
+demo of the app end to end.
 It writes ``bench.json`` and ``bench.md`` into ``out``.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from red_explorer.bench.demos import QUICK_STEPS, bench_demo_presets
 from red_explorer.bench.report import markdown, verdicts
 from red_explorer.bench.serve import bench_generation, bench_many_edits
 from red_explorer.bench.setup import BenchModel, choose_shape, load_bench_model
@@ -38,6 +40,7 @@ HEADLINE_KEYS = (
     "tare_generate_over_base",
     "store_memory_per_run_mb",
     "compare_batched_over_sequential",
+    "demo_preset_max_seconds",
 )
 
 
@@ -97,6 +100,8 @@ def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
     many = bench_many_edits(bench, shape)
     engine = bench_engine(bench, shape)
     run_store, batched = bench_store_memory(bench, out), bench_batched_compare(bench, shape, out, quick)
+    stand_in = None if bench.name == "default" else bench  # the presets' own models, or the bench's in their place
+    demos = bench_demo_presets(out, stand_in, QUICK_STEPS if quick else None)
     return {
         "shape": shape.__dict__,
         "batch_shape": {
@@ -115,6 +120,8 @@ def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
         **_headline(training_timings, generation_timings, many, swap, engine),
         "store_memory_per_run_mb": run_store["per_run_mb"],
         "compare_batched_over_sequential": batched["ratio"],
+        "demos": demos,
+        "demo_preset_max_seconds": demos["demo_preset_max_seconds"],
     }
 
 

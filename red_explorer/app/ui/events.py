@@ -8,7 +8,16 @@ from html import escape
 
 import gradio as gr
 
-from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Choices, ColumnWidths, Notice, Visible
+from red_explorer.app.ui.handlers.common import (
+    EXPECTED_ERRORS,
+    ROW_COLOURS,
+    Choices,
+    ColumnWidths,
+    Notice,
+    Visible,
+    coloured,
+)
+from red_explorer.app.ui.handlers.navigation import SelectTab, Unchanged
 
 logger = logging.getLogger(__name__)
 WARNING_SECONDS = 15
@@ -16,11 +25,17 @@ WARNING_SECONDS = 15
 
 def _to_gradio(value):
     if isinstance(value, Choices):
-        return gr.update(choices=value.choices, value=value.value)
+        return gr.update(choices=value.shown(), value=value.value)
     if isinstance(value, Visible):
         return gr.update(visible=value.shown)
     if isinstance(value, ColumnWidths):
         return gr.update(column_widths=value.widths or None)
+    if isinstance(value, SelectTab):
+        return gr.update(selected=value.tab)
+    if isinstance(value, Unchanged):
+        return gr.skip()
+    if ROW_COLOURS in getattr(value, "attrs", {}):  # a table of runs: each run's row in its colour
+        return coloured(value)
     return value
 
 

@@ -87,6 +87,14 @@ def _start(session: Session, owner: str | None = None) -> tuple[str, Session, st
     return model_status(session), session, key
 
 
+def _component(demo: gr.Blocks, elem_id: str):
+    """The component of ``demo`` (built so far) whose elem_id is ``elem_id``."""
+    found = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id]
+    if len(found) != 1:
+        raise LookupError(f"expected one component with elem_id {elem_id!r}, found {len(found)}")
+    return found[0]
+
+
 def build_demo(preload: bool = True) -> gr.Blocks:
     """Compose the tabs. ``preload`` starts loading the default model in the background right away."""
     jobs = training_concurrency()
@@ -104,9 +112,9 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             elem_id="max-length",
             render=False,
         )
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             about.build()
-            model.build(state, status)
+            model_tab = model.build(state, status)
             data.build(state, max_length)
             train.build(state, max_length, jobs)
             inspect.build(state)
@@ -114,6 +122,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             compare.build(state)
             explore.build(state, max_length)
             export.build(state)
+        model.wire_demos(model_tab, state, tabs, [_component(demo, name) for name in model.COMPARE_IDS])
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
         # delete_state() (below, when the tab closes) calls its delete_callback.
@@ -121,7 +130,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:
-            """The tab closed: free this session's runs and files now (not an hour later)."""
+            """The tab closed: free the page's data and files now (not an hour later); its runs stay kept on disk."""
             demo.state_holder.delete_state(request.session_hash)
 
         demo.unload(close_session)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.explore_plots import DOSE_HINT, LAYERS_HINT, placeholder_figure
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import explore as handlers
 
 PROMPT = "Write one sentence about a small red bird."
 
 
-def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> tuple[gr.Textbox, gr.Textbox]:
+def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> tuple[gr.Textbox, ...]:
     gr.Markdown(
         "#### Strength: the edit at α\n"
         "α = 0 is the base model, 1 the trained edit, above 1 extrapolates, below 0 pushes the other way "
@@ -25,25 +26,31 @@ def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) 
         base_card, run_card = gr.HTML(elem_id="explore-base"), gr.HTML(elem_id="explore-run")
     generated = gr.Textbox(label="The run's output (the token drift below reads it)", interactive=True, lines=2)
     dose = gr.Button("Dose-response over α (validation data)", elem_id="explore-dose")
-    dose_plot = gr.Plot(show_label=False, label="Dose-response", elem_id="dose-plot")
+    dose_plot = gr.Plot(placeholder_figure(DOSE_HINT), show_label=False, label="Dose-response", elem_id="dose-plot")
     inputs = [state, run, strength, prompt, tokens]
     generate.click(ui_event(handlers.generate), inputs, [base_card, run_card, generated], api_name="explore_generate")
     strength.release(ui_event(handlers.regenerate), inputs, [run_card, generated], api_visibility="private")
     dose.click(ui_event(handlers.dose), [state, run, max_length], dose_plot, api_name="explore_dose")
-    return prompt, generated
+    return prompt, generated, tokens
 
 
-def _drift_section(state: gr.State, run: gr.Dropdown, prompt: gr.Textbox, generated: gr.Textbox) -> None:
-    gr.Markdown("#### Token drift: where the run's next-token predictions leave the base's")
+def _drift_section(state: gr.State, run: gr.Dropdown, prompt: gr.Textbox, generated: gr.Textbox, tokens) -> None:
+    gr.Markdown(
+        "#### Token drift: where the run's next-token predictions leave the base's\n"
+        "It reads the prompt and the run's output above (generated first when that box is empty)."
+    )
     show = gr.Button("Show token drift", elem_id="explore-drift")
     strip = gr.HTML(elem_id="drift-strip")
-    show.click(ui_event(handlers.drift), [state, run, prompt, generated], strip, api_name="explore_drift")
+    inputs = [state, run, prompt, generated, tokens]
+    show.click(ui_event(handlers.drift), inputs, [strip, generated], api_name="explore_drift")
 
 
 def _layers_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> None:
     gr.Markdown("#### Which layers matter (RED runs): leave one layer out, or keep only it")
     show = gr.Button("Measure per layer", elem_id="explore-layers")
-    plot = gr.Plot(show_label=False, label="Layer importance", elem_id="layers-importance-plot")
+    plot = gr.Plot(
+        placeholder_figure(LAYERS_HINT), show_label=False, label="Layer importance", elem_id="layers-importance-plot"
+    )
     show.click(ui_event(handlers.layers), [state, run, max_length], plot, api_name="explore_layers")
 
 
@@ -77,8 +84,8 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
     with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown("#### Explore a kept run: how strong, where it acts, which layers it needs")
         run = gr.Dropdown([], label="Run (RED, TARE or LoRA)", allow_custom_value=True, elem_id="explore-run-choice")
-        prompt, generated = _strength_section(state, run, max_length)
-        _drift_section(state, run, prompt, generated)
+        prompt, generated, tokens = _strength_section(state, run, max_length)
+        _drift_section(state, run, prompt, generated, tokens)
         _layers_section(state, run, max_length)
         first, second = _arithmetic_section(state, run)
     tab.select(

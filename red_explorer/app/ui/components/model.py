@@ -1,4 +1,4 @@
-"""Model tab widgets: model, task, device and dtype; the model's shape, its block diagram, parameters per method."""
+"""Model tab widgets: one-minute demos; model, task, device and dtype; the model's shape, diagram, parameters."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import gradio as gr
 
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import model as handlers
-from red_explorer.app.ui.texts import TARE_SENTENCE
+from red_explorer.app.ui.texts import RED_EXPLANATION, TARE_EXPLANATION
 
 MODEL_HELP = (
     "`default` = SmolLM2-135M-Instruct for **causal-lm**, and the MiniLM encoder (all-MiniLM-L6-v2) for "
@@ -14,9 +14,41 @@ MODEL_HELP = (
     "or type a Hugging Face hub id or a local folder saved with `save_pretrained`."
 )
 
+DEMOS_HELP = (
+    "#### One-minute demos\nOne click loads the model and a bundled sample, trains for a few steps on this "
+    "machine, and shows the change (Compare opens with the base model beside each run)."
+)
+COMPARE_IDS = ("compare-prompt", "compare-runs", "compare-prompt-shown", "compare-cards", "compare-table")
+
+
+def _demos() -> tuple[list[gr.Button], gr.Markdown]:
+    gr.Markdown(DEMOS_HELP)
+    with gr.Row(equal_height=True):
+        buttons = [gr.Button(name, variant="secondary", elem_id=f"demo-{key}") for name, key in handlers.demo_buttons()]
+    result = gr.Markdown(elem_id="demo-result")
+    with gr.Row():
+        gr.Markdown(RED_EXPLANATION, elem_classes=["red-note"])
+        gr.Markdown(TARE_EXPLANATION, elem_classes=["red-note"])
+    return buttons, result
+
+
+def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: list) -> None:
+    """Each demo button runs its preset; the outputs span this tab, the tabs and Compare (``COMPARE_IDS``)."""
+    outputs = [parts["demo_result"], *parts["shown"], *parts["controls"][:2], tabs, *compare_outputs]
+    for index, button in enumerate(parts["demo_buttons"]):
+        button.click(
+            ui_event(handlers.run_demo),
+            [state, button],
+            outputs,
+            api_name="run_demo" if index == 0 else None,
+            api_visibility="public" if index == 0 else "private",
+            concurrency_id="training",
+        )
+
 
 def build(state: gr.State, status: gr.Markdown) -> dict:
     with gr.Tab("Model", id="model") as tab:
+        demo_buttons, demo_result = _demos()
         gr.Markdown("#### Choose the frozen base model\n" + MODEL_HELP)
         with gr.Row(equal_height=True):
             spec = gr.Dropdown(
@@ -38,7 +70,6 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
                 )
             with gr.Column(min_width=420):
                 parameters = gr.Plot(show_label=False, label="Trainable parameters per method", elem_id="param-plot")
-                gr.Markdown(TARE_SENTENCE, elem_classes=["red-note"])
         diagram = gr.HTML(label="Block diagram", elem_id="model-diagram")
     controls = [spec, task, device, dtype]
     load.click(
@@ -55,4 +86,11 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
         api_visibility="private",
         show_progress="hidden",
     )
-    return {"tab": tab, "task": task}
+    return {
+        "tab": tab,
+        "task": task,
+        "demo_buttons": demo_buttons,
+        "demo_result": demo_result,
+        "shown": [info, diagram, parameters, status],
+        "controls": controls,
+    }

@@ -54,11 +54,18 @@ def dose(session: Session, label: str | None, max_length: int):
     return dose_response_figure(points, f"{label}: validation loss and KL from the base against α")
 
 
-def drift(session: Session, label: str | None, prompt: str, text: str):
-    """The token strip of ``prompt`` + ``text``: one span per token coloured by KL(run ‖ base)."""
+def drift(session: Session, label: str | None, prompt: str, text: str, max_new_tokens: int = 48):
+    """(token strip, the text it read): ``prompt`` + ``text``, one span per token coloured by KL(run ‖ base).
+
+    With no text (nothing generated yet, or the box cleared) the run generates it first (greedy, α = 1), so
+    the strip always holds the run's own continuation after the prompt, and the text box shows it.
+    """
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
-    return token_strip_html(Explorer(workbench).drift(label, text, prompt))
+    explorer = Explorer(workbench)
+    if not (text or "").strip() and (prompt or "").strip():
+        text = explorer.generate_at(label, 1.0, prompt, int(max_new_tokens), with_base=False).edited.text
+    return token_strip_html(explorer.drift(label, text, prompt)), text
 
 
 def layers(session: Session, label: str | None, max_length: int):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from html import escape
 
+from red_explorer.app.demo_presets import PRESETS, DemoOutcome, run_preset
 from red_explorer.app.model_info import ModelInfo
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.plots import empty_figure, parameter_figure
 from red_explorer.app.ui.diagram import block_style, responsive_svg
-from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, count
+from red_explorer.app.ui.handlers import compare as compare_handlers
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Choices, count, no_progress
+from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
 from red_explorer.app.ui.session import Session, open_sessions
 
 MINILM = "MiniLM encoder (all-MiniLM-L6-v2)"
@@ -123,3 +126,69 @@ def model_status(session: Session) -> str:
     sessions = open_sessions()
     others = f" · {sessions} open sessions" if sessions > 1 else ""
     return f"{icon} Base model **{model_name(key.spec, key.task)}** ({key.task}){where}: {status}{note}{others}"
+
+
+def demo_buttons() -> list[tuple[str, str]]:
+    """(button text, preset key) of every one-minute demo."""
+    return [(preset.name, key) for key, preset in PRESETS.items()]
+
+
+def _metric_table(outcome: DemoOutcome) -> list[str]:
+    """Per run: validation loss (and accuracy for classification) of the base and after training."""
+    classifies = outcome.preset.task == "classification"
+    head = "| run | val loss base → run |" + (" accuracy base → run |" if classifies else "")
+    lines = [head, "|---|---|" + ("---|" if classifies else "")]
+    for label, (before, after) in outcome.metrics.items():
+        row = f"| {label} | {before['loss']:.3f} → **{after['loss']:.3f}** |"
+        if classifies:
+            row += f" {before['accuracy']:.1%} → **{after['accuracy']:.1%}** |"
+        lines.append(row)
+    return lines
+
+
+def demo_markdown(outcome: DemoOutcome) -> str:
+    """What the demo did: the runs' figures, the seconds of each stage, and where to look next."""
+    preset = outcome.preset
+    stages = " · ".join(f"{stage} {seconds:.1f} s" for stage, seconds in outcome.seconds.items())
+    where = "the generations are in **Compare**" if outcome.generation else "the accuracy above is the result"
+    return "\n".join(
+        [
+            f"### {preset.name}: done in {outcome.total_seconds:.0f} s",
+            *_metric_table(outcome),
+            "",
+            f"{preset.point} ({where}; every run is kept: Inspect, Explore and Export take it too).",
+            "",
+            f"*Seconds:* {stages}.",
+        ]
+    )
+
+
+def run_demo(session: Session, key: str, progress=no_progress):
+    """One click on a demo (its key or its button text): load its model and sample, train, show the change.
+
+    Returns (demo result, model summary, diagram, parameter chart, status, model choice, task, tab to show,
+    Compare's prompt, runs, prompt shown, cards, table); a classification demo leaves Compare as it is.
+    """
+    by_name = {preset.name: preset for preset in PRESETS.values()}
+    preset = PRESETS.get(key) or by_name.get(key)
+    if preset is None:
+        raise ValueError(f"unknown demo {key!r}: pick one of {', '.join(by_name)}")
+
+    def generate(labels: list[str]):  # Compare's outputs, made by Compare's own handler
+        settings = preset.decoding()
+        return compare_handlers.compare(
+            session, preset.prompt, None, labels, settings.max_new_tokens, False, 1.0, settings.repetition_penalty
+        )
+
+    def report(fraction: float, text: str) -> None:
+        progress(fraction, desc=text)
+
+    outcome = run_preset(session.workbench, preset, report, generate=generate)
+    info = session.workbench.model_info()
+    figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
+    shown = (demo_markdown(outcome), info_markdown(info), diagram_html(info, activation=_activation(session)), figure)
+    shown += (model_status(session), preset.model, preset.task)
+    if outcome.generation is None:
+        return (*shown, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED)
+    runs = Choices(session.workbench.run_labels(), outcome.labels)
+    return (*shown, SelectTab("compare"), preset.prompt, runs, *outcome.generation)

@@ -1,0 +1,20 @@
+"""Plain markers that move the page: switch to a tab, or leave an output as it is (the UI turns them into updates)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SelectTab:
+    """Show the tab whose id is ``tab`` (e.g. "compare")."""
+
+    tab: str
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """Leave this output as it is."""
+
+
+UNCHANGED = Unchanged()

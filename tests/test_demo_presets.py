@@ -1,0 +1,109 @@
+"""The one-minute demos: valid presets, one end to end on a tiny model (2 steps), and the Model tab's demo action."""
+
+from dataclasses import replace
+
+import pytest
+from app_helpers import save_tiny_llama
+
+from red_explorer.app.demo_presets import PRESETS, DemoPreset, run_preset
+from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.options import TrainOptions
+from red_explorer.app.ui.handlers import model
+from red_explorer.app.ui.handlers.common import Choices
+from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
+from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Comparison, Workbench
+from red_explorer.core.registry import MethodSpec
+from red_explorer.data.bundled import SAMPLE_FOLDER
+
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(save_tiny_llama(tmp_path_factory.mktemp("demo") / "model"))
+
+
+@pytest.fixture
+def session():
+    session = Session(Workbench(ModelRegistry()))
+    yield session
+    session.close()
+
+
+def test_presets_name_bundled_samples_models_and_a_prompt_that_shows_the_change():
+    assert [preset.name for preset in PRESETS.values()] == ["Teach it a style", "Data to text", "Classify sentiment"]
+    style, table, sentiment = PRESETS.values()
+    assert [spec.method for spec in style.methods] == ["red", "lora"] and style.sample == "pirate_style.jsonl"
+    assert (table.sample, sentiment.sample) == ("restaurants_e2e.csv", "sentiment.csv")
+    assert (sentiment.model, sentiment.task) == ("minilm", "classification")
+    assert all(preset.prompt for preset in (style, table))
+    options = style.train_options(style.methods[1])  # LoRA: its own learning rate, the preset's steps
+    assert options.learning_rate == style.learning_rates["lora"] and options.max_steps == style.options.max_steps
+    assert style.train_options(style.methods[0], max_steps=STEPS).max_steps == STEPS
+
+
+def test_a_preset_without_a_sample_or_a_prompt_is_refused():
+    spec, options = MethodSpec("red"), TrainOptions()
+    with pytest.raises(ValueError, match="no bundled sample"):
+        DemoPreset("x", "default", "causal-lm", "missing.csv", (spec,), options, "see", prompt="hi")
+    with pytest.raises(ValueError, match="needs a prompt"):
+        DemoPreset("x", "default", "causal-lm", "pirate_style.jsonl", (spec,), options, "see")
+    with pytest.raises(ValueError, match="trains no method"):
+        DemoPreset("x", "default", "causal-lm", "pirate_style.jsonl", (), options, "see", prompt="hi")
+
+
+def test_the_style_preset_end_to_end_on_a_tiny_model(session, tiny):
+    reports = []
+    outcome = run_preset(session.workbench, PRESETS["style"], lambda *call: reports.append(call), tiny, STEPS)
+    workbench = session.workbench
+    assert [workbench.run(label).spec.method for label in outcome.labels] == ["red", "lora"]
+    for label in outcome.labels:
+        result = workbench.run(label).result
+        assert len(result.train_loss) == STEPS and outcome.metrics[label] == (
+            result.metrics_before,
+            result.metrics_after,
+        )
+    stages = ["load model", "load data", "train RED full (ffn)", "train LoRA r=8", "first generation"]
+    assert list(outcome.seconds) == stages and outcome.total_seconds == pytest.approx(sum(outcome.seconds.values()))
+    assert isinstance(outcome.generation, Comparison)
+    assert [generation.method for generation in outcome.generation.generations] == ["base", *outcome.labels]
+    assert workbench.data.name == "pirate_style.jsonl" and workbench.data.detected.num_train <= 120
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert sum("training" in text for _, text in reports) == 2 * STEPS  # one report per step of each method
+
+
+def test_the_demo_button_trains_fills_compare_and_switches_to_it(session, tiny, monkeypatch):
+    monkeypatch.setitem(PRESETS, "style", replace(PRESETS["style"], model=tiny, options=TrainOptions(max_steps=STEPS)))
+    progress = []
+    outputs = model.run_demo(session, "style", lambda fraction, desc=None: progress.append(fraction))
+    result, info, diagram, _, status, spec, task, tab, prompt, runs, shown, cards, table = outputs
+    labels = session.workbench.run_labels()
+    assert "Teach it a style: done in" in result and "LoRA r=8" in result and "Compare" in result
+    assert "| layers | 2 |" in info and "<svg" in diagram and "ready" in status and (spec, task) == (tiny, "causal-lm")
+    assert tab == SelectTab("compare") and prompt == PRESETS["style"].prompt
+    assert isinstance(runs, Choices) and runs.value == labels and len(labels) == 2
+    assert cards.count("gen-card") == 3 and list(table["method"]) == ["base", *labels]
+    assert "one batched call" in shown and progress[-1] == 1.0
+
+
+def test_the_sentiment_demo_reports_accuracy_and_leaves_compare_alone(session, tiny, monkeypatch):
+    preset = replace(PRESETS["sentiment"], model=tiny, options=TrainOptions(max_steps=STEPS, max_length=32))
+    monkeypatch.setitem(PRESETS, "sentiment", preset)
+    session.workbench.load_model(tiny, "causal-lm")  # a causal-lm sample is loaded: the demo replaces it
+    session.workbench.load_data(SAMPLE_FOLDER / "pirate_style.jsonl", max_rows=20)
+    outputs = model.run_demo(session, "Classify sentiment")  # the button's text works as well as the key
+    result, tab = outputs[0], outputs[7]
+    (label,) = session.workbench.run_labels()
+    before, after = (
+        session.workbench.run(label).result.metrics_before,
+        session.workbench.run(label).result.metrics_after,
+    )
+    assert f"{before['accuracy']:.1%} → **{after['accuracy']:.1%}**" in result and "accuracy above" in result
+    assert tab is UNCHANGED and outputs[8:] == (UNCHANGED,) * 5
+
+
+def test_an_unknown_demo_is_refused(session):
+    with pytest.raises(ValueError, match="unknown demo"):
+        model.run_demo(session, "juggling")
