@@ -227,6 +227,8 @@ def test_a_new_model_drops_runs_and_rereads_the_data(registry, model_folder, dat
     assert bench.key.spec == str(other)  # a failed load keeps the previous model
     bench.load_model(str(model_folder))
     assert bench.run_labels() == ["RED full (ffn)"]  # the first model's run is listed again
+    info = bench.load_model(str(model_folder), task="classification")  # with prompt/response data loaded
+    assert bench.data is None and any("was unloaded" in note for note in info.notes)
 
 
 # ---------------------------------------------------------------- training, ablation, generation

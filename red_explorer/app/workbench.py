@@ -104,8 +104,9 @@ class Workbench(KeptRuns):
 
     def training_key(self) -> ModelKey:
         """The model key, with the number of labels of the data for classification."""
-        if self.key.task == "classification" and self.data is not None:
-            return replace(self.key, num_labels=len(self.data.detected.labels))
+        labels = self.data.detected.labels if self.data is not None else None
+        if self.key.task == "classification" and labels:  # data read for another task has none
+            return replace(self.key, num_labels=len(labels))
         return self.key
 
     def loaded(self) -> LoadedModel:
