@@ -54,6 +54,7 @@ def build(state: gr.State) -> dict:
             label="Latency (one timed generation after a warm-up) and ROUGE-L against the reference",
             elem_id="compare-table",
             wrap=True,
+            column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
         )
     generate.click(
         ui_event(handlers.compare),
