@@ -167,6 +167,8 @@ def _runs_lines(result: dict) -> list[str]:
 
 def _demo_lines(demos: dict) -> list[str]:
     """Each demo of the Model tab: its seconds end to end (model load beside) and its validation figures."""
+    if "skipped" in demos:
+        return [f"Skipped: {demos['skipped']}."]
     note = f" (the bench's model in place of each preset's: {demos['stand_in']})" if demos["stand_in"] else ""
     lines = [f"Each preset as one click runs it{note}:", "", "| demo | model | seconds | model load (s) | runs |"]
     lines.append("|---|---|---|---|---|")
