@@ -5,6 +5,7 @@ Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium 
 
 import csv
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -177,7 +178,7 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     shot(page, "08_compare")
 
     open_tab(page, "Export")
-    expect(page.locator("#export-run input")).to_have_value("RED bias (ffn)")  # the latest run
+    expect(page.locator("#export-run input")).to_have_value(re.compile(r"(› )?RED bias \(ffn\)$"))  # the latest run
     page.click("#export-edits")
     link = page.locator("#edits-file a").first
     expect(link).to_be_visible()
@@ -263,7 +264,7 @@ def a_bad_edits_zip_keeps_the_runs(page, tmp_path: Path) -> None:
     expect(page.locator("#import-status")).to_contain_text("bad.zip was not loaded")
     expect(page.locator("#import-status")).to_contain_text("RED full (ffn)")
     expect(page.locator("#import-status")).to_contain_text("RED bias (ffn)")
-    expect(page.locator("#export-run input")).to_have_value("RED bias (ffn)")
+    expect(page.locator("#export-run input")).to_have_value(re.compile(r"(› )?RED bias \(ffn\)$"))
     expect(page.locator("#import-file a[href$='bad.zip']")).to_have_count(0)
     no_error_badges(page, "import-status", "export-run")
     shot(page, "10_bad_edits_zip")
