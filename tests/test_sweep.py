@@ -8,6 +8,7 @@ import torch
 from test_cli import cli
 from tiny_models import save_tiny_causal_lm, tiny_model, tiny_tokenizer
 
+from red_explorer.choice.card import card_markdown
 from red_explorer.choice.cost import (
     CostConfig,
     StepTimer,
@@ -155,6 +156,17 @@ def test_a_stop_event_ends_the_sweep(loaded_data):
     assert result.points[1]["stopped_reason"] == "stopped by user"
     assert [best["learning_rate"] for best in result.best] == [RATES[0]]  # the stopped point cannot win
     assert "saved_bytes" not in result.best[0]
+
+
+def test_a_method_that_refuses_the_model_is_reported_and_the_sweep_goes_on(loaded_data):
+    loaded, data = loaded_data  # a Llama: no biases, so BitFit has nothing to train
+    config = SweepConfig(learning_rates=RATES[:1], train=TrainConfig(max_steps=1, batch_size=4), forgetting=False)
+    config.cost.new_tokens = 0
+    result = run_sweep(loaded, data, [MethodSpec("bitfit"), MethodSpec("red")], config)
+    assert list(result.refused) == ["BitFit"] and "bias" in result.refused["BitFit"]
+    assert [point["method"] for point in result.points] == ["red"] and len(result.best) == 1
+    assert result.to_dict()["refused"] == result.refused
+    assert f"- BitFit: {result.refused['BitFit']}" in card_markdown(result.to_dict())
 
 
 def test_steady_step_seconds_leaves_out_the_first_steps():

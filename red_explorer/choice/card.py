@@ -101,6 +101,9 @@ def card_markdown(results: dict) -> str:
     notes = [f"- {row['label']}: {row['merge_note']}" for row in card_rows(results) if row.get("merge_note")]
     if notes:
         parts += ["", "Not merged:", "", *notes]
+    refused = [f"- {label}: {reason}" for label, reason in results.get("refused", {}).items()]
+    if refused:
+        parts += ["", "Refused this model (not trained):", "", *refused]
     if results.get("stopped"):
         parts += ["", "The sweep was stopped before it finished."]
     return "\n".join(parts) + "\n"

@@ -92,6 +92,7 @@ class SweepResult:
     best: list[dict]
     config: dict
     stopped: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # spec label -> why the method refused this model
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,7 +128,9 @@ def run_sweep(
             break
         sweep.run_spec(index, spec)
     metric = f"val_{sweep.metric}"
-    return SweepResult(loaded.task, metric, higher, sweep.points, sweep.best, config.to_dict(), sweep.stopped())
+    result = SweepResult(loaded.task, metric, higher, sweep.points, sweep.best, config.to_dict(), sweep.stopped())
+    result.refused = sweep.refused
+    return result
 
 
 @dataclass
@@ -145,6 +148,7 @@ class _Sweep:
     general: list | None = None  # general-text batches (causal LMs), or None: no forgetting measured
     points: list[dict] = field(default_factory=list)
     best: list[dict] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
     on_point: PointHook | None = None
     finish_point: bool = False  # True: ``stop`` is heeded between points only, each point runs to its end
 
@@ -157,7 +161,13 @@ class _Sweep:
         for lr in self.config.rates_for(spec.entry):
             if self.stopped():
                 break
-            run, step_seconds = self.train_point(spec, lr)
+            try:
+                run, step_seconds = self.train_point(spec, lr)
+            except ValueError as error:  # the method refuses this model (e.g. BitFit on a model without biases)
+                if champion is not None:
+                    raise
+                self.refused[spec.label] = str(error)
+                return
             record = self.record(run, index, lr, step_seconds)
             self.points.append(record)
             if self.on_point:

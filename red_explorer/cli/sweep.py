@@ -6,6 +6,7 @@ import argparse
 
 from tqdm.auto import tqdm
 
+from red_explorer.choice.defaults import DEFAULT_MAX_STEPS
 from red_explorer.cli.common import (
     add_model_arguments,
     add_training_arguments,
@@ -18,7 +19,9 @@ from red_explorer.core.registry import METHODS, MethodSpec, get_method
 
 def register(commands) -> None:
     parser = commands.add_parser(
-        "sweep", help="learning-rate sweep per method, then the method card; writes results.json and results.md"
+        "sweep",
+        help="learning-rate sweep per method, then the method card; writes results.json and results.md",
+        description=f"Every point trains --max-steps optimizer steps (default {DEFAULT_MAX_STEPS}, as measured).",
     )
     add_model_arguments(parser)
     add_training_arguments(parser)
@@ -34,7 +37,7 @@ def register(commands) -> None:
     parser.add_argument(
         "--generation-tokens", type=int, default=16, help="tokens generated to time generation overhead (0: skip)"
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, max_steps=DEFAULT_MAX_STEPS)
 
 
 def _numbers(text: str, flag: str) -> list[float]:
@@ -84,4 +87,6 @@ def run(args: argparse.Namespace) -> None:
     write_card(results, directory)
     for row in card_rows(results):
         print(f"{row['label']:<24} best lr {row['learning_rate']:<8g} {row['metric']} {row['after']:.4f}")
+    for label, reason in result.refused.items():
+        print(f"{label:<24} refused this model: {reason}")
     print(f"wrote {directory / 'results.json'} and results.md")
