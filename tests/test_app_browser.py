@@ -176,6 +176,7 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     expect(page.locator("#compare-cards")).to_contain_text("tok/s")
     expect(page.locator("#compare-table")).to_contain_text("base")
     shot(page, "08_compare")
+    the_explore_tab_reads_the_latest_run(page)
 
     open_tab(page, "Export")
     expect(page.locator("#export-run input")).to_have_value(re.compile(r"(› )?RED bias \(ffn\)$"))  # the latest run
@@ -191,6 +192,19 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     shot(page, "09_export")
     a_bad_edits_zip_keeps_the_runs(page, tmp_path)
     a_reload_finds_the_runs_again(page)
+
+
+def the_explore_tab_reads_the_latest_run(page) -> None:
+    """Explore: the token strip (the run writes its text first) and the dose-response plot of the latest run."""
+    from playwright.sync_api import expect
+
+    open_tab(page, "Explore")
+    expect(page.locator("#explore-run-choice input")).to_have_value(re.compile(r"RED bias \(ffn\)$"))
+    page.click("#explore-drift")
+    expect(page.locator("#drift-strip")).to_contain_text("prompt tokens (underlined), then", timeout=SLOW)
+    page.click("#explore-dose")
+    expect(page.locator("#dose-plot")).to_contain_text("strength α", timeout=SLOW)
+    shot(page, "08b_explore")
 
 
 def a_reload_finds_the_runs_again(page) -> None:
