@@ -33,3 +33,14 @@ def default_model():
     from red_explorer.models.loading import load_model
 
     return load_model("default", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-model tests, where more threads only contend."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-import torch
 import transformers as tf
 from app_helpers import save_tiny_llama, tiny_rows, write_csv
 
@@ -24,12 +23,7 @@ QUICK = dict(max_steps=1, batch_size=8, max_length=32, eval_every=0)
 ONE_STEP = TrainOptions(max_steps=1, max_length=32, eval_every=None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ PROMPTS = ["name[aromi] food", "name[the eagle] eattype[coffee shop] food[french
 SETTINGS = DecodingSettings(max_new_tokens=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only contend
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
 
 
 @pytest.fixture(scope="module")
