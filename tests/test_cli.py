@@ -125,6 +125,26 @@ def test_train_lora_writes_a_peft_adapter(model_dir, tmp_path):
     assert json.loads((tmp_path / "adapter_config.json").read_text())["r"] == 8
 
 
+def test_max_steps_is_the_runs_length_even_past_one_epoch(model_dir, tmp_path):
+    # 20 rows, a tenth held out: 18 training rows are 3 steps of 8; 7 steps repeat the data
+    cli(
+        "train",
+        "--model",
+        model_dir,
+        "--data",
+        SAMPLE,
+        "--max-rows",
+        20,
+        "--batch-size",
+        8,
+        "--max-steps",
+        7,
+        "--out",
+        tmp_path,
+    )
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["train_loss"]) == 7
+
+
 def test_ablate_writes_the_results_table(model_dir, tmp_path):
     result = cli(
         "ablate",

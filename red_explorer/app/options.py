@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.experiment import default_train_config
-from red_explorer.engine.training import TrainConfig
+from red_explorer.engine.training import TrainConfig, epochs_for
 
 
 @dataclass
@@ -34,10 +34,9 @@ class TrainOptions:
         return default_train_config(spec, **overrides, **self.loop_options())
 
     def loop_options(self) -> dict:
-        """The loop's settings. Max steps, when given, is the length: the data repeats for as many epochs as it
-        takes (each epoch is at least one step, so ``max_steps`` epochs always suffice); epochs count otherwise."""
+        """The loop's settings; max steps, when given, is the run's length (``epochs_for``)."""
         return {
-            "epochs": max(self.epochs, float(self.max_steps)) if self.max_steps else self.epochs,
+            "epochs": epochs_for(self.epochs, self.max_steps),
             "max_steps": self.max_steps,
             "batch_size": self.batch_size,
             "seed": self.seed,

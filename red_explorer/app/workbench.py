@@ -36,7 +36,7 @@ from red_explorer.engine.analysis import (
     site_edits,
 )
 from red_explorer.engine.batched_compare import BatchedComparison, SavedRun, compare_batched
-from red_explorer.engine.experiment import default_train_config, train_method
+from red_explorer.engine.experiment import default_train_config, trained_run
 from red_explorer.engine.generation import DecodingSettings, Generation, chat_prompt, rouge_l
 from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
@@ -205,13 +205,9 @@ class Workbench(KeptRuns):
             yield replace(loaded, model=model)
 
     def _train_and_keep(self, loaded: LoadedModel, data, spec: MethodSpec, config, callback, fingerprint, group):
-        """Train ``spec`` on the replica, keep the run in the store, then take the method off the replica."""
-        result = train_method(loaded, data, spec, config, callback, self.stop_event, copy_base=False)
-        try:
+        """Train ``spec`` on the replica and keep the run in the store; the replica is the base again afterwards."""
+        with trained_run(loaded, data, spec, config, callback, self.stop_event) as result:
             return result, self.store.save(self.owner, result, loaded, fingerprint, group=group)
-        finally:
-            if not spec.entry.saves_whole_model:
-                spec.entry.detach(result.model)
 
     def _fingerprint(self, data: PreparedData) -> dict | None:
         try:
@@ -260,8 +256,8 @@ class Workbench(KeptRuns):
     def sweep(self, specs: list[MethodSpec], config: SweepConfig, max_length: int, on_progress=None) -> SweepResult:
         """The library's learning-rate sweep on this job's replica; every point is kept as a run grouped under it.
 
-        Each point trains a copy of the replica, which stays the base that forgetting and generation are
-        measured against; ``stop()`` ends the sweep after the current point. ``sweep_points`` grows as points end.
+        Each point trains the replica itself and is taken off it again (full fine-tuning trains a copy);
+        ``stop()`` ends the sweep after the current point. ``sweep_points`` grows as points end.
         """
         data, group = self.prepared(max_length), f"sweep {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
         self.sweep_points = []

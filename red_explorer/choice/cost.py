@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from red_explorer.core.method import MergeError
-from red_explorer.core.registry import MethodSpec, save_method
+from red_explorer.core.registry import MethodSpec, base_behaviour, save_method
 from red_explorer.engine.training import Callback, StepEvent
 
 
@@ -92,16 +93,29 @@ def _generate_seconds(model: nn.Module, input_ids: torch.Tensor, new_tokens: int
     return time.perf_counter() - started
 
 
+Timed = nn.Module | tuple[nn.Module, Callable[[], AbstractContextManager]]  # a model, or one inside a context
+
+
 def time_generations(
-    models: dict[str, nn.Module], input_ids: torch.Tensor, config: CostConfig, pad_token_id: int
+    models: dict[str, Timed], input_ids: torch.Tensor, config: CostConfig, pad_token_id: int
 ) -> dict[str, float]:
-    """Median seconds per model to generate ``config.new_tokens`` tokens: one warm-up each, then interleaved."""
-    for model in models.values():
-        _generate_seconds(model, input_ids, config.new_tokens, pad_token_id)  # warm-up
-    timings: dict[str, list[float]] = {name: [] for name in models}
+    """Median seconds per model to generate ``config.new_tokens`` tokens: one warm-up each, then interleaved.
+
+    A model given as (model, context) is timed inside ``context()``, e.g. with its method switched off.
+    """
+    entries = {name: entry if isinstance(entry, tuple) else (entry, nullcontext) for name, entry in models.items()}
+
+    def seconds(name: str) -> float:
+        model, context = entries[name]
+        with context():
+            return _generate_seconds(model, input_ids, config.new_tokens, pad_token_id)
+
+    for name in entries:
+        seconds(name)  # warm-up
+    timings: dict[str, list[float]] = {name: [] for name in entries}
     for _ in range(config.repeats):
-        for name, model in models.items():  # interleaved, so drifting machine load hits every model alike
-            timings[name].append(_generate_seconds(model, input_ids, config.new_tokens, pad_token_id))
+        for name in entries:  # interleaved, so drifting machine load hits every model alike
+            timings[name].append(seconds(name))
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
@@ -127,13 +141,17 @@ class GenerationOverhead:
 def generation_overhead(
     trained: nn.Module,
     spec: MethodSpec,
-    base: nn.Module,
+    base: nn.Module | None,
     input_ids: torch.Tensor,
     config: CostConfig,
     pad_token_id: int,
 ) -> GenerationOverhead:
-    """Time the base model, the trained model as attached, and its merged copy where the method merges."""
-    models = {"base": base, "attached": trained}
+    """Time the base model, the trained model as attached, and its merged copy where the method merges.
+
+    ``base`` None: the base is ``trained`` itself with its method switched off (a method attached to the base).
+    """
+    models: dict[str, Timed] = {"base": base if base is not None else (trained, lambda: base_behaviour(trained, spec))}
+    models["attached"] = trained
     note = ""
     try:
         models["merged"] = spec.entry.merge_and_unload(trained).to(next(trained.parameters()).device).eval()

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from torch import nn
+
 from red_explorer.choice.cost import (
     CostConfig,
     StepTimer,
+    folder_bytes,
     generation_overhead,
     prompt_ids,
     saved_bytes,
@@ -20,8 +25,8 @@ from red_explorer.choice.cost import (
 )
 from red_explorer.choice.forgetting import general_batches, general_paragraphs, measure_forgetting
 from red_explorer.core.method import Method
-from red_explorer.core.registry import MethodSpec
-from red_explorer.engine.experiment import RunResult, train_method
+from red_explorer.core.registry import MethodSpec, load_method, save_method
+from red_explorer.engine.experiment import RunResult, trained_run
 from red_explorer.engine.training import StepEvent, TrainConfig
 from red_explorer.models.loading import LoadedModel
 
@@ -108,7 +113,7 @@ def run_sweep(
     on_point: PointHook | None = None,
     finish_point: bool = False,
 ) -> SweepResult:
-    """Train every spec at every rate of its grid (same steps, seed and data; a fresh copy of the base each).
+    """Train every spec at every rate of its grid (same steps, seed and data; each point starts from the base).
 
     The best point of a spec has the lowest validation loss (causal-lm) or the highest validation
     accuracy (classification) among its points that completed with a finite metric; the best point
@@ -157,30 +162,30 @@ class _Sweep:
 
     def run_spec(self, index: int, spec: MethodSpec) -> None:
         """Every rate of one spec's grid; its best point joins ``best`` with the method's cost."""
-        champion: tuple[dict, RunResult] | None = None
-        for lr in self.config.rates_for(spec.entry):
-            if self.stopped():
-                break
-            try:
-                run, step_seconds = self.train_point(spec, lr)
-            except ValueError as error:  # the method refuses this model (e.g. BitFit on a model without biases)
-                if champion is not None:
-                    raise
-                self.refused[spec.label] = str(error)
-                return
-            record = self.record(run, index, lr, step_seconds)
-            self.points.append(record)
-            if self.on_point:
-                self.on_point(record, run)
-            if _eligible(record) and (champion is None or self.better(record, champion[0])):
-                champion = (record, run)
-            del run
-        if champion is not None:
-            costs = {} if self.stopped() else self.method_costs(*champion)
-            self.best.append(champion[0] | costs)
+        champion: _Champion | None = None
+        with tempfile.TemporaryDirectory(prefix="red-explorer-sweep-") as folder:
+            for lr in self.config.rates_for(spec.entry):
+                if self.stopped():
+                    break
+                try:
+                    champion = self.train_point(index, spec, lr, champion, Path(folder) / str(len(self.points)))
+                except ValueError as error:  # the method refuses this model (e.g. BitFit on a model without biases)
+                    if champion is not None:
+                        raise
+                    self.refused[spec.label] = str(error)
+                    return
+            if champion is not None:
+                costs = {} if self.stopped() else self.method_costs(spec, champion)
+                self.best.append(champion.record | costs)
 
-    def train_point(self, spec: MethodSpec, lr: float) -> tuple[RunResult, list[float]]:
-        """One run at ``lr`` on a fresh copy of the base; also each optimizer step's seconds."""
+    def train_point(
+        self, index: int, spec: MethodSpec, lr: float, champion: _Champion | None, folder: Path
+    ) -> _Champion | None:
+        """One run at ``lr`` (on the base itself; full fine-tuning on a copy); returns the best point so far.
+
+        A better point than ``champion`` is kept: a detachable method saved into ``folder`` (kilobytes),
+        full fine-tuning as its trained copy.
+        """
         position, report = len(self.points), self.on_progress
         if report:
             report(position, self.total, None)
@@ -188,8 +193,19 @@ class _Sweep:
         timer = StepTimer(forward)
         stop = None if self.finish_point else self.stop
         config = replace(self.config.train, learning_rate=lr)
-        run = train_method(self.loaded, self.data, spec, config, timer, stop, copy_base=True)
-        return run, timer.seconds
+        with trained_run(self.loaded, self.data, spec, config, timer, stop) as run:
+            record = self.record(run, index, lr, timer.seconds)
+            self.points.append(record)
+            if self.on_point:
+                self.on_point(record, run)
+            if not _eligible(record) or (champion is not None and not self.better(record, champion.record)):
+                return champion
+            if spec.entry.saves_whole_model:
+                return _Champion(record, model=run.model)
+            save_method(run.model, spec, folder, self.loaded.base_name, self.loaded.head_parameter_names)
+        if champion is not None and champion.folder is not None:
+            shutil.rmtree(champion.folder)
+        return _Champion(record, folder=folder)
 
     def record(self, run: RunResult, index: int, lr: float, step_seconds: list[float]) -> dict:
         """One point: what was trained at which rate, its metric before/after, its cost, its forgetting."""
@@ -221,16 +237,35 @@ class _Sweep:
     def better(self, record: dict, other: dict) -> bool:
         return record["after"] > other["after"] if self.higher_is_better else record["after"] < other["after"]
 
-    def method_costs(self, record: dict, run: RunResult) -> dict:
+    def method_costs(self, spec: MethodSpec, champion: _Champion) -> dict:
         """What does not depend on the rate, measured once on the best point: saved size, generation overhead."""
         loaded, cost = self.loaded, self.config.cost
-        costs = {"saved_bytes": saved_bytes(run.model, run.spec, loaded.base_name, loaded.head_parameter_names)}
+        if champion.folder is not None:
+            costs = {"saved_bytes": folder_bytes(champion.folder)}
+        else:
+            costs = {"saved_bytes": saved_bytes(champion.model, spec, loaded.base_name, loaded.head_parameter_names)}
         if loaded.task == "causal-lm" and cost.new_tokens > 0:
             ids = prompt_ids(loaded.tokenizer, general_paragraphs(self.config.general_text)[0], cost.prompt_tokens)
             pad = loaded.tokenizer.pad_token_id
             pad = loaded.tokenizer.eos_token_id if pad is None else pad
-            costs |= generation_overhead(run.model, run.spec, loaded.model, ids, cost, pad).to_dict()
+            if champion.model is not None:
+                costs |= generation_overhead(champion.model, spec, loaded.model, ids, cost, pad).to_dict()
+            else:
+                trained, _ = load_method(loaded.model, champion.folder)
+                try:
+                    costs |= generation_overhead(trained, spec, None, ids, cost, pad).to_dict()
+                finally:
+                    spec.entry.detach(trained)
         return costs
+
+
+@dataclass
+class _Champion:
+    """A spec's best point so far: its record, and its trained method (saved in ``folder``, or the whole ``model``)."""
+
+    record: dict
+    folder: Path | None = None
+    model: nn.Module | None = None
 
 
 def _steady(seconds: list[float], skip_steps: int) -> float | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from red_explorer.core.registry import METHODS, MethodSpec, get_method
-from red_explorer.engine.training import EvalEvent, StepEvent
+from red_explorer.engine.training import EvalEvent, StepEvent, epochs_for
 from red_explorer.models.loading import load_model
 
 
@@ -24,8 +24,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="CSV, TSV, JSON, JSONL, Parquet or TXT file")
     parser.add_argument("--validation-data", help="a separate validation file (default: a seeded split)")
     parser.add_argument("--task", default="causal-lm", choices=["causal-lm", "classification"])
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the data (without --max-steps)")
+    parser.add_argument(
+        "--max-steps", type=int, help="the run's length in optimizer steps: the data repeats as often as it takes"
+    )
     parser.add_argument("--lr", type=float, help="learning rate (default: the method's own, see --help of train)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--gradient-accumulation", type=int, default=1)
@@ -100,7 +102,7 @@ def data_config(args: argparse.Namespace):
 
 def train_options(args: argparse.Namespace) -> dict:
     options = {
-        "epochs": args.epochs,
+        "epochs": epochs_for(args.epochs, args.max_steps),
         "max_steps": args.max_steps,
         "batch_size": args.batch_size,
         "gradient_accumulation": args.gradient_accumulation,

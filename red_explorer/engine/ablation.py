@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from red_explorer.core.registry import MethodSpec
-from red_explorer.engine.experiment import default_train_config, train_method
+from red_explorer.engine.experiment import default_train_config, trained_run
 from red_explorer.engine.training import StepEvent
 from red_explorer.models.loading import LoadedModel
 
@@ -76,7 +76,7 @@ def run_ablation(
     on_progress: Callable[[int, int, StepEvent | None], None] | None = None,
     stop: threading.Event | None = None,
 ) -> list[dict]:
-    """Train every spec through the one training path on a fresh copy of the base; returns the rows."""
+    """Train every spec through the one training path, each from the base (``trained_run``); returns the rows."""
     rows = []
     for index, spec in enumerate(specs):
         if stop is not None and stop.is_set():
@@ -85,9 +85,8 @@ def run_ablation(
             on_progress(index, len(specs), None)
         config = default_train_config(spec, **train_options)
         progress = (lambda event, i=index: on_progress(i, len(specs), event)) if on_progress else None
-        run = train_method(loaded, data, spec, config, callback=progress, stop=stop)
-        rows.append(result_row(run, loaded.task))
-        del run
+        with trained_run(loaded, data, spec, config, progress, stop) as run:
+            rows.append(result_row(run, loaded.task))
     return rows
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,23 +79,31 @@ def train_method(
     stop: threading.Event | None = None,
     copy_base: bool = True,
 ) -> RunResult:
-    """Attach ``spec`` to (a copy of) the base model, train it, and evaluate before and after."""
+    """Attach ``spec`` to (a copy of) the base model, train it, and evaluate before and after.
+
+    Without ``copy_base`` the method is attached to ``loaded.model`` itself; if training fails, it is taken off again.
+    """
     base = copy.deepcopy(loaded.model) if copy_base else loaded.model
     torch.manual_seed(config.seed)  # what the method initialises at random (TARE selectors, LoRA's A) is seeded
     model = apply_method(base, spec, loaded.task, loaded.head_parameter_names)
-    validation = data.validation_batches(config.batch_size)
-    before = evaluate(model, validation, loaded.task)
-    with PeakMemory(loaded.device) as memory:
-        loop = run_training(
-            model,
-            lambda epoch: data.train_batches(config.batch_size, config.seed + epoch),
-            lambda: validation,
-            loaded.task,
-            config,
-            callback,
-            stop,
-        )
-    after = evaluate(model, validation, loaded.task)
+    try:
+        validation = data.validation_batches(config.batch_size)
+        before = evaluate(model, validation, loaded.task)
+        with PeakMemory(loaded.device) as memory:
+            loop = run_training(
+                model,
+                lambda epoch: data.train_batches(config.batch_size, config.seed + epoch),
+                lambda: validation,
+                loaded.task,
+                config,
+                callback,
+                stop,
+            )
+        after = evaluate(model, validation, loaded.task)
+    except BaseException:
+        if not copy_base and not spec.entry.saves_whole_model:
+            spec.entry.detach(model)
+        raise
     return RunResult(
         spec=spec,
         train_config=config,
@@ -109,6 +119,45 @@ def train_method(
         model=model,
         num_processes=loop.num_processes,
     )
+
+
+@contextmanager
+def trained_run(
+    loaded: LoadedModel,
+    data: PreparedData,
+    spec: MethodSpec,
+    config: TrainConfig,
+    callback: Callback | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[RunResult]:
+    """Train ``spec`` and hold its run for the block; afterwards ``loaded.model`` is the base model again.
+
+    A method that comes off (every one but full fine-tuning) trains ``loaded.model`` itself, with no copy,
+    and is detached after the block, the weights of a new classification head and the train/eval mode put back
+    as they were; full fine-tuning trains a copy of the base, freed with the run.
+    """
+    if spec.entry.saves_whole_model:
+        yield train_method(loaded, data, spec, config, callback, stop, copy_base=True)
+        return
+    parameters, training = dict(loaded.model.named_parameters()), loaded.model.training
+    head = {
+        name: (parameters[name].detach().clone(), parameters[name].requires_grad)
+        for name in loaded.head_parameter_names
+    }
+    try:
+        result = train_method(loaded, data, spec, config, callback, stop, copy_base=False)
+        try:
+            yield result
+        finally:
+            spec.entry.detach(result.model)
+    finally:
+        parameters = dict(loaded.model.named_parameters())  # PEFT's unload leaves its trained copy of the head
+        with torch.no_grad():
+            for name, (weights, trainable) in head.items():
+                parameters[name].copy_(weights)
+                parameters[name].requires_grad_(trainable)
+                parameters[name].grad = None
+        loaded.model.train(training)
 
 
 def save_run(result: RunResult, loaded: LoadedModel, directory: str | Path) -> Path:

@@ -108,6 +108,12 @@ def _autocast(model: nn.Module, config: TrainConfig):
     return nullcontext()
 
 
+def epochs_for(epochs: float, max_steps: int | None) -> float:
+    """Max steps, when given, is the run's length: the data repeats for as many epochs as it takes (each epoch
+    is at least one step, so ``max_steps`` epochs always suffice); without it, ``epochs`` counts."""
+    return max(epochs, float(max_steps)) if max_steps else epochs
+
+
 def count_steps(num_batches: int, config: TrainConfig) -> int:
     per_epoch = max(1, math.ceil(num_batches / config.gradient_accumulation))
     total = max(1, math.ceil(per_epoch * config.epochs))
