@@ -10,6 +10,7 @@ import torch
 import transformers as tf
 from tiny_models import DECODER, tiny_tokenizer
 
+TRAIN = dict(max_steps=3, batch_size=8, max_length=64, eval_every=2)  # a short training job of the handler tests
 WORDS = "red blue green cat dog bird small big happy sad runs jumps sings the a".split()
 
 
@@ -42,6 +43,24 @@ def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_app_files(folder: Path) -> tuple[Path, Path]:
+    """A tiny Llama folder and a 40-row CSV of prompt/response pairs: what most app tests load."""
+    return save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40))
+
+
+def new_session(files: tuple[Path, Path]):
+    """A browser session of the app with the tiny model and its data loaded through the handlers."""
+    from red_explorer.app.model_registry import ModelRegistry
+    from red_explorer.app.ui.handlers import data, model
+    from red_explorer.app.ui.session import Session
+    from red_explorer.app.workbench import Workbench
+
+    session = Session(Workbench(ModelRegistry()))
+    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
+    data.load_data(session, str(files[1]), None, 0.1, 0, 64)
+    return session
 
 
 def free_port() -> int:

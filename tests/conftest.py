@@ -36,6 +36,14 @@ def default_model():
 
 
 @pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """The app tests' tiny model folder and data file (``app_helpers.tiny_app_files``); a module may override it."""
+    from app_helpers import tiny_app_files
+
+    return tiny_app_files(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for a module of tiny-model tests, where more threads only contend."""
     import torch

@@ -5,14 +5,11 @@ import time
 import zipfile
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 import pytest
-import torch
-from app_helpers import save_tiny_llama, tiny_rows, write_csv
+from app_helpers import TRAIN, new_session, write_csv
 
-from red_explorer.app.model_info import model_info
-from red_explorer.app.model_registry import ModelKey, ModelRegistry
+from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import ablate, common, compare, data, export, inspect, model, train
 from red_explorer.app.ui.handlers.common import Choices, Notice
@@ -20,22 +17,6 @@ from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.red.edit import red_vectors
 from red_explorer.engine.analysis import layer_magnitudes, site_edits
-from red_explorer.models.loading import LoadedModel
-
-TRAIN = dict(max_steps=3, batch_size=8, max_length=64, eval_every=2)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("app")
-    return save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40))
-
-
-def new_session(files) -> Session:
-    session = Session(Workbench(ModelRegistry()))
-    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
-    data.load_data(session, str(files[1]), None, 0.1, 0, 64)
-    return session
 
 
 class Recorder:
@@ -296,95 +277,6 @@ def test_inspect_puts_two_runs_side_by_side(files):
 # ---------------------------------------------------------------- what a first user meets
 
 
-def test_a_refused_model_keeps_the_working_one_and_the_page_shows_it(files):
-    session = Session(Workbench(ModelRegistry()))
-    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
-    with pytest.raises(gr.Error, match="was not loaded.*still uses"):
-        ui_event(model.load_model)(session, "/no/such/model", "classification", "auto", "auto")
-    assert session.workbench.key.spec == str(files[0]) and session.workbench.model_status() == "ready"
-    info, diagram, figure, status, spec, task, device, dtype = model.restore_after_failure(
-        session, "/no/such/model", "classification", "auto", "auto"
-    )
-    assert info.startswith("> ✕ **/no/such/model was not loaded") and "| layers | 2 |" in info
-    assert "<svg" in diagram and "RED (FFN)" in figure.data[0].y and "ready" in status
-    assert (spec, task, device, dtype) == (str(files[0]), "causal-lm", "auto", "auto")  # the controls say what runs
-
-
-def test_default_for_classification_says_it_means_minilm():
-    session = Session(Workbench(ModelRegistry()))
-    session.workbench.key = ModelKey("default", "classification")
-    assert "MiniLM" in model.model_status(session) and "MiniLM" in model.model_name("default", "classification")
-    assert "SmolLM2" in model.model_name("default", "causal-lm") and model.model_name("x/y", "causal-lm") == "x/y"
-
-
-@pytest.mark.parametrize(
-    ("architecture", "drawn", "absent"),
-    [
-        ("llama", ["gate, up", "SiLU(gate) ⊙ up", "pre-norm"], ["post-norm"]),
-        ("gpt2", ["c_fc → GELU", "GPT-2 style"], ["gate"]),
-        ("bert", ["intermediate → GELU", "post-norm", "BERT style"], ["gate"]),
-    ],
-)
-def test_the_diagram_draws_the_loaded_family(architecture, drawn, absent):
-    from tiny_models import tiny_model
-
-    network = tiny_model(architecture)
-    task = "classification" if architecture == "bert" else "causal-lm"
-    loaded = LoadedModel(network, None, architecture, task, torch.device("cpu"), torch.float32)
-    html = model.diagram_html(model_info(loaded), activation=model.activation_name(network.config))
-    assert all(text in html for text in drawn) and not any(text in html for text in absent)
-    wide, narrow = (float(svg.split('viewBox="0 0 ')[1].split()[0]) for svg in html.split("<svg")[1:3])
-    assert narrow < 720 < 1000 < wide  # the stacked drawing fits a phone-width page
-
-
-def test_a_refused_upload_leaves_the_loaded_data_on_the_page(files, tmp_path):
-    session = new_session(files)
-    bad = tmp_path / "colours.csv"
-    bad.write_text("colour,size\nred,3\nblue,4\ngreen,5\nred,6\n")
-    with pytest.raises(gr.Error, match="colours.csv was not loaded.*Still loaded: words.csv"):
-        ui_event(data.load_data)(session, str(bad), None, 0.1, 0, 64)
-    summary, preview, figure, upload = data.restore_after_failure(session, 64)
-    assert summary.startswith("> ✕ **colours.csv was not loaded") and "### words.csv" in summary
-    assert list(preview.columns) == ["prompt", "response"] and upload is None
-    assert [len(trace.x) for trace in figure.data] == [36, 4]
-    empty = Session(Workbench(ModelRegistry()))
-    empty.last_error = "x.csv was not loaded: no columns. No data is loaded."
-    summary, preview, _, _ = data.restore_after_failure(empty, 64)
-    assert "No data is loaded" in summary and list(preview.columns) == [data.NO_DATA_COLUMN]
-
-
-def test_most_examples_over_max_length_is_a_warning_with_a_length_that_fits(files):
-    session = new_session(files)
-    lengths = session.workbench.data.lengths()["train"]
-    cut = min(lengths) - 1  # every example is one token too long
-    warning = data.length_warning(session.workbench.data, cut)
-    suggested = data.suggested_length(lengths)
-    fitting = sum(length <= suggested for length in lengths) / len(lengths)
-    assert suggested % 16 == 0 and fitting >= 0.9 and sum(length <= suggested - 16 for length in lengths) < 0.9 * 36
-    assert f"Try max length {suggested}" in warning and f"of {len(lengths)})" in warning
-    assert warning in data.length_note(session, cut) and "⚠" in data.length_note(session, cut)
-    assert data.length_warning(session.workbench.data, max(lengths)) == ""
-    summary, _, _ = data.show_data(session, cut)
-    assert "⚠" in summary
-    outputs = list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 1, "max_length": cut})))
-    assert isinstance(outputs[0], Notice) and outputs[0].warning == warning  # said before the first step
-
-
-def test_max_steps_extends_past_one_epoch(files):
-    session = new_session(files)  # 36 training rows: 5 batches of 8 per epoch
-    status, figure, table = list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 7})))[-1]
-    assert len(session.workbench.run("RED full (ffn)").result.train_loss) == 7
-    assert list(figure.data[0].x) == list(range(1, 8)) and figure.layout.xaxis.dtick == 1
-
-
-def test_timing_separates_set_up_from_the_steady_step():
-    timing = train.Timing(started=100.0)
-    for seconds, now in ((4.0, 112.0), (1.0, 113.0), (1.5, 114.5), (1.2, 115.7)):
-        timing.record(seconds, now)
-    assert timing.setup == pytest.approx(8.0)  # 112 − 100 − 4: before the first step began
-    assert timing.per_step == pytest.approx(1.2)  # median of the steps after the first
-
-
 def test_summary_shows_set_up_and_step_time_and_peak_memory_only_on_a_gpu(session):
     runs = [session.workbench.run("RED full (ffn)")]
     timings = {"RED full (ffn)": train.Timing(0.0, 5.0, [1.0, 0.25, 0.35])}
@@ -396,50 +288,6 @@ def test_summary_shows_set_up_and_step_time_and_peak_memory_only_on_a_gpu(sessio
     assert list(train.summary_table([], 1000).columns) == train.SUMMARY_COLUMNS
 
 
-def test_stop_is_acknowledged_at_once_and_ends_after_one_step(files):
-    session, stopped_at = new_session(files), []
-    real_train = session.workbench.train
-
-    def click_stop_after_first_step(spec, options, callback=None):
-        def report(event):
-            callback(event)
-            if not stopped_at:
-                stopped_at.append(train.stop(session))  # as the Stop button does, mid-run
-            time.sleep(0.3)
-
-        return real_train(spec, options, report)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(common, "POLL_SECONDS", 0.05)
-        patch.setattr(session.workbench, "train", click_stop_after_first_step)
-        outputs = list(train.train(session, ["RED", "LoRA"], "full", ["ffn"], **(TRAIN | {"max_steps": 20})))
-    assert "<b>Stopping</b> the training after this step…" in stopped_at[0]
-    assert any("<b>Stopping</b> RED full (ffn) after this step" in status for status, _, _ in outputs[:-1])
-    status, _, table = outputs[-1]
-    assert "<b>Stopped.</b>" in status and list(table["method"]) == ["RED full (ffn)"]  # LoRA never started
-    assert len(session.workbench.run("RED full (ffn)").result.train_loss) == 1 and session.job is None
-
-
-def test_a_lora_only_run_is_not_sent_to_inspect_for_red(files):
-    session = new_session(files)
-    status, _, _ = list(train.train(session, ["LoRA"], "full", ["ffn"], **(TRAIN | {"max_steps": 1})))[-1]
-    assert "<b>Done.</b>" in status and "Inspect" not in status and "<b>Compare</b>" in status
-
-
-def test_training_or_an_ablation_without_data_says_why_instead_of_running(files):
-    session = Session(Workbench(ModelRegistry()))
-    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
-    with pytest.raises(gr.Error, match="no data loaded yet"):
-        list(ui_event(ablate.ablate)(session, ["RED full · FFN"], 2, 8, 64, 1, 0))
-    status, table, chart = ablate.restore_after_failure(session)
-    assert "✕" in status and "no data loaded yet" in status and "Running" not in status
-    assert list(table.columns) == ablate.COLUMNS and len(table) == 0 and session.job is None
-    with pytest.raises(gr.Error, match="no data loaded yet"):  # refused before any "Training…" status
-        list(ui_event(train.train)(session, ["RED"], "full", ["ffn"]))
-    status, _, table = train.restore_after_failure(session)
-    assert "no data loaded yet" in status and list(table.columns) == train.SUMMARY_COLUMNS
-
-
 def test_a_refused_edits_zip_leaves_the_runs_and_says_so(session, tmp_path):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"not a zip")
@@ -448,29 +296,6 @@ def test_a_refused_edits_zip_leaves_the_runs_and_says_so(session, tmp_path):
     status, choices, upload = export.restore_after_failure(session, "LoRA r=8")
     assert status.startswith("✕ **bad.zip was not loaded") and "Loaded" not in status
     assert choices == Choices(["RED full (ffn)", "LoRA r=8"], "LoRA r=8") and upload is None
-
-
-def test_two_runs_side_by_side_share_axes_and_colours(files):
-    session = new_session(files)
-    list(train.train(session, ["RED"], "full", ["ffn"], **(TRAIN | {"max_steps": 2})))
-    list(train.train(session, ["RED"], "scale", ["ffn"], **(TRAIN | {"max_steps": 2})))
-    outputs = inspect.inspect(session, "RED full (ffn)", "RED scale (ffn)")
-    _, layers_a, scale_a, _, layers_b, scale_b, bias_b, _, _ = outputs
-    assert scale_a.data[0].zmax == scale_b.data[0].zmax
-    edits = [session.workbench.red_edits(label) for label in ("RED full (ffn)", "RED scale (ffn)")]
-    largest = max(np.abs(edit.scale - 1).max() for run in edits for edit in run)
-    assert scale_a.data[0].zmax == pytest.approx(largest)
-    assert layers_a.layout.yaxis.range == layers_b.layout.yaxis.range
-    assert len(layers_b.data) == 1 and layers_b.layout.annotations[0].text == "mean |scale − 1|"  # no bias bars
-    assert "mean \\|bias\\|" not in outputs[0].split("**RED scale (ffn)**")[1]  # nor a bias figure in its summary
-    alone = inspect.panels_shown(session, "RED full (ffn)", inspect.NONE)
-    assert [panel.shown for panel in alone] == [True, True, False, False]  # no column of empty panels
-    assert [panel.shown for panel in inspect.panels_shown(session, "RED full (ffn)", "RED scale (ffn)")] == [
-        True,
-        True,
-        True,
-        False,
-    ]
 
 
 def test_compare_is_one_batched_call_and_says_what_it_timed(session, monkeypatch):
@@ -487,9 +312,3 @@ def test_compare_is_one_batched_call_and_says_what_it_timed(session, monkeypatch
     assert calls == [(["RED full (ffn)"], 8)]
     assert "base, RED full (ffn): one batched call" in shown and "untimed 2-token warm-up" in shown
     assert list(table.columns) == compare.TABLE_COLUMNS
-
-
-def test_plural_and_empty_tables_have_real_headers():
-    assert common.plural(1, "row") == "1 row" and common.plural(2, "row") == "2 rows"
-    assert list(ablate.results_table([]).columns) == ablate.COLUMNS
-    assert list(data.preview_table(None).columns) == [data.NO_DATA_COLUMN]

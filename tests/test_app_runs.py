@@ -4,7 +4,6 @@ import threading
 
 import pytest
 import torch
-from app_helpers import save_tiny_llama, tiny_rows, write_csv
 from tiny_models import logits, sample_inputs
 
 from red_explorer.app.model_registry import ModelRegistry
@@ -23,12 +22,6 @@ SETTINGS = DecodingSettings(max_new_tokens=8)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("runs-app")
-    return save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40))
 
 
 @pytest.fixture

@@ -3,16 +3,13 @@
 import math
 
 import pytest
-from app_helpers import save_tiny_llama, tiny_rows, write_csv
+from app_helpers import new_session
 
 from red_explorer.app import sweeping
-from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.sweep_plot import best_points, sweep_figure
 from red_explorer.app.sweeping import METHOD_CHOICES, parse_rates, rates_preview
-from red_explorer.app.ui.handlers import ablate, data, model, sweep
+from red_explorer.app.ui.handlers import ablate, sweep
 from red_explorer.app.ui.handlers.common import Visible
-from red_explorer.app.ui.session import Session
-from red_explorer.app.workbench import Workbench
 from red_explorer.choice.cost import CostConfig
 from red_explorer.choice.forgetting import general_paragraphs
 from red_explorer.choice.sweep import read_results
@@ -31,19 +28,6 @@ class Recorder:
         self.descriptions.append(desc)
         if self.on_call:
             self.on_call(desc)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sweep")
-    return save_tiny_llama(folder / "model"), write_csv(folder / "words.csv", tiny_rows(40))
-
-
-def new_session(files) -> Session:
-    session = Session(Workbench(ModelRegistry()))
-    model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
-    data.load_data(session, str(files[1]), None, 0.1, 0, 64)
-    return session
 
 
 def quick_config(general_text):

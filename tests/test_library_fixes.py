@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 import transformers as tf
-from test_data import build_tokenizer, write
+from data_helpers import build_tokenizer, write
 from test_edit import randomize as randomize_red
 from test_tare import randomize as randomize_tare
 from tiny_models import DECODER, logits, sample_inputs, tiny_model
