@@ -115,7 +115,7 @@ def test_stop_is_acknowledged_at_once_and_ends_after_one_step(files):
         def report(event):
             callback(event)
             if not stopped_at:
-                stopped_at.append(train.stop(session))  # as the Stop button does, mid-run
+                stopped_at.append(common.stop(session))  # as the Stop button does, mid-run
             time.sleep(0.3)
 
         return real_train(spec, options, report)

@@ -118,11 +118,13 @@ def test_method_choices_are_validated():
 
 def test_stop_says_when_nothing_runs_and_stops_only_this_session(files):
     first, second = Session(Workbench(ModelRegistry())), Session(Workbench(ModelRegistry()))
-    assert "Nothing is running" in train.stop(first) and not first.workbench.stop_event.is_set()
+    assert "Nothing is running" in common.stop(first) and not first.workbench.stop_event.is_set()
     with first.running("training"):
-        assert "<b>Stopping</b> the training after this step…" in train.stop(first)
+        assert "<b>Stopping</b> the training after this step…" in common.stop(first)
     assert first.workbench.stop_event.is_set() and not second.workbench.stop_event.is_set()
-    assert first.job is None and "Nothing is running" in train.stop(first)
+    assert first.job is None and "Nothing is running" in common.stop(first)
+    with first.running(common.SWEEP_JOB):  # either tab's Stop button: a sweep ends after its point
+        assert "<b>Stopping</b> the sweep after this point…" in common.stop(first)
 
 
 def test_inspect_plots_what_the_run_learned(session):

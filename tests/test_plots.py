@@ -6,6 +6,7 @@ import pytest
 from test_analysis import edited
 
 from red_explorer.app.plots import (
+    MESSAGE_LINE_CHARACTERS,
     ablation_figure,
     distribution_figure,
     edit_heatmap_figure,
@@ -163,6 +164,13 @@ def test_editor_magnitudes_two_heatmaps():
     figure = editor_magnitude_figure(table)
     assert [list(trace.z[0]) for trace in figure.data] == [[0.1, 0.2], [0.3, 0.4]]
     assert list(figure.data[0].x) == ["e0", "e1"]
+
+
+def test_a_long_message_wraps_into_lines_that_fit_a_half_width_plot():
+    hint = "Press “Measure per layer” to see which layers a RED run needs (a few validation passes per layer)"
+    lines = empty_figure(hint).layout.annotations[0].text.split("<br>")
+    assert len(lines) == 2 and all(len(line) <= MESSAGE_LINE_CHARACTERS for line in lines)
+    assert " ".join(lines) == hint
 
 
 def test_empty_figure_says_why():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import zlib
 from collections.abc import Mapping, Sequence
 
@@ -16,6 +17,7 @@ RED = "#c0392b"
 PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
 METHOD_COLOURS = {"red": "#c0392b", "lora": "#2471a3", "tare": "#7d3c98", "full": "#566573", "base": "#7f8c8d"}
 KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
+MESSAGE_LINE_CHARACTERS = 56  # a blank figure's message wraps here: it fits a half-width plot at 700 px
 FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
 
 
@@ -33,9 +35,10 @@ def styled_layout(figure: go.Figure, title: str, height: int = 360, **extra) -> 
 
 
 def empty_figure(message: str, height: int = 300) -> go.Figure:
-    """A blank figure that says why there is nothing to show."""
+    """A blank figure that says why there is nothing to show (in lines short enough for a half-width plot)."""
     figure = go.Figure()
-    figure.add_annotation(text=message, showarrow=False, font=dict(size=15, color="#7f8c8d"), x=0.5, y=0.5)
+    text = "<br>".join(textwrap.wrap(message, MESSAGE_LINE_CHARACTERS)) or message
+    figure.add_annotation(text=text, showarrow=False, font=dict(size=15, color="#7f8c8d"), x=0.5, y=0.5)
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return styled_layout(figure, "", height=height)

@@ -8,9 +8,9 @@ from red_explorer.app.sweeping import DEFAULT_METHODS, METHOD_CHOICES, rates_pre
 from red_explorer.app.ui.components.train import wire_length_note
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import ablate as handlers
+from red_explorer.app.ui.handlers import common as common_handlers
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import sweep as sweep_handlers
-from red_explorer.app.ui.handlers import train as train_handlers
 from red_explorer.app.ui.texts import EPOCHS_LABEL, MAX_STEPS_LABEL, TARE_SENTENCE
 
 SWEEP_INTRO = (
@@ -69,7 +69,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         api_visibility="private",
         show_progress="hidden",
     )
-    stop.click(ui_event(train_handlers.stop), [state], [status], queue=False, api_visibility="private")
+    stop.click(ui_event(common_handlers.stop), [state], [status], queue=False, api_visibility="private")
     sweep_inputs = [state, sweep["methods"], sweep["rates"], *loop, sweep["forgetting"]]
     _wire_sweep(sweep, sweep_inputs, sweep_outputs, run_sweep, stop_sweep, concurrency_limit)
     panels = [paper_settings, paper_buttons, paper_results, sweep["panel"], sweep_buttons, sweep_results]
@@ -136,7 +136,7 @@ def _wire_sweep(sweep: dict, inputs: list, outputs: list, run: gr.Button, stop: 
         api_visibility="private",
         show_progress="hidden",
     )
-    stop.click(ui_event(sweep_handlers.stop), [inputs[0]], [outputs[0]], queue=False, api_visibility="private")
+    stop.click(ui_event(common_handlers.stop), [inputs[0]], [outputs[0]], queue=False, api_visibility="private")
     preview = ui_event(sweep_handlers.preview)
     for changed in (sweep["methods"], sweep["rates"]):
         changed.change(

@@ -6,9 +6,9 @@ from __future__ import annotations
 import gradio as gr
 
 from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import common, train_methods
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
-from red_explorer.app.ui.handlers import train_methods
 from red_explorer.app.ui.texts import EPOCHS_LABEL, FULL_SENTENCE, MAX_STEPS_LABEL, TARE_SENTENCE, TIMING_NOTE
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES
 
@@ -103,7 +103,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         api_visibility="private",
         show_progress="hidden",
     )
-    stop.click(ui_event(handlers.stop), [state], [status], api_name="stop", queue=False)
+    stop.click(ui_event(common.stop), [state], [status], api_name="stop", queue=False)
     wire_runs_shown(tab, job, state, shown, listed, loss, summary)
     wire_length_note(tab, state, max_length, note)
     return {"tab": tab}

@@ -8,10 +8,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
+from typing import TYPE_CHECKING
 
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.workbench import Workbench
+
+if TYPE_CHECKING:
+    from red_explorer.app.ui.session import Session
 
 Progress = Callable[..., None]
 POLL_SECONDS = 1.0
@@ -63,6 +67,20 @@ class Notice:
 def plural(number: int, word: str, many: str | None = None) -> str:
     """'1 row', '2 rows' (``many`` for irregular plurals)."""
     return f"{number:,} {word if number == 1 else many or word + 's'}"
+
+
+SWEEP_JOB = "sweep"  # the job a sweep runs as (Session.running); Stop ends it between points
+
+
+def stop(session: Session) -> str:
+    """Ask this page's running job to stop: a sweep after its current point, training or an ablation after its step."""
+    if session.job is None:
+        return status_html(
+            "Nothing is running: **Stop** ends training or an ablation after its current step, a sweep after its point."
+        )
+    session.workbench.stop()
+    when = "point" if session.job == SWEEP_JOB else "step"
+    return status_html(f"**Stopping** the {session.job} after this {when}…")
 
 
 def status_html(text: str, fraction: float | None = None) -> str:

@@ -11,6 +11,7 @@ from red_explorer.app.plots import empty_figure
 from red_explorer.app.sweep_plot import sweep_figure
 from red_explorer.app.sweeping import method_specs, rates_preview, sweep_config, write_files
 from red_explorer.app.ui.handlers.common import (
+    SWEEP_JOB,
     Notice,
     count,
     follow,
@@ -26,7 +27,7 @@ from red_explorer.choice.card import CARD_COLUMNS, CARD_FILE, card_rows
 from red_explorer.choice.sweep import RESULTS_FILE, read_results
 from red_explorer.runs.labels import short_number
 
-JOB = "sweep"
+JOB = SWEEP_JOB
 SHOW = {key: show for key, _, show in CARD_COLUMNS}  # how the method card writes each value
 CARD_TABLE_COLUMNS = [
     "method",
@@ -142,15 +143,6 @@ def sweep(
             follow(workbench, call), lambda: tracker.outputs(stopping=workbench.stop_event.is_set())
         )
         yield _done(session, result, names)
-
-
-def stop(session: Session) -> str:
-    """Ask the running job to stop: a sweep after its current point, other jobs after their current step."""
-    if session.job is None:
-        return status_html("Nothing is running: **Stop** ends a sweep after its current point.")
-    session.workbench.stop()
-    when = "point" if session.job == JOB else "step"
-    return status_html(f"**Stopping** the {session.job} after this {when}…")
 
 
 def _previous(session: Session) -> dict | None:

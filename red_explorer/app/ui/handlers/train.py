@@ -32,7 +32,7 @@ from red_explorer.app.workbench import SessionRun, Workbench
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.training import EvalEvent, StepEvent
 
-__all__ = ["METHOD_CHOICES", "build_specs", "restore_after_failure", "show", "shown_choices", "stop", "train"]
+__all__ = ["METHOD_CHOICES", "build_specs", "restore_after_failure", "show", "shown_choices", "train"]
 SUMMARY_COLUMNS = ["method", "trainable params", "% of model", "set-up (s)", "s/step", "train time (s)"]
 SUMMARY_COLUMNS += ["val loss before", "val loss after", "stopped"]
 NEXT_STEP = {  # where to look next after training a method
@@ -320,11 +320,3 @@ def show(session: Session, shown: list[str] | None):
     live = _shown_curves(workbench, runs)
     total = workbench.model_info().total_parameters if runs else 1
     return live.figure(NONE_PICKED), summary_table(runs, total, live.timings, workbench.key.device)
-
-
-def stop(session: Session) -> str:
-    """Ask the running job of this page to stop after the current step (or say that nothing is running)."""
-    if session.job is None:
-        return status_html("Nothing is running: **Stop** ends a training or ablation job after its current step.")
-    session.workbench.stop()
-    return status_html(f"**Stopping** the {session.job} after this step…")
