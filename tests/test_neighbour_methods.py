@@ -274,6 +274,16 @@ def test_loreft_options_explain_what_to_fix(options, message):
         MethodSpec("loreft", **options)
 
 
+@pytest.mark.parametrize("method, title", [("lora", "LoRA"), ("dora", "DoRA")])
+@pytest.mark.parametrize(
+    "options, message",
+    [({"rank": 0}, "rank must be a positive integer"), ({"alpha": 0}, "alpha must be"), ({"dropout": 1.0}, "dropout")],
+)
+def test_lora_and_dora_options_name_their_method_in_what_to_fix(method, title, options, message):
+    with pytest.raises(ValueError, match=f"{title} {message}"):
+        MethodSpec(method, **options)
+
+
 # ---------------------------------------------------------------- the CLI
 
 
