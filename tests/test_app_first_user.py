@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from app_helpers import TRAIN, new_session
+from test_library_fixes import tiny_moe
 
 from red_explorer.app.model_info import model_info
 from red_explorer.app.model_registry import ModelKey, ModelRegistry
@@ -57,6 +58,16 @@ def test_the_diagram_draws_the_loaded_family(architecture, drawn, absent):
     assert all(text in html for text in drawn) and not any(text in html for text in absent)
     wide, narrow = (float(svg.split('viewBox="0 0 ')[1].split()[0]) for svg in html.split("<svg")[1:3])
     assert narrow < 720 < 1000 < wide  # the stacked drawing fits a phone-width page
+
+
+def test_a_mixture_of_experts_model_shows_which_layers_red_reaches():
+    network = tiny_moe("qwen2_moe")  # 4 layers; 1 and 3 are expert blocks
+    info = model_info(LoadedModel(network, None, "moe", "causal-lm", torch.device("cpu"), torch.float32))
+    assert (info.num_layers, info.edited_layers) == (4, 2) and "model.layers.1, model.layers.3" in info.notes[0]
+    assert "LoRA (r=8)" not in info.parameter_counts  # PEFT has no default projections for Qwen2-MoE
+    text = model.info_markdown(info)
+    assert "| layers | 4 |" in text and "output, 2 of 4 layers" in text
+    assert f"2 × 32 × 2 = **{info.parameter_counts['RED (FFN)']:,}**" in text and "target_modules" in text
 
 
 def test_a_refused_upload_leaves_the_loaded_data_on_the_page(files, tmp_path):

@@ -10,7 +10,7 @@ from torch import nn
 
 from red_explorer.core.red.config import RedConfig
 from red_explorer.core.registry import MethodSpec, apply_method
-from red_explorer.core.sites import find_scheme, find_sites, output_size
+from red_explorer.core.sites import find_scheme, find_sites, output_size, site_report
 from red_explorer.models.loading import LoadedModel
 
 
@@ -24,6 +24,7 @@ class ModelInfo:
     model_type: str
     family: str
     num_layers: int
+    edited_layers: int  # layers RED's FFN site reaches (fewer than num_layers on mixture-of-experts models)
     hidden_size: int
     intermediate_size: int | None
     vocab_size: int | None
@@ -50,16 +51,22 @@ def _lora_count(model: nn.Module, task: str, rank: int = 8) -> int:
 
 
 def method_parameter_counts(model: nn.Module, task: str) -> dict[str, int]:
-    """Trainable parameters of each method on this architecture (a classification head excluded)."""
+    """Trainable parameters of each method on this architecture (a classification head excluded).
+
+    LoRA is left out where PEFT has no default projections for the family (it then needs target_modules).
+    """
     ffn, attn = _site_width(model, ["ffn"]), _site_width(model, ["attn"])
     editors = MethodSpec("tare").num_editors
-    return {
+    counts = {
         "RED (FFN)": 2 * ffn,
         "RED (FFN + attention)": 2 * (ffn + attn),
         f"TARE (E={editors}, k=2)": 3 * editors * ffn,
-        "LoRA (r=8)": _lora_count(model, task),
-        "Full fine-tuning": sum(parameter.numel() for parameter in model.parameters()),
     }
+    try:
+        counts["LoRA (r=8)"] = _lora_count(model, task)
+    except ValueError:  # PEFT has no default projections for this family: LoRA needs target_modules here
+        pass
+    return counts | {"Full fine-tuning": sum(parameter.numel() for parameter in model.parameters())}
 
 
 def _config_value(config, *names: str) -> int | None:
@@ -74,13 +81,15 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
     """Describe a loaded base model (layers, widths, edit sites, parameter counts per method)."""
     model, config = loaded.model, loaded.model.config
     sites = {kind: find_sites(model, RedConfig(sites=[kind])) for kind in ("ffn", "attn")}
+    report = site_report(model, RedConfig(sites=["ffn"]))
     return ModelInfo(
         spec=loaded.name,
         task=loaded.task,
         architecture=type(model).__name__,
         model_type=config.model_type,
         family=find_scheme(model).family,
-        num_layers=len(sites["ffn"]),
+        num_layers=len(report.layers),
+        edited_layers=len(sites["ffn"]),
         hidden_size=_config_value(config, "hidden_size", "n_embd", "d_model") or 0,
         intermediate_size=_config_value(config, "intermediate_size", "n_inner", "ffn_dim", "d_ff"),
         vocab_size=_config_value(config, "vocab_size"),
@@ -90,4 +99,5 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
         device=str(loaded.device),
         dtype=str(loaded.dtype).removeprefix("torch."),
         parameter_counts=method_parameter_counts(model, loaded.task),
+        notes=[report.message()] if not report.complete else [],
     )

@@ -28,6 +28,9 @@ def model_name(spec: str, task: str) -> str:
 def info_markdown(info: ModelInfo) -> str:
     """The model at a glance, as a small table."""
     red = info.parameter_counts["RED (FFN)"]
+    reached = (
+        info.edited_layers if info.edited_layers == info.num_layers else f"{info.edited_layers} of {info.num_layers}"
+    )
     lines = [
         f"### {info.architecture} · `{model_name(info.spec, info.task)}`",
         "| property | value |",
@@ -38,8 +41,8 @@ def info_markdown(info: ModelInfo) -> str:
         f"| FFN size | {info.intermediate_size or '–'} |",
         f"| parameters | {info.total_parameters:,} ({count(info.total_parameters)}) |",
         f"| device · dtype | {info.device} · {info.dtype} |",
-        f"| RED edits | `{info.ffn_module.replace('.0.', '.{i}.')}` output, {info.num_layers} layers |",
-        f"| RED parameters | 2 × {info.hidden_size} × {info.num_layers} = **{red:,}** "
+        f"| RED edits | `{info.ffn_module.replace('.0.', '.{i}.')}` output, {reached} layers |",
+        f"| RED parameters | 2 × {info.hidden_size} × {info.edited_layers} = **{red:,}** "
         f"({100 * red / info.total_parameters:.3g}% of the model) |",
     ]
     lines += [f"\n> **Note:** {note}" for note in info.notes]
