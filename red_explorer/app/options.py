@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.experiment import default_train_config
 from red_explorer.engine.training import TrainConfig, epochs_for
@@ -15,8 +16,8 @@ class TrainOptions:
 
     learning_rate: float | None = None
     epochs: float = 1.0
-    max_steps: int | None = 30
-    batch_size: int = 8
+    max_steps: int | None = DEFAULT_MAX_STEPS
+    batch_size: int = DEFAULT_BATCH_SIZE
     max_length: int = 128
     seed: int = 0
     eval_every: int | None = 10

@@ -90,7 +90,10 @@ def card_markdown(results: dict) -> str:
         f"Task {results['task']}; every method at its best learning rate by {metric} ({direction} is better), "
         f"{steps}, batch {train['batch_size']}, seed {train['seed']}. Time per step is the median after the "
         "first step(s); generation is the time to generate the same tokens over the base model's time; "
-        "forgetting is the rise of the mean per-token loss on general text the task does not contain.",
+        "forgetting is the rise of the mean per-token loss on general text the task does not contain. "
+        "Peak memory is what the run added at its peak: on a GPU the allocator's peak over the run's start, on a "
+        "CPU the rise of resident memory, which misses memory an earlier, larger run freed (it reads low after "
+        "full fine-tuning).",
         "",
         markdown_table(card_rows(results), CARD_COLUMNS, metric) if results["best"] else "No point completed.",
         "",

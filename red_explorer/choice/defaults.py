@@ -11,6 +11,7 @@ MEASURED_SWEEP = "benchmarks/method_choice/pirate_style"
 # rotten_tomatoes task (MiniLM, classification) none of its rates left chance level: it keeps 1e-3.
 ENCODER_SWEEP = "benchmarks/method_choice/rotten_tomatoes"
 
-# Optimizer steps of every point of the measured sweep: the budget the default rates are best for, and the
-# default of `red-explorer sweep --max-steps`.
-DEFAULT_MAX_STEPS = 8
+# The run of every point of the measured sweep, the budget the default rates are best for: the default run
+# length and batch size of the app's Train and Ablations tabs and of the CLI (`--max-steps` of `sweep`).
+DEFAULT_MAX_STEPS = 30
+DEFAULT_BATCH_SIZE = 8

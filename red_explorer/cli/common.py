@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE
 from red_explorer.core.registry import METHODS, MethodSpec, get_method
 from red_explorer.engine.training import EvalEvent, StepEvent, epochs_for
 from red_explorer.models.loading import load_model
@@ -29,7 +30,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-steps", type=int, help="the run's length in optimizer steps: the data repeats as often as it takes"
     )
     parser.add_argument("--lr", type=float, help="learning rate (default: the method's own, see --help of train)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--gradient-accumulation", type=int, default=1)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--max-rows", type=int, help="use at most this many rows of the file")

@@ -20,7 +20,7 @@ class Full(Method):
     name = "full"
     title = "full fine-tuning"
     options = FullOptions
-    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M, 8 steps)
+    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M)
     default_learning_rate = 1.5e-4
     saves_whole_model = True
 

@@ -57,7 +57,7 @@ class LnTuning(PeftAdapter):
     # No tuned rate is published for decoders: PEFT's method comparison (Llama-3.2-3B, MetaMathQA) ran LN
     # tuning at its 1e-4 default and scored 0 % on GSM8K. 5e-3 is where the comparable vector method (IA3)
     # did best in that comparison (45.5 %).
-    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M, 8 steps)
+    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M)
     default_learning_rate = 1.5e-2
 
     def label(self, options: LnTuningOptions) -> str:

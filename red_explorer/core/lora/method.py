@@ -42,7 +42,7 @@ class Lora(PeftAdapter):
     marker = "lora_"
     use_dora = False  # DoRA is this adapter with PEFT's weight decomposition switched on
     # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M)
-    default_learning_rate = 9e-4
+    default_learning_rate = 9e-3
 
     def label(self, options: LoraOptions) -> str:
         return f"{self.title} r={options.rank}"

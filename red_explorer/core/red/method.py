@@ -38,7 +38,7 @@ class Red(Method):
     name = "red"
     title = "RED"
     options = RedOptions
-    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M, 8 steps)
+    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M)
     default_learning_rate = 3e-2
 
     def label(self, options: RedOptions) -> str:

@@ -17,7 +17,7 @@ class Tare(Method):
     name = "tare"
     title = "TARE"
     options = TareConfig
-    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M, 8 steps)
+    # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M)
     default_learning_rate = 3e-2
 
     def label(self, options: TareConfig) -> str:

@@ -12,6 +12,9 @@ from red_explorer.app.ui.handlers import common as common_handlers
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import sweep as sweep_handlers
 from red_explorer.app.ui.texts import EPOCHS_LABEL, MAX_STEPS_LABEL, TARE_SENTENCE
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
+from red_explorer.core.registry import REGISTRY
+from red_explorer.runs.labels import short_number
 
 SWEEP_INTRO = (
     "#### A learning-rate sweep: each method at its best rate\n"
@@ -22,6 +25,10 @@ SWEEP_INTRO = (
 )
 
 
+def _rate(method: str) -> str:
+    return short_number(REGISTRY[method].default_learning_rate)
+
+
 def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
     """The tab; ``max_length`` is the Data tab's slider (one max length for Data, Train and Ablations)."""
     with gr.Tab("Ablations", id="ablations") as tab:
@@ -30,16 +37,21 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
             gr.Markdown(
                 "#### The paper's ablations (Tables 6 and 7) on your data\n"
                 "Each row trains from the same frozen base with its method's usual learning rate "
-                "(RED/TARE 1e-2, LoRA 3e-4); the chart puts the validation metric against the cost. " + TARE_SENTENCE
+                f"(RED/TARE {_rate('red')}, LoRA {_rate('lora')}); the chart puts the validation metric against the "
+                "cost. " + TARE_SENTENCE
             )
             rows = gr.CheckboxGroup(
                 list(handlers.ROWS), value=handlers.DEFAULT_ROWS, label="Rows to run", elem_id="ablation-rows"
             )
         sweep = _sweep_settings()
         with gr.Row():
-            max_steps = gr.Number(30, precision=0, minimum=0, label=MAX_STEPS_LABEL, elem_id="ablation-steps")
+            max_steps = gr.Number(
+                DEFAULT_MAX_STEPS, precision=0, minimum=0, label=MAX_STEPS_LABEL, elem_id="ablation-steps"
+            )
             epochs = gr.Number(1, minimum=0.1, label=EPOCHS_LABEL, elem_id="ablation-epochs")
-            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size", elem_id="ablation-batch")
+            batch_size = gr.Number(
+                DEFAULT_BATCH_SIZE, precision=0, minimum=1, label="Batch size", elem_id="ablation-batch"
+            )
             seed = gr.Number(0, precision=0, label="Seed")
         note = gr.Markdown(data_handlers.length_line(None, 128), elem_id="ablation-length-note")
         with gr.Row() as paper_buttons:

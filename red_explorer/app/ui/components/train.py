@@ -10,6 +10,7 @@ from red_explorer.app.ui.handlers import common, train_methods
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
 from red_explorer.app.ui.texts import EPOCHS_LABEL, FULL_SENTENCE, MAX_STEPS_LABEL, TARE_SENTENCE, TIMING_NOTE
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES
 
 VARIANTS = [("scale + bias (RED)", "full"), ("scale only", "scale"), ("bias only", "bias")]
@@ -53,10 +54,10 @@ def _other_rates() -> gr.Dataframe:
 def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
     with gr.Group():
         with gr.Row():
-            max_steps = gr.Number(30, precision=0, minimum=0, label=MAX_STEPS_LABEL, elem_id="max-steps")
+            max_steps = gr.Number(DEFAULT_MAX_STEPS, precision=0, minimum=0, label=MAX_STEPS_LABEL, elem_id="max-steps")
             epochs = gr.Number(1, minimum=0.1, label=EPOCHS_LABEL, elem_id="epochs")
         with gr.Row():
-            batch_size = gr.Number(8, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
+            batch_size = gr.Number(DEFAULT_BATCH_SIZE, precision=0, minimum=1, label="Batch size", elem_id="batch-size")
             seed = gr.Number(0, precision=0, label="Seed")
         eval_every = gr.Number(
             10, precision=0, minimum=0, label="Validation loss every N steps (0 = off)", elem_id="eval-every"

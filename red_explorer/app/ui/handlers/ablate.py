@@ -20,6 +20,7 @@ from red_explorer.app.ui.handlers.common import (
 )
 from red_explorer.app.ui.handlers.data import length_warning
 from red_explorer.app.ui.session import Session
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.engine.ablation import parse_row
 
 ROWS = {
@@ -96,8 +97,8 @@ class _Tracker:
 def ablate(
     session: Session,
     rows: list[str],
-    max_steps: float | None = 30,
-    batch_size: float = 8,
+    max_steps: float | None = DEFAULT_MAX_STEPS,
+    batch_size: float = DEFAULT_BATCH_SIZE,
     max_length: float = 128,
     epochs: float = 1.0,
     seed: float = 0,

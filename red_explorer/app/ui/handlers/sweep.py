@@ -24,6 +24,7 @@ from red_explorer.app.ui.handlers.common import (
 from red_explorer.app.ui.handlers.data import length_warning
 from red_explorer.app.ui.session import Session
 from red_explorer.choice.card import CARD_COLUMNS, CARD_FILE, card_rows
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.choice.sweep import RESULTS_FILE, read_results
 from red_explorer.runs.labels import short_number
 
@@ -117,8 +118,8 @@ def sweep(
     session: Session,
     methods: list[str],
     learning_rates: str = "auto",
-    max_steps: float | None = 30,
-    batch_size: float = 8,
+    max_steps: float | None = DEFAULT_MAX_STEPS,
+    batch_size: float = DEFAULT_BATCH_SIZE,
     max_length: float = 128,
     epochs: float = 1.0,
     seed: float = 0,

@@ -29,6 +29,7 @@ from red_explorer.app.ui.handlers.data import length_warning
 from red_explorer.app.ui.handlers.train_methods import METHOD_CHOICES, build_specs, learning_rates
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import SessionRun, Workbench
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.training import EvalEvent, StepEvent
 
@@ -244,8 +245,8 @@ def train(
     lora_lr: float | None = None,
     tare_lr: float | None = None,
     epochs: float = 1.0,
-    max_steps: float | None = 30,
-    batch_size: float = 8,
+    max_steps: float | None = DEFAULT_MAX_STEPS,
+    batch_size: float = DEFAULT_BATCH_SIZE,
     max_length: float = 128,
     seed: float = 0,
     eval_every: float | None = 10,
