@@ -20,6 +20,7 @@ from red_explorer.app.ui.session import open_sessions
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 
 CHROMIUM = Path("/usr/bin/chromium")
+TABS = ("What is RED?", "Model", "Data", "Train", "Inspect", "Ablations", "Compare", "Explore", "Export")
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 ARGS = [
     "--no-sandbox",
@@ -192,6 +193,7 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     shot(page, "09_export")
     a_bad_edits_zip_keeps_the_runs(page, tmp_path)
     a_reload_finds_the_runs_again(page)
+    every_tab_at_phone_width(page)
 
 
 def the_explore_tab_reads_the_latest_run(page) -> None:
@@ -219,6 +221,18 @@ def a_reload_finds_the_runs_again(page) -> None:
     expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
     expect(page.locator("#compare-runs")).to_contain_text("RED bias (ffn)")
     shot(page, "11_after_reload")
+
+
+def every_tab_at_phone_width(page) -> None:
+    """Every tab at 700 px: nothing makes the page scroll sideways; a screenshot of each to look at."""
+    page.set_viewport_size({"width": 700, "height": 1000})
+    for index, name in enumerate(TABS):
+        open_tab(page, name)
+        page.wait_for_timeout(300)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 702, f"the {name} tab is {width} px wide at a 700 px window"
+        shot(page, f"12_narrow_{index}_{name.split()[0].lower()}")
+    page.set_viewport_size({"width": 1400, "height": 1000})
 
 
 def upload_then_close_the_message(page, box: str, path: Path, message: str) -> None:

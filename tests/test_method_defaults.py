@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from red_explorer.app.options import TrainOptions
-from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS, ENCODER_SWEEP, MEASURED_SWEEP
+from red_explorer.choice.defaults import (
+    ABOVE_THE_GRID,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_STEPS,
+    ENCODER_SWEEP,
+    MEASURED_SWEEP,
+)
 from red_explorer.cli.main import build_parser
 from red_explorer.core.registry import METHODS, REGISTRY
 from red_explorer.data import public_tasks
@@ -42,7 +48,20 @@ def test_the_committed_sweep_covers_every_method_that_applies_on_its_own_grid(me
 
 @pytest.mark.parametrize("name", [name for name in METHODS if name != "bitfit"])
 def test_each_default_learning_rate_is_the_measured_best(measured, name):
-    assert REGISTRY[name].default_learning_rate == _best_rates(measured)[name]
+    above = _results(ABOVE_THE_GRID)
+    assert above["config"]["train"] == measured["config"]["train"]  # the same run, other rates
+    points = [point for results in (measured, above) for point in results["points"] if point["method"] == name]
+    assert REGISTRY[name].default_learning_rate == min(points, key=lambda point: point["after"])["learning_rate"]
+
+
+def test_the_check_above_the_grid_covers_the_methods_best_at_its_top(measured):
+    tops = {
+        best["method"]
+        for best in measured["best"]
+        if best["learning_rate"] == max(p["learning_rate"] for p in measured["points"] if p["method"] == best["method"])
+    }
+    above = _results(ABOVE_THE_GRID)
+    assert tops == {"lora", "dora"} and {point["method"] for point in above["points"]} == tops
 
 
 def test_bitfit_keeps_its_literature_rate_while_no_swept_rate_learns():

@@ -6,6 +6,9 @@ from __future__ import annotations
 # bundled pirate_style sample; each method's default_learning_rate is its best rate there
 # (tests/test_method_defaults.py keeps them equal). See the README in that folder for the exact command.
 MEASURED_SWEEP = "benchmarks/method_choice/pirate_style"
+# The same run above the grid for the methods that were best at its top (LoRA, DoRA): a default is the best rate
+# over both.
+ABOVE_THE_GRID = "benchmarks/method_choice/pirate_style/above_the_grid"
 
 # BitFit refuses Llama-family models (they have no biases), and in the encoder sweep on the public
 # rotten_tomatoes task (MiniLM, classification) none of its rates left chance level: it keeps 1e-3.
