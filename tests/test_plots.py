@@ -171,6 +171,7 @@ def test_a_long_message_wraps_into_lines_that_fit_a_half_width_plot():
     lines = empty_figure(hint).layout.annotations[0].text.split("<br>")
     assert len(lines) == 2 and all(len(line) <= MESSAGE_LINE_CHARACTERS for line in lines)
     assert " ".join(lines) == hint
+    assert empty_figure(hint).layout.annotations[0].xref == "paper"  # centred in the plot, whatever the axes
 
 
 def test_empty_figure_says_why():

@@ -38,7 +38,9 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     """A blank figure that says why there is nothing to show (in lines short enough for a half-width plot)."""
     figure = go.Figure()
     text = "<br>".join(textwrap.wrap(message, MESSAGE_LINE_CHARACTERS)) or message
-    figure.add_annotation(text=text, showarrow=False, font=dict(size=15, color="#7f8c8d"), x=0.5, y=0.5)
+    figure.add_annotation(
+        text=text, showarrow=False, font=dict(size=15, color="#7f8c8d"), x=0.5, y=0.5, xref="paper", yref="paper"
+    )
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return styled_layout(figure, "", height=height)

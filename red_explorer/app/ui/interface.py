@@ -46,6 +46,7 @@ CSS = """
 .red-caption {font-size: 13.5px; color: #2c3e50; margin: 6px 4px 0 4px;}
 .red-note {font-size: 13px; color: #566573;}
 .red-narrow {display: none;}
+#train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
 @media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}}
 """
 
