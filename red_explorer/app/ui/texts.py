@@ -20,7 +20,8 @@ TARE_EXPLANATION = (
 MAX_STEPS_LABEL = "Max steps (0 = train for the epochs; more steps than one epoch repeat the data)"
 EPOCHS_LABEL = "Epochs (used when max steps is 0)"
 TIMING_NOTE = (
-    "*set-up*: copying the base model, attaching the method and the first validation pass · "
+    "*set-up*: the training copy of the base (made for the first job, reused after), attaching the method and "
+    "the first validation pass · "
     "*s/step*: median time of an optimizer step after the first (the steady state) · "
     "*train time*: the training loop, validation passes included. Peak memory is shown on a GPU only: on a "
     "CPU the process's memory is shared by everything in it, so one run's share cannot be measured."

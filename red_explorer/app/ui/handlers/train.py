@@ -49,8 +49,9 @@ NONE_PICKED = "Pick runs in “Runs shown” to see their loss curves"
 class Timing:
     """When one run started and how long each optimizer step took.
 
-    set-up = (first step reported) − (start) − (first step's own time): copying the base model, attaching the
-    method, tokenising, the first validation. per step = median step time after the first (the steady state).
+    set-up = (first step reported) − (start) − (first step's own time): the training replica (made for the
+    first job only), attaching the method, tokenising, the first validation. per step = median step time after
+    the first (the steady state).
     """
 
     started: float
@@ -178,7 +179,7 @@ def _status(spec: MethodSpec, index: int, total: int, live: LiveCurves, stopping
         where = f" (step {event.step}/{event.total_steps})" if event else ""
         return f"**Stopping** {spec.label} after this step…{where}"
     if event is None or timing is None:
-        return f"{head}: setting up (copying the base model, first validation)…"
+        return f"{head}: setting up (attaching the method, first validation)…"
     return (
         f"{head}: step {event.step}/{event.total_steps} · loss {event.loss:.4f} · "
         f"{timing.per_step:.2f} s/step · set-up {timing.setup:.1f} s"
