@@ -51,12 +51,15 @@ def build(state: gr.State) -> dict:
         summary = gr.Markdown(label="Summary", elem_id="inspect-summary")
         with gr.Row():
             panel_a, panel_b = _panel("A"), _panel("B")
-        with gr.Row():
+        with gr.Row():  # side by side on a wide page, stacked on a narrow one
             distribution = gr.Plot(
-                show_label=False, label="Distribution of run A's values", elem_id="distribution-plot"
+                show_label=False, label="Distribution of run A's values", elem_id="distribution-plot", min_width=400
             )
             top = gr.Dataframe(
-                headers=handlers.TOP_COLUMNS, label="Run A: most-edited dimensions", elem_id="top-dimensions"
+                headers=handlers.TOP_COLUMNS,
+                label="Run A: most-edited dimensions",
+                elem_id="top-dimensions",
+                min_width=400,
             )
         tare_run = _tare_section(state)
     outputs = [summary, *panel_a, *panel_b, distribution, top]
