@@ -157,6 +157,18 @@ def test_an_all_experts_model_says_so():
         attach_red(tf.MixtralForCausalLM(config), RedConfig())
 
 
+def test_an_all_experts_model_still_has_the_attention_site():
+    config = tf.MixtralConfig(**(DECODER | {"num_local_experts": 4, "num_experts_per_tok": 2}))
+    torch.manual_seed(0)
+    model, input_ids = tf.MixtralForCausalLM(config).eval(), sample_inputs()
+    expected = logits(model, input_ids)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer has its attention output: nothing is left unedited
+        sites = attach_red(model, RedConfig(sites=["attn"]))
+    assert [site.name for site in sites] == ["model.layers.0.self_attn.o_proj", "model.layers.1.self_attn.o_proj"]
+    assert torch.equal(logits(model, input_ids), expected)
+
+
 # ---------------------------------------------------------------- 8b. tied embeddings are never folded into
 
 

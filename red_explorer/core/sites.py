@@ -72,15 +72,21 @@ def output_size(module: nn.Module) -> int:
     raise TypeError(f"RED edits Linear or Conv1D outputs; {type(module).__name__} is neither")
 
 
-def find_scheme(model: nn.Module) -> SiteScheme:
-    """The first known family whose FFN pattern matches a module of this model."""
-    names = [name for name, _ in model.named_modules()]
-    for scheme in SCHEMES:
-        if any(re.fullmatch(scheme.ffn, name) for name in names):
-            return scheme
-    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+def _experts_note(names: list[str]) -> str:
     experts = any(name.endswith(".experts") for name in names)
-    why = " Its FFN blocks are mixtures of experts, with no single dense output per layer." if experts else ""
+    return " Its FFN blocks are mixtures of experts, with no single dense output per layer." if experts else ""
+
+
+def find_scheme(model: nn.Module) -> SiteScheme:
+    """The first known family whose FFN pattern matches a module of this model, else whose attention pattern does
+    (a model whose every FFN is a mixture of experts, e.g. Mixtral, still has RED's attention site)."""
+    names = [name for name, _ in model.named_modules()]
+    for kind in ("ffn", "attn"):
+        for scheme in SCHEMES:
+            if any(re.fullmatch(getattr(scheme, kind), name) for name in names):
+                return scheme
+    model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
+    why = _experts_note(names)
     raise ValueError(f"RED does not know where the FFN output is in a '{model_type}' model.{why} {OVERRIDE_HINT}")
 
 
@@ -118,7 +124,8 @@ def find_sites(model: nn.Module, config: RedConfig) -> list[Site]:
     if not sites:
         report = site_report(model, config)
         detail = report.message() if not report.complete else OVERRIDE_HINT
-        raise ValueError(f"no module matches this RED config ({config.to_dict()}). {detail}")
+        why = _experts_note([name for name, _ in model.named_modules()]) if "ffn" in config.sites else ""
+        raise ValueError(f"no module matches this RED config ({config.to_dict()}).{why} {detail}")
     for site in sites:
         output_size(model.get_submodule(site.name))  # raises for unsupported module types
     return sites
