@@ -6,8 +6,10 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+import transformers as tf
 from app_helpers import TRAIN, new_session
 from test_library_fixes import tiny_moe
+from tiny_models import DECODER
 
 from red_explorer.app.model_info import model_info
 from red_explorer.app.model_registry import ModelKey, ModelRegistry
@@ -68,6 +70,18 @@ def test_a_mixture_of_experts_model_shows_which_layers_red_reaches():
     text = model.info_markdown(info)
     assert "| layers | 4 |" in text and "output, 2 of 4 layers" in text
     assert f"2 × 32 × 2 = **{info.parameter_counts['RED (FFN)']:,}**" in text and "target_modules" in text
+
+
+def test_an_all_experts_model_is_described_with_red_on_its_attention_output():
+    config = tf.MixtralConfig(**(DECODER | {"num_local_experts": 4, "num_experts_per_tok": 2}))
+    network = tf.MixtralForCausalLM(config)
+    info = model_info(LoadedModel(network, None, "mixtral", "causal-lm", torch.device("cpu"), torch.float32))
+    assert (info.num_layers, info.edited_layers, info.ffn_module) == (2, 0, "")
+    assert info.parameter_counts["RED (attention)"] == 2 * 32 * 2 and "RED (FFN)" not in info.parameter_counts
+    text = model.info_markdown(info)
+    assert "`model.layers.{i}.self_attn.o_proj` output (no FFN output is dense), 2 layers" in text
+    assert "mixture of experts" in text and "attention output" in text
+    assert "on the output of self_attn.o_proj" in model.diagram_html(info, activation="silu")
 
 
 def test_a_refused_upload_leaves_the_loaded_data_on_the_page(files, tmp_path):

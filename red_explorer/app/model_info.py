@@ -10,8 +10,13 @@ from torch import nn
 
 from red_explorer.core.red.config import RedConfig
 from red_explorer.core.registry import MethodSpec, apply_method
-from red_explorer.core.sites import find_scheme, find_sites, output_size, site_report
+from red_explorer.core.sites import Site, find_scheme, find_sites, output_size, site_report
 from red_explorer.models.loading import LoadedModel
+
+EXPERTS_NOTE = (
+    "Every FFN block of this model is a mixture of experts, with no single dense output: train RED or TARE on "
+    "the attention output (Train → Edit sites), or name the modules with --target-modules in the CLI."
+)
 
 
 @dataclass
@@ -29,7 +34,7 @@ class ModelInfo:
     intermediate_size: int | None
     vocab_size: int | None
     total_parameters: int
-    ffn_module: str
+    ffn_module: str  # "" where no FFN output is dense (an all-experts model)
     attn_module: str
     device: str
     dtype: str
@@ -37,9 +42,17 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def _site_width(model: nn.Module, sites: list[str]) -> int:
-    """Σ over the edited modules of their output width: the length of all RED vectors of one kind."""
-    return sum(output_size(model.get_submodule(site.name)) for site in find_sites(model, RedConfig(sites=sites)))
+def _sites(model: nn.Module, kind: str) -> list[Site]:
+    """RED's sites of one kind, or none (an all-experts model has no dense FFN output)."""
+    try:
+        return find_sites(model, RedConfig(sites=[kind]))
+    except ValueError:
+        return []
+
+
+def _width(model: nn.Module, sites: list[Site]) -> int:
+    """Σ over the sites of their output width: the length of all RED vectors of one kind."""
+    return sum(output_size(model.get_submodule(site.name)) for site in sites)
 
 
 def _lora_count(model: nn.Module, task: str, rank: int = 8) -> int:
@@ -53,15 +66,19 @@ def _lora_count(model: nn.Module, task: str, rank: int = 8) -> int:
 def method_parameter_counts(model: nn.Module, task: str) -> dict[str, int]:
     """Trainable parameters of each method on this architecture (a classification head excluded).
 
-    LoRA is left out where PEFT has no default projections for the family (it then needs target_modules).
+    LoRA is left out where PEFT has no default projections for the family (it then needs target_modules); where
+    no FFN output is dense (Mixtral), RED and TARE are counted on the attention output.
     """
-    ffn, attn = _site_width(model, ["ffn"]), _site_width(model, ["attn"])
+    ffn, attn = _width(model, _sites(model, "ffn")), _width(model, _sites(model, "attn"))
     editors = MethodSpec("tare").num_editors
-    counts = {
-        "RED (FFN)": 2 * ffn,
-        "RED (FFN + attention)": 2 * (ffn + attn),
-        f"TARE (E={editors}, k=2)": 3 * editors * ffn,
-    }
+    if ffn:
+        counts = {
+            "RED (FFN)": 2 * ffn,
+            "RED (FFN + attention)": 2 * (ffn + attn),
+            f"TARE (E={editors}, k=2)": 3 * editors * ffn,
+        }
+    else:  # every FFN is a mixture of experts: RED and TARE edit the attention output
+        counts = {"RED (attention)": 2 * attn, f"TARE (E={editors}, k=2, attention)": 3 * editors * attn}
     try:
         counts["LoRA (r=8)"] = _lora_count(model, task)
     except ValueError:  # PEFT has no default projections for this family: LoRA needs target_modules here
@@ -80,24 +97,29 @@ def _config_value(config, *names: str) -> int | None:
 def model_info(loaded: LoadedModel) -> ModelInfo:
     """Describe a loaded base model (layers, widths, edit sites, parameter counts per method)."""
     model, config = loaded.model, loaded.model.config
-    sites = {kind: find_sites(model, RedConfig(sites=[kind])) for kind in ("ffn", "attn")}
+    sites = {kind: _sites(model, kind) for kind in ("ffn", "attn")}
+    if not sites["ffn"] and not sites["attn"]:
+        find_scheme(model)  # raises: RED knows neither site of this family, and says how to name the modules
     report = site_report(model, RedConfig(sites=["ffn"]))
+    notes = [report.message()] if not report.complete else []
+    if not sites["ffn"]:
+        notes.append(EXPERTS_NOTE)
     return ModelInfo(
         spec=loaded.name,
         task=loaded.task,
         architecture=type(model).__name__,
         model_type=config.model_type,
         family=find_scheme(model).family,
-        num_layers=len(report.layers),
+        num_layers=len(report.layers) or _config_value(config, "num_hidden_layers", "n_layer", "num_layers") or 0,
         edited_layers=len(sites["ffn"]),
         hidden_size=_config_value(config, "hidden_size", "n_embd", "d_model") or 0,
         intermediate_size=_config_value(config, "intermediate_size", "n_inner", "ffn_dim", "d_ff"),
         vocab_size=_config_value(config, "vocab_size"),
         total_parameters=sum(parameter.numel() for parameter in model.parameters()),
-        ffn_module=sites["ffn"][0].name,
-        attn_module=sites["attn"][0].name,
+        ffn_module=sites["ffn"][0].name if sites["ffn"] else "",
+        attn_module=sites["attn"][0].name if sites["attn"] else "",
         device=str(loaded.device),
         dtype=str(loaded.dtype).removeprefix("torch."),
         parameter_counts=method_parameter_counts(model, loaded.task),
-        notes=[report.message()] if not report.complete else [],
+        notes=notes,
     )

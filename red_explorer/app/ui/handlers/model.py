@@ -27,10 +27,6 @@ def model_name(spec: str, task: str) -> str:
 
 def info_markdown(info: ModelInfo) -> str:
     """The model at a glance, as a small table."""
-    red = info.parameter_counts["RED (FFN)"]
-    reached = (
-        info.edited_layers if info.edited_layers == info.num_layers else f"{info.edited_layers} of {info.num_layers}"
-    )
     lines = [
         f"### {info.architecture} · `{model_name(info.spec, info.task)}`",
         "| property | value |",
@@ -41,22 +37,39 @@ def info_markdown(info: ModelInfo) -> str:
         f"| FFN size | {info.intermediate_size or '–'} |",
         f"| parameters | {info.total_parameters:,} ({count(info.total_parameters)}) |",
         f"| device · dtype | {info.device} · {info.dtype} |",
-        f"| RED edits | `{info.ffn_module.replace('.0.', '.{i}.')}` output, {reached} layers |",
-        f"| RED parameters | 2 × {info.hidden_size} × {info.edited_layers} = **{red:,}** "
-        f"({100 * red / info.total_parameters:.3g}% of the model) |",
+        *_red_rows(info),
     ]
     lines += [f"\n> **Note:** {note}" for note in info.notes]
     return "\n".join(lines)
 
 
+def _red_rows(info: ModelInfo) -> list[str]:
+    """Where RED edits this model and how many numbers it learns (the attention output on an all-experts model)."""
+    if not info.ffn_module:
+        red = info.parameter_counts["RED (attention)"]
+        where = f"`{info.attn_module.replace('.0.', '.{i}.')}` output (no FFN output is dense)"
+    else:
+        red = info.parameter_counts["RED (FFN)"]
+        where = f"`{info.ffn_module.replace('.0.', '.{i}.')}` output"
+    layers = info.edited_layers if info.ffn_module else info.num_layers
+    reached = layers if layers == info.num_layers else f"{layers} of {info.num_layers}"
+    return [
+        f"| RED edits | {where}, {reached} layers |",
+        f"| RED parameters | 2 × {info.hidden_size} × {layers} = **{red:,}** "
+        f"({100 * red / info.total_parameters:.3g}% of the model) |",
+    ]
+
+
 def diagram_html(info: ModelInfo, sites: tuple[str, ...] = ("ffn",), activation: str | None = None) -> str:
     """The loaded family's block (pre- or post-norm, gated or plain FFN), wide and stacked for narrow screens."""
-    ffn = info.ffn_module.split(".0.", 1)[-1]
+    ffn = info.ffn_module.split(".0.", 1)[-1] or "experts"
     attn = info.attn_module.split(".0.", 1)[-1]
     style = block_style(info.family, activation)
+    edited = ffn if info.ffn_module else attn
+    sites = sites if info.ffn_module else ("attn",)
     caption = (
         f"One of {info.num_layers} blocks ({style.description}). RED learns scale and bias "
-        f"({info.hidden_size} values each) on the output of {ffn}, before the residual add."
+        f"({info.hidden_size} values each) on the output of {edited}, before the residual add."
     )
     svg = responsive_svg(sites=sites, ffn_module=ffn, attn_module=attn, style=style)
     return f'<div class="red-diagram">{svg}<p class="red-caption">{escape(caption)}</p></div>'
