@@ -153,7 +153,7 @@ def test_dense_models_attach_without_a_warning():
 
 def test_an_all_experts_model_says_so():
     config = tf.MixtralConfig(**(DECODER | {"num_local_experts": 4, "num_experts_per_tok": 2}))
-    with pytest.raises(ValueError, match="mixtures of experts.*target_modules"):
+    with pytest.raises(ValueError, match=r"mixtures of experts.*sites=\['attn'\].*target_modules"):
         attach_red(tf.MixtralForCausalLM(config), RedConfig())
 
 

@@ -125,6 +125,8 @@ def find_sites(model: nn.Module, config: RedConfig) -> list[Site]:
         report = site_report(model, config)
         detail = report.message() if not report.complete else OVERRIDE_HINT
         why = _experts_note([name for name, _ in model.named_modules()]) if "ffn" in config.sites else ""
+        if why and "attn" not in config.sites:
+            why += " sites=['attn'] (CLI: --sites attn) edits each layer's attention output instead."
         raise ValueError(f"no module matches this RED config ({config.to_dict()}).{why} {detail}")
     for site in sites:
         output_size(model.get_submodule(site.name))  # raises for unsupported module types
