@@ -10,7 +10,7 @@ from red_explorer.core.red.edit import attach_red, red_disabled, red_parameter_c
 from red_explorer.core.registry import MethodSpec, load_edits
 from red_explorer.data.prepared import prepare_data
 from red_explorer.data.tables import DataConfig
-from red_explorer.engine.experiment import default_train_config, save_run, train_method
+from red_explorer.engine.experiment import default_train_config, save_run, train_method, trained_run
 from red_explorer.models.loading import load_model
 
 pytestmark = pytest.mark.real_model
@@ -67,10 +67,10 @@ def test_red_lowers_validation_loss_on_a_bundled_sample(default, tmp_path):
     config = DataConfig(max_length=96, max_rows=72, validation_fraction=0.12)
     data = prepare_data("red_explorer/samples/restaurants_e2e.csv", default.tokenizer, config)
     spec = MethodSpec("red")
-    result = train_method(default, data, spec, default_train_config(spec, max_steps=8, batch_size=8))
-    assert result.stopped_reason == "completed"
-    assert result.metrics_after["loss"] < result.metrics_before["loss"] - 0.2
-    save_run(result, default, tmp_path)
+    with trained_run(default, data, spec, default_train_config(spec, max_steps=8, batch_size=8)) as result:
+        assert result.stopped_reason == "completed"
+        assert result.metrics_after["loss"] < result.metrics_before["loss"] - 0.2
+        save_run(result, default, tmp_path)
     assert (tmp_path / "edits.safetensors").is_file() and (tmp_path / "metrics.json").is_file()
 
 

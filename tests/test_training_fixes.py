@@ -6,6 +6,7 @@ import pytest
 import torch
 import transformers as tf
 from test_edit import randomize as randomize_red
+from test_training import train_on_copy
 from tiny_models import logits, sample_inputs, save_tiny_causal_lm, tiny_model
 from torch import nn
 
@@ -16,7 +17,6 @@ from red_explorer.data.batching import PaddingCollator
 from red_explorer.data.prepared import prepare_data
 from red_explorer.data.tables import DataConfig
 from red_explorer.engine.distributed import Runtime
-from red_explorer.engine.experiment import train_method
 from red_explorer.engine.training import TrainConfig, accumulate_gradients, run_training, trainable_parameters
 from red_explorer.models.loading import load_model
 
@@ -232,7 +232,7 @@ def data(loaded):
 
 def trained(loaded, data, spec: MethodSpec, seed: int) -> tuple[float, dict[str, torch.Tensor]]:
     config = TrainConfig(learning_rate=1e-2, max_steps=2, batch_size=4, seed=seed)
-    result = train_method(loaded, data, spec, config)
+    result = train_on_copy(loaded, data, spec, config)
     tensors = {name: p.detach().clone() for name, p in trainable_parameters(result.model).items()}
     return result.train_loss[-1], tensors
 

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> None:
     spec = spec_from(args)
     config = default_train_config(spec, **train_options(args))
     with tqdm(desc=f"training {spec.label}", unit="step") as bar:
-        result = train_method(loaded, data, spec, config, callback=progress_callback(bar), copy_base=False)
+        result = train_method(loaded, data, spec, config, callback=progress_callback(bar))
     directory = save_run(result, loaded, ensure_directory(args.out))
     run_id = keep_trained_run(args, result, loaded, data)
     metrics = result.metrics()

@@ -6,7 +6,7 @@ import copy
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,15 +77,14 @@ def train_method(
     config: TrainConfig,
     callback: Callback | None = None,
     stop: threading.Event | None = None,
-    copy_base: bool = True,
 ) -> RunResult:
-    """Attach ``spec`` to (a copy of) the base model, train it, and evaluate before and after.
+    """Attach ``spec`` to ``loaded.model`` itself, train it, and evaluate before and after.
 
-    Without ``copy_base`` the method is attached to ``loaded.model`` itself; if training fails, it is taken off again.
+    The model keeps the trained method (``trained_run`` gives the base back afterwards); if training fails, the
+    method is taken off again.
     """
-    base = copy.deepcopy(loaded.model) if copy_base else loaded.model
     torch.manual_seed(config.seed)  # what the method initialises at random (TARE selectors, LoRA's A) is seeded
-    model = apply_method(base, spec, loaded.task, loaded.head_parameter_names)
+    model = apply_method(loaded.model, spec, loaded.task, loaded.head_parameter_names)
     try:
         validation = data.validation_batches(config.batch_size)
         before = evaluate(model, validation, loaded.task)
@@ -101,7 +100,7 @@ def train_method(
             )
         after = evaluate(model, validation, loaded.task)
     except BaseException:
-        if not copy_base and not spec.entry.saves_whole_model:
+        if not spec.entry.saves_whole_model:
             spec.entry.detach(model)
         raise
     return RunResult(
@@ -137,7 +136,7 @@ def trained_run(
     as they were; full fine-tuning trains a copy of the base, freed with the run.
     """
     if spec.entry.saves_whole_model:
-        yield train_method(loaded, data, spec, config, callback, stop, copy_base=True)
+        yield train_method(replace(loaded, model=copy.deepcopy(loaded.model)), data, spec, config, callback, stop)
         return
     parameters, training = dict(loaded.model.named_parameters()), loaded.model.training
     head = {
@@ -145,7 +144,7 @@ def trained_run(
         for name in loaded.head_parameter_names
     }
     try:
-        result = train_method(loaded, data, spec, config, callback, stop, copy_base=False)
+        result = train_method(loaded, data, spec, config, callback, stop)
         try:
             yield result
         finally:
