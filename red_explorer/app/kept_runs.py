@@ -15,6 +15,7 @@ from red_explorer.app.model_registry import ModelKey
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.ablation import result_row
 from red_explorer.runs.attach import attach_saved, release
+from red_explorer.runs.home import restart_warning
 from red_explorer.runs.record import RunRecord
 from red_explorer.runs.store import METRICS_FILE, RunStore, default_home, human_bytes
 
@@ -101,6 +102,11 @@ def app_store() -> RunStore:
     """The app's run store under $RED_EXPLORER_HOME, with a per-owner quota of $RED_EXPLORER_QUOTA_MB (default 500)."""
     megabytes = float(os.environ.get("RED_EXPLORER_QUOTA_MB") or DEFAULT_QUOTA_MB)
     return RunStore(default_home() / "runs", quota_bytes=int(megabytes * 1_000_000))
+
+
+def restart_note() -> str | None:
+    """The Export tab's warning on a Space whose run store does not survive a restart, else None."""
+    return restart_warning(default_home())
 
 
 def on_a_space() -> bool:

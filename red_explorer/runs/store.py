@@ -20,6 +20,7 @@ from torch import nn
 from red_explorer.core.archive import ALLOWED_FILES
 from red_explorer.core.registry import MethodSpec, save_method
 from red_explorer.runs.attach import attach_saved
+from red_explorer.runs.home import space_home
 from red_explorer.runs.labels import LabelFacts, label_for_new_run, unique_label
 from red_explorer.runs.record import BaseModelKey, RunRecord
 
@@ -49,8 +50,8 @@ class RunNotFoundError(ValueError):
 
 
 def default_home() -> Path:
-    """$RED_EXPLORER_HOME, else ~/.cache/red_explorer."""
-    return Path(os.environ.get("RED_EXPLORER_HOME") or Path.home() / ".cache" / "red_explorer")
+    """$RED_EXPLORER_HOME, else a Space's persistent storage (/data/red_explorer), else ~/.cache/red_explorer."""
+    return Path(os.environ.get("RED_EXPLORER_HOME") or space_home() or Path.home() / ".cache" / "red_explorer")
 
 
 def check_owner(owner: str) -> str:

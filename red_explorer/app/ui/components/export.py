@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.kept_runs import restart_note
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import export as handlers
 from red_explorer.app.ui.handlers import runs
@@ -49,6 +50,9 @@ def build(state: gr.State) -> dict:
 def _runs_section(state: gr.State, run: gr.Dropdown) -> dict:
     """Your runs: the quota, every kept run, rename and delete the chosen one, import the command line's runs."""
     gr.Markdown("#### Your runs (kept in this browser's run store)")
+    note = restart_note()
+    if note:
+        gr.Markdown(note, elem_id="runs-restart-note")
     shown = gr.Markdown(elem_id="runs-overview")
     with gr.Row():
         new_label = gr.Textbox(label="New name for the chosen run", elem_id="run-new-label")
