@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from red_explorer.bench.report import TARGETS
 from red_explorer.bench.run import HEADLINE_KEYS
@@ -58,7 +59,7 @@ def test_training_rows_have_times_memory_and_parameter_counts(bench_run):
 def test_generation_many_edits_and_engine_figures(bench_run):
     _, result = bench_run
     assert list(result["generation"]) == list(GENERATE_VARIANTS)
-    rounds, others = result["shape"]["rounds"], len(GENERATE_VARIANTS) - 1
+    rounds, others = result["shape"]["generate_rounds"], len(GENERATE_VARIANTS) - 1
     for name, row in result["generation"].items():
         runs = rounds * others if name == "base" else rounds  # the base runs right before every other turn
         assert positive(row["tokens_per_second"]) and len(row["times_ms"]) == runs, name
@@ -133,3 +134,27 @@ def test_every_demo_preset_runs_end_to_end_on_the_stand_in_model(bench_run):
     )
     assert result["demo_preset_max_seconds"] == max(record["seconds"] for record in demos["presets"].values())
     assert "## One-minute demos" in (out / "bench.md").read_text()
+
+
+def test_sections_are_saved_as_they_finish(tmp_path, monkeypatch):
+    """A run cut short (a GPU slot's time limit) keeps every section that finished in bench.json."""
+    from red_explorer.bench import run
+
+    def stop(*args):
+        raise RuntimeError("time is up")
+
+    monkeypatch.setattr(run, "bench_generation", stop)
+    with pytest.raises(RuntimeError, match="time is up"):
+        run.run_benchmark("tiny", device="cpu", quick=True, out=str(tmp_path))
+    kept = json.loads((tmp_path / "bench.json").read_text())
+    assert kept["complete"] is False and kept["model"] == "tiny"
+    assert {"swap", "training"} <= set(kept) and "generation" not in kept
+    assert kept["training"]["red_ffn"]["median_ms"] > 0
+
+
+def test_a_gpu_slot_times_few_generation_rounds():
+    from red_explorer.bench.setup import choose_shape
+
+    gpu, cpu = choose_shape(torch.device("cuda"), False, "random:smollm2"), choose_shape(torch.device("cpu"), False, "")
+    assert gpu.generate_rounds * gpu.generate_repeats == 2 < gpu.rounds * gpu.repeats == 15
+    assert cpu.generate_rounds * cpu.generate_repeats == cpu.rounds * cpu.repeats == 7

@@ -15,6 +15,7 @@ import json
 import platform
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -91,15 +92,19 @@ def _headline(training: Timings, generation: Timings, many: dict, swap: dict, en
     }
 
 
-def _measure(bench: BenchModel, quick: bool, out: Path) -> dict:
+def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, object], object]) -> dict:
+    """Every section in turn; ``keep(name, figures)`` saves each as it finishes (a timeout keeps what finished)."""
     shape = choose_shape(bench.device, quick, bench.name)
-    swap = bench_swap_and_sizes(bench, shape, out)
+    swap = keep("swap", bench_swap_and_sizes(bench, shape, out))
     training_timings, training = bench_training_steps(bench, shape)
+    keep("training", training)
     generation_timings, generation = bench_generation(bench, shape)
-    many = bench_many_edits(bench, shape)
-    engine = bench_engine(bench, shape)
-    run_store, batched = bench_store_memory(bench, out), bench_batched_compare(bench, shape, out, quick)
-    demos = _demos(bench, quick, out)
+    keep("generation", generation)
+    many = keep("many_edits", bench_many_edits(bench, shape))
+    engine = keep("engine", bench_engine(bench, shape))
+    run_store = keep("run_store", bench_store_memory(bench, out))
+    batched = keep("batched_compare", bench_batched_compare(bench, shape, out, quick))
+    demos = keep("demos", _demos(bench, quick, out))
     return {
         "shape": shape.__dict__,
         "batch_shape": {
@@ -142,6 +147,17 @@ def _memory_note(measure: str) -> str:
     return "measured: torch.cuda.max_memory_allocated over the variant's steps"
 
 
+def _keeper(result: dict, path: Path) -> Callable[[str, object], object]:
+    """Save ``result`` with each finished section to ``path`` (marked "complete": false until the end)."""
+
+    def keep(name: str, figures):
+        result[name] = figures
+        path.write_text(json.dumps(result | {"complete": False}, indent=2, default=str) + "\n")
+        return figures
+
+    return keep
+
+
 def run_benchmark(
     model: str, device: str = "auto", dtype: str = "auto", quick: bool = False, out: str = "bench"
 ) -> dict:
@@ -161,9 +177,10 @@ def run_benchmark(
         "versions": _versions(),
         "quick": quick,
     }
-    result |= _measure(bench, quick, directory)
+    result |= _measure(bench, quick, directory, _keeper(result, directory / "bench.json"))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["process_peak_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
+    result["complete"] = True
     result["targets"] = verdicts(result)
     result["summary"] = {key: result.get(key) for key in HEADLINE_KEYS} | {
         "model": bench.name,

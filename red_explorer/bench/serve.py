@@ -176,7 +176,13 @@ def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dic
     """Item 2: greedy generation of B × new_tokens tokens per variant, each turn right after a base turn."""
     factories = generation_factories(bench, shape)
     timings = interleaved(
-        factories, shape.rounds, shape.repeats, shape.warmup, bench.device, warm_every_turn=False, reference="base"
+        factories,
+        shape.generate_rounds,
+        shape.generate_repeats,
+        shape.warmup,
+        bench.device,
+        warm_every_turn=False,
+        reference="base",
     )
     return timings, _rows(timings, GENERATE_VARIANTS, shape.generate_batch * shape.new_tokens, "base")
 
@@ -200,8 +206,8 @@ def bench_many_edits(bench: BenchModel, shape: BenchShape) -> dict:
         }
         timings = interleaved(
             factories,
-            shape.rounds,
-            shape.repeats,
+            shape.generate_rounds,
+            shape.generate_repeats,
             shape.warmup,
             bench.device,
             warm_every_turn=False,

@@ -86,6 +86,8 @@ class BenchShape:
     swap_repeats: int
     engine_rows: int
     engine_max_length: int
+    generate_rounds: int  # rounds of the generation sections: eager decoding is launch-bound, a GPU slot affords few
+    generate_repeats: int
     engine_rounds: int = 3  # timed rounds of engine vs raw loop (after one warm-up round)
     distinct_edits: int = 8
 
@@ -103,13 +105,16 @@ def choose_shape(device: torch.device, quick: bool, model_name: str) -> BenchSha
     """Small shapes for ``--quick`` smoke runs, CPU-sized ones, or GPU-sized ones."""
     if quick:
         repetitions = dict(rounds=2, repeats=1, warmup=1, swap_repeats=5, engine_rounds=1)
-        return BenchShape(**QUICK_SHAPE, **repetitions, engine_rows=24, engine_max_length=128)
+        generation = dict(generate_rounds=2, generate_repeats=1)
+        return BenchShape(**QUICK_SHAPE, **repetitions, **generation, engine_rows=24, engine_max_length=128)
     if device.type == "cuda":
         sizes = GPU_SHAPE | ({"train_batch": 4} if model_name == "random:llama-7b" else {})
         repetitions = dict(rounds=5, repeats=3, warmup=2, swap_repeats=50, engine_rounds=3)
-        return BenchShape(**sizes, **repetitions, engine_rows=300, engine_max_length=256)
+        generation = dict(generate_rounds=2, generate_repeats=1)  # ~30 generate calls: under a minute on an H200
+        return BenchShape(**sizes, **repetitions, **generation, engine_rows=300, engine_max_length=256)
     repetitions = dict(rounds=7, repeats=1, warmup=1, swap_repeats=30, engine_rounds=5)
-    return BenchShape(**CPU_SHAPE, **repetitions, engine_rows=32, engine_max_length=128)
+    generation = dict(generate_rounds=7, generate_repeats=1)
+    return BenchShape(**CPU_SHAPE, **repetitions, **generation, engine_rows=32, engine_max_length=128)
 
 
 def corpus_lines() -> list[str]:
