@@ -48,6 +48,8 @@ def test_the_app_trains_keeps_and_compares_in_bfloat16(tmp_path, one_thread, met
     assert after < before and run.record.base.dtype == "bfloat16"
     with workbench.attached(run.label) as model:
         assert model.get_input_embeddings().weight.dtype == torch.bfloat16  # the base stays bf16 under the edit
+    merged = workbench.export_merged_zip(run.label)  # checked against the edited model at the bf16 tolerance
+    assert merged.suffix == ".zip" and merged.stat().st_size > 0
     comparison = workbench.compare("red blue", labels=[run.label], settings=DecodingSettings(max_new_tokens=6))
     assert [generation.method for generation in comparison.generations] == ["base", run.label]
     assert all(generation.new_tokens > 0 for generation in comparison.generations)
