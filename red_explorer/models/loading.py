@@ -112,6 +112,11 @@ def settle_hub_kernels(requested: bool | None = None) -> bool:
     return wanted
 
 
+def space_gpu_grant() -> bool:
+    """Whether this process runs on ZeroGPU hardware ($SPACES_ZERO_GPU): CUDA only inside granted calls."""
+    return os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "t", "true")
+
+
 def cache_root() -> Path:
     """The folder holding converted models: $RED_EXPLORER_CACHE, else ~/.cache/red_explorer."""
     return Path(os.environ.get("RED_EXPLORER_CACHE") or Path.home() / ".cache" / "red_explorer")

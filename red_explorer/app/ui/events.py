@@ -8,6 +8,7 @@ from html import escape
 
 import gradio as gr
 
+from red_explorer.app.ui.gpu import gpu_task
 from red_explorer.app.ui.handlers.common import (
     EXPECTED_ERRORS,
     ROW_COLOURS,
@@ -94,4 +95,4 @@ def ui_event(handler):
     ]
     event.__signature__ = signature.replace(parameters=parameters)
     event.__name__, event.__doc__ = handler.__name__, handler.__doc__
-    return event
+    return gpu_task(event, handler)  # on ZeroGPU, handlers that compute on the model run inside a GPU grant

@@ -1,0 +1,71 @@
+"""ZeroGPU: the events that compute on the model are the ones wrapped in ``spaces.GPU``, each with its duration."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import types
+
+import pytest
+
+from red_explorer.app.ui import gpu
+from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import data, train
+
+
+@pytest.fixture
+def zero_gpu(monkeypatch) -> list[int]:
+    """ZeroGPU hardware with a stand-in ``spaces`` package whose GPU decorator marks what it wraps."""
+    granted: list[int] = []
+
+    def GPU(duration: int):  # noqa: N802 - the name spaces uses
+        def decorate(function):
+            @functools.wraps(function)
+            def granted_call(*args):
+                return function(*args)
+
+            granted_call.gpu_seconds = duration
+            granted.append(duration)
+            return granted_call
+
+        return decorate
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
+    return granted
+
+
+def test_off_zero_gpu_events_are_left_alone(monkeypatch) -> None:
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    monkeypatch.setitem(sys.modules, "spaces", None)  # importing it would fail: it is never imported
+    event = ui_event(train.train)
+    assert not hasattr(event, "gpu_seconds") and event.__name__ == "train"
+
+
+def test_on_zero_gpu_the_app_wires_the_granted_events(zero_gpu) -> None:
+    from red_explorer.app.ui import build_demo
+
+    demo = build_demo(preload=False)
+    wired = {block.api_name: getattr(block.fn, "gpu_seconds", None) for block in demo.fns.values() if block.api_name}
+    assert wired["train"] == 300 and wired["ablate"] == 300 and wired["sweep"] == 300
+    assert wired["compare"] == 90 and wired["tare_routing"] == 30 and wired["inspect"] == 30
+    assert wired["export_merged"] == 90 and wired["import_edits"] == 30
+    assert wired["load_data"] is None and wired["load_model"] is None and wired["export"] is None  # no model compute
+    granted = {block.fn.__name__ for block in demo.fns.values() if hasattr(block.fn, "gpu_seconds")}
+    assert granted == {key.split(".")[1] for key in gpu.GPU_SECONDS}  # every listed handler is wired, granted
+
+
+def test_every_listed_handler_exists_and_fits_a_grant() -> None:
+    for key, seconds in gpu.GPU_SECONDS.items():
+        module, name = key.split(".")
+        handler = getattr(importlib.import_module(f"red_explorer.app.ui.handlers.{module}"), name)
+        assert gpu.gpu_seconds(handler) == seconds and 0 < seconds <= 300, key
+    assert gpu.gpu_seconds(data.load_data) is None
+
+
+def test_zero_gpu_without_spaces_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setenv("SPACES_ZERO_GPU", "1")
+    monkeypatch.setitem(sys.modules, "spaces", None)
+    with pytest.raises(ImportError, match="pip install spaces"):
+        ui_event(train.train)
