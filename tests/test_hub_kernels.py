@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from app_helpers import save_tiny_llama
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -104,3 +105,24 @@ def test_app_and_bench_load_with_kernels_off(spy, folder) -> None:
     Workbench(ModelRegistry()).load_model(str(folder), "causal-lm", "cpu", "float32")
     load_bench_model(str(folder), "cpu", "float32")
     assert [call["use_kernels"] for call in spy] == [False, False]
+
+
+def test_a_full_fine_tuning_run_loads_with_its_bases_setting(folder, tmp_path, monkeypatch) -> None:
+    from transformers import LlamaForCausalLM
+
+    from red_explorer.runs.attach import attach_saved
+
+    base = load_model(str(folder), device="cpu").model
+    base.save_pretrained(tmp_path / "full")  # a full fine-tuning run is a whole checkpoint
+    calls: list[dict] = []
+    original = LlamaForCausalLM.from_pretrained.__func__
+
+    def from_pretrained(klass, source, *args, **kwargs):
+        calls.append(kwargs)
+        return original(klass, source, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "from_pretrained", classmethod(from_pretrained))
+    monkeypatch.setattr("red_explorer.runs.attach.detect_method", lambda path: "full")
+    trained, spec = attach_saved(base, tmp_path / "full")
+    assert spec.method == "full" and calls == [{"dtype": torch.float32, "use_kernels": False}]
+    assert trained is not base and trained.use_kernels is False
