@@ -63,3 +63,8 @@ def test_a_failing_check_fails_the_command(tmp_path, one_thread, monkeypatch, ca
 def test_check_refuses_bad_steps(capsys) -> None:
     assert main(["check", "--device", "cpu", "--steps", "0"]) == 1
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_check_refuses_an_unknown_random_model(tmp_path, capsys) -> None:
+    assert main(["check", "--device", "cpu", "--model", "random:gpt5", "--out", str(tmp_path)]) == 1
+    assert "unknown random model 'random:gpt5'; use one of" in capsys.readouterr().err

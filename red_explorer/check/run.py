@@ -32,7 +32,7 @@ def default_model(device: torch.device) -> str:
 
 def _model_folder(name: str, device: str, dtype: str, scratch: Path) -> str:
     """A folder the loader (and the app) reads: a random model saved into ``scratch``, or ``name`` itself."""
-    if name not in RANDOM_SHAPES:
+    if name not in RANDOM_SHAPES and not name.startswith("random:"):
         return name
     bench = load_bench_model(name, device=device, dtype=dtype)
     folder = scratch / "model"
