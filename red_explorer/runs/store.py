@@ -235,7 +235,17 @@ class RunStore:
         facts = [_facts(run) for run in existing]
         return label_for_new_run(_facts(record), facts, taken)
 
-    def _check_quota(self, owner: str, existing: list[RunRecord], needed: int) -> None:
+    def check_room(self, owner: str, needed_bytes: int, what: str = "this run") -> None:
+        """Before training: a QuotaError now when ``needed_bytes`` more (an estimate) would not fit the quota."""
+        if self.quota_bytes is None:
+            return
+        with self._locked():
+            existing = self.list(owner)
+        self._check_quota(owner, existing, needed_bytes, f"training {what} would keep about", "train again")
+
+    def _check_quota(
+        self, owner: str, existing: list[RunRecord], needed: int, doing="saving this run needs", again="save again"
+    ) -> None:
         if self.quota_bytes is None:
             return
         sizes = {run.id: folder_bytes(run.path) for run in existing}
@@ -245,9 +255,9 @@ class RunStore:
         largest = sorted(existing, key=lambda run: -sizes[run.id])[:3]
         names = ", ".join(f"{run.id} '{run.label}' ({human_bytes(sizes[run.id])})" for run in largest)
         raise QuotaError(
-            f"saving this run needs {human_bytes(needed)}, but {owner!r} already uses {human_bytes(usage)} "
+            f"{doing} {human_bytes(needed)}, but {owner!r} already uses {human_bytes(usage)} "
             f"of its {human_bytes(self.quota_bytes)} quota in {len(existing)} runs; nothing was deleted. "
-            f"Delete runs you no longer need (largest: {names or 'none'}) and save again."
+            f"Delete runs you no longer need (largest: {names or 'none'}) and {again}."
         )
 
     # ------------------------------------------------------------ reading
