@@ -394,6 +394,8 @@ class Workbench(KeptRuns):
         self.stop_event.set()
         with self._lock:
             self.ablation_rows = []
+        if self.data is not None:
+            self.data.release()
         self.data = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
