@@ -77,3 +77,9 @@ def test_values_past_the_magnitude_bound_or_not_finite_are_refused(tmp_path, goo
     with pytest.raises(ValueError, match=message):
         read_control_vector(write(tmp_path, hostile))
     assert MAX_MAGNITUDE == 1e4
+
+
+def test_a_quantized_or_half_precision_direction_is_refused_by_type(tmp_path):
+    path = written(tmp_path / "half.gguf", {"direction.1": np.ones(8, dtype=np.float16)})
+    with pytest.raises(ValueError, match="direction.1 must be a 1-D F32 tensor"):
+        read_control_vector(path)

@@ -134,9 +134,11 @@ def _parse(path: Path) -> tuple[str | None, str | None, int | None, list]:
         reader = gguf.GGUFReader(str(path))
         tensors = []
         for tensor in reader.tensors:
-            values = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
-            if values.numel() != int(tensor.n_elements):
-                raise ValueError(f"{tensor.name} holds {values.numel()} of its {tensor.n_elements} values")
+            values = None  # only F32 is read; read_control_vector refuses the other types by name
+            if tensor.tensor_type == gguf.GGMLQuantizationType.F32:
+                values = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
+                if values.numel() != int(tensor.n_elements):
+                    raise ValueError(f"{tensor.name} holds {values.numel()} of its {tensor.n_elements} values")
             tensors.append((tensor, values))
         fields = _string(reader, ARCHITECTURE_KEY), _string(reader, MODEL_HINT_KEY), _number(reader, LAYER_COUNT_KEY)
     except READ_ERRORS as error:  # the gguf reader's own failures on a broken file, of any type
