@@ -384,7 +384,7 @@ def remove_leftovers(owner_folder: Path) -> None:
         writer = _writer_lock(owner_folder / name)
         try:
             writer.acquire(timeout=0)
-        except Timeout:  # being written now
+        except (Timeout, OSError):  # being written now, or a store this process may only read
             continue
         try:
             shutil.rmtree(owner_folder / name, ignore_errors=True)
