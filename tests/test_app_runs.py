@@ -11,9 +11,12 @@ from red_explorer.app.options import TrainOptions
 from red_explorer.app.ui.interface import _start
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
+from red_explorer.choice.sweep import SweepConfig
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.render import encode_prompt
 from red_explorer.engine.generation import DecodingSettings
+from red_explorer.engine.training import TrainConfig
+from red_explorer.runs.size import RECORD_BYTES, estimated_run_bytes
 from red_explorer.runs.store import INCOMING, QuotaError, RunStore
 
 QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)
@@ -189,3 +192,28 @@ def test_your_runs_lists_sizes_renames_deletes_and_copies_local_runs(files, home
     assert choices.choices == ["LoRA r=8"] and "my first RED" not in shown
     _, update = ui_event(runs.rename)(session, "LoRA r=8", "adapter")
     assert update["value"] == "adapter" and update["choices"] == ["adapter"]
+
+
+def test_the_quota_is_checked_before_training_a_run_an_ablation_or_a_sweep(files, home):
+    bench = open_bench(files)
+    first = bench.train(MethodSpec("red"), QUICK)
+    loaded = bench.loaded()
+    estimate = estimated_run_bytes(loaded.model, MethodSpec("red"), loaded.task)
+    assert estimate == first.record.trainable_parameters * 4 + RECORD_BYTES  # float32 scale and bias vectors
+    full = estimated_run_bytes(loaded.model, MethodSpec("full"), loaded.task)
+    assert full == sum(parameter.numel() * 4 for parameter in loaded.model.parameters()) + RECORD_BYTES
+    one_more = bench.store.usage_bytes(bench.owner) + int(1.5 * estimate)  # room for one RED run, not two
+    bench.store = RunStore(bench.store.root, quota_bytes=one_more)
+    events = []
+    with pytest.raises(QuotaError, match=r"training this run would keep about .* and train again"):
+        bench.train(MethodSpec("full"), QUICK, callback=events.append)
+    with pytest.raises(QuotaError, match="training this ablation's 2 runs would keep about"):
+        bench.ablate(
+            [MethodSpec("red"), MethodSpec("red", variant="bias")],
+            QUICK,
+            on_progress=lambda *event: events.append(event),
+        )
+    sweep = SweepConfig(learning_rates=[1e-3, 1e-2], train=TrainConfig(max_steps=1, batch_size=8))
+    with pytest.raises(QuotaError, match="training this sweep's 2 points would keep about"):
+        bench.sweep([MethodSpec("red")], sweep, max_length=64, on_progress=lambda *event: events.append(event))
+    assert events == [] and bench.run_labels() == [first.label]  # nothing trained, nothing kept

@@ -5,22 +5,25 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
+import multiprocessing
 import threading
 import time
 import zipfile
 
 import pytest
 import torch
+from filelock import FileLock
+from store_workers import import_runs
 from tiny_models import logits, sample_inputs, tiny_model, tiny_tokenizer
 
+from red_explorer.cli.runs import store_for
 from red_explorer.core.archive import safe_extract
 from red_explorer.core.registry import MethodSpec, apply_method, load_edits
 from red_explorer.engine.experiment import RunResult
 from red_explorer.engine.training import TrainConfig
 from red_explorer.models.loading import LoadedModel
 from red_explorer.runs.record import data_fingerprint
-from red_explorer.runs.store import STALE_INCOMING_SECONDS, QuotaError, RunNotFoundError, RunStore
+from red_explorer.runs.store import QuotaError, RunNotFoundError, RunStore, default_home, folder_bytes
 
 SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
 
@@ -106,13 +109,10 @@ def test_an_attached_run_gives_the_trained_logits(tmp_path, loaded, method):
     assert torch.allclose(logits(model, sample_inputs()), expected, atol=1e-5)
 
 
-def test_an_interrupted_write_is_never_listed_and_only_a_stale_one_is_cleaned(tmp_path, loaded, red_result):
+def test_an_interrupted_write_is_never_listed(tmp_path, loaded, red_result):
     store = RunStore(tmp_path)
     kept = store.save("alice", red_result, loaded, None)
     owner = tmp_path / "alice"
-    incoming = owner / ".incoming-20250101-000000-abcdef"
-    incoming.mkdir()
-    (incoming / "edits.safetensors").write_bytes(b"half")
     no_record = owner / "20250101-000000-123456"
     no_record.mkdir()
     (no_record / "red_config.json").write_text("{}")
@@ -123,14 +123,26 @@ def test_an_interrupted_write_is_never_listed_and_only_a_stale_one_is_cleaned(tm
     assert store.usage_bytes("alice") == sum(path.stat().st_size for path in kept.path.iterdir())
     with pytest.raises(RunNotFoundError):
         store.get("alice", no_record.name)
-    crashed = owner / ".incoming-20240101-000000-fedcba"
-    crashed.mkdir()
-    (crashed / "edits.safetensors").write_bytes(b"left by a crash")
-    old = time.time() - STALE_INCOMING_SECONDS - 60
-    os.utime(crashed, (old, old))
     store.save("alice", red_result, loaded, None)
-    assert incoming.is_dir() and no_record.is_dir() and broken.is_dir()  # a write may still be in progress
-    assert not crashed.exists()
+    assert no_record.is_dir() and broken.is_dir()  # not the store's leftovers: kept for the user to look at
+
+
+def test_opening_the_store_removes_crash_leftovers_but_not_a_live_write(tmp_path, loaded, red_result):
+    kept = RunStore(tmp_path).save("alice", red_result, loaded, None)
+    owner = tmp_path / "alice"
+    leftovers = [owner / ".deleting-20250101-000000-abcdef-123abc", owner / ".incoming-20250101-000000-fedcba"]
+    live = owner / ".incoming-20250101-000002-aaaaaa"
+    for folder in [*leftovers, live]:
+        folder.mkdir()
+        (folder / "edits.safetensors").write_bytes(b"x" * 1000)
+    (owner / ".incoming-20250101-000003-bbbbbb.lock").write_text("")  # a writer that crashed before its folder
+    writer = FileLock(str(owner / f"{live.name}.lock"))
+    with writer:  # another process is writing this one now
+        RunStore(tmp_path)
+        assert live.is_dir() and (owner / f"{live.name}.lock").exists()
+        assert sorted(path.name for path in owner.iterdir()) == sorted([kept.id, live.name, f"{live.name}.lock"])
+    RunStore(tmp_path)  # its writer ended without renaming it: a leftover too
+    assert [path.name for path in owner.iterdir()] == [kept.id]
 
 
 def test_quota_refusal_names_the_usage_and_keeps_every_run(tmp_path, loaded, red_result):
@@ -219,3 +231,45 @@ def test_labels_tell_runs_apart_by_learning_rate(tmp_path, loaded):
     fast = store.save("alice", trained_result(loaded, MethodSpec("red"), learning_rate=3e-2), loaded, None)
     lora = store.save("alice", trained_result(loaded, MethodSpec("lora")), loaded, None)
     assert (slow.label, fast.label, lora.label) == ("RED full (ffn)", "RED full (ffn) · lr 3e-2", "LoRA r=8")
+
+
+def test_a_home_with_a_tilde_is_under_the_user_home(tmp_path, monkeypatch, loaded, red_result):
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RED_EXPLORER_HOME", "~/x")
+    assert default_home() == tmp_path / "user" / "x"
+    record = RunStore(default_home() / "runs").save("alice", red_result, loaded, None)
+    assert record.path.parent == tmp_path / "user" / "x" / "runs" / "alice"
+    assert RunStore("~/y").root == tmp_path / "user" / "y"
+    assert store_for("~/z").root == tmp_path / "user" / "z" / "runs"
+    assert not (tmp_path / "~").exists()
+
+
+def _saved_edits(tmp_path, loaded, red_result):
+    """The files of one kept run, as a folder that ``import_edits`` copies."""
+    record = RunStore(tmp_path / "source").save("alice", red_result, loaded, None)
+    return record.path, folder_bytes(record.path)
+
+
+def _save_from_processes(pool, manager, root, folder, each: int, quota_bytes=None, processes: int = 3) -> list[str]:
+    """Every process of ``pool`` keeps ``each`` runs in ``root``, all starting at once."""
+    start = manager.Event()
+    arguments = (str(root), str(folder), each, quota_bytes, start)
+    jobs = [pool.apply_async(import_runs, arguments) for _ in range(processes)]
+    time.sleep(0.5)
+    start.set()
+    return [outcome for job in jobs for outcome in job.get(timeout=120)]
+
+
+def test_saves_from_several_processes_get_distinct_labels_and_respect_the_quota(tmp_path, loaded, red_result):
+    folder, run_bytes = _saved_edits(tmp_path, loaded, red_result)
+    quota = 4 * run_bytes + run_bytes // 2  # room for 4 runs
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(3) as pool:
+        labels = _save_from_processes(pool, manager, tmp_path / "shared", folder, each=6)
+        outcomes = _save_from_processes(pool, manager, tmp_path / "full", folder, each=2, quota_bytes=quota)
+    assert len(labels) == 18 and len(set(labels)) == 18
+    assert sorted(run.label for run in RunStore(tmp_path / "shared").list("alice")) == sorted(labels)
+    assert sorted(outcomes).count("quota") == 2
+    full = RunStore(tmp_path / "full", quota_bytes=quota)
+    assert len(full.list("alice")) == 4 and full.usage_bytes("alice") <= quota

@@ -1,11 +1,13 @@
 """The workbench: a shared read-only base model, private sessions, safe zip import, exact export round trips."""
 
 import copy
+import gc
 import os
 import pickle
 import shutil
 import threading
 import time
+import weakref
 import zipfile
 from pathlib import Path
 
@@ -369,3 +371,14 @@ def test_max_steps_extends_past_the_epochs():
     assert count_steps(batches_per_epoch, TrainConfig(**steps)) == 12  # the data repeats: 2.4 epochs
     whole_epochs = TrainOptions(max_steps=None, epochs=2.0).loop_options()
     assert count_steps(batches_per_epoch, TrainConfig(**whole_epochs)) == 10
+
+
+def test_close_frees_the_sessions_data_even_where_a_reference_stays(registry, model_folder, data_file):
+    bench = open_bench(registry, model_folder, data_file)
+    bench.prepared(64)
+    state = bench.data  # e.g. a page's state that still refers to it
+    tables = [weakref.ref(state.probe.tokenized), weakref.ref(state.prepared[64].tokenized)]
+    bench.close()
+    gc.collect()
+    assert bench.data is None and state.probe is None and state.prepared == {}
+    assert [table() for table in tables] == [None, None]

@@ -19,7 +19,7 @@ class DataState:
     name: str
     validation_fraction: float
     max_rows: int | None
-    probe: PreparedData  # tokenised with LENGTH_PROBE, for the preview and the length histogram
+    probe: PreparedData | None  # tokenised with LENGTH_PROBE, for the preview and the length histogram
     prepared: dict[int, PreparedData] = field(default_factory=dict)  # by max_length
 
     @property
@@ -29,6 +29,11 @@ class DataState:
     def lengths(self) -> dict[str, list[int]]:
         tokenized = self.probe.tokenized
         return {split: [len(ids) for ids in tokenized[split]["input_ids"]] for split in ("train", "validation")}
+
+    def release(self) -> None:
+        """Drop the tables this state holds (its session closed), even while something still refers to the state."""
+        self.prepared.clear()
+        self.probe = None
 
     def preview(self, rows: int = PREVIEW_ROWS) -> list[dict[str, str]]:
         split = self.probe.raw["train"]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from red_explorer.app.data_state import LENGTH_PROBE, DataState
@@ -43,6 +44,7 @@ from red_explorer.models.loading import LoadedModel
 from red_explorer.runs.attach import release
 from red_explorer.runs.labels import short_number
 from red_explorer.runs.record import data_fingerprint
+from red_explorer.runs.size import estimated_run_bytes
 from red_explorer.runs.store import RunStore
 
 
@@ -209,6 +211,13 @@ class Workbench(KeptRuns):
         with trained_run(loaded, data, spec, config, callback, self.stop_event) as result:
             return result, self.store.save(self.owner, result, loaded, fingerprint, group=group)
 
+    def _check_room(self, loaded: LoadedModel, runs: list[tuple[MethodSpec, int]], what: str) -> None:
+        """A QuotaError before any training when ``runs`` ((spec, how many) pairs) would not fit the owner's quota."""
+        if self.store.quota_bytes is not None:
+            size = partial(estimated_run_bytes, task=loaded.task, head_parameter_names=loaded.head_parameter_names)
+            needed = sum(count * size(loaded.model, spec) for spec, count in runs)
+            self.store.check_room(self.owner, needed, what)
+
     def _fingerprint(self, data: PreparedData) -> dict | None:
         try:
             return data_fingerprint(self._require_data().path, data)
@@ -222,6 +231,7 @@ class Workbench(KeptRuns):
         data = self.prepared(options.max_length)
         config = options.train_config(spec)
         with self.replica() as loaded:
+            self._check_room(loaded, [(spec, 1)], "this run")
             _, record = self._train_and_keep(loaded, data, spec, config, callback, self._fingerprint(data), group)
         return SessionRun(record)
 
@@ -238,6 +248,7 @@ class Workbench(KeptRuns):
         loop = options.loop_options() | {"eval_every": None}
         rows: list[dict] = []
         with self.replica() as loaded:
+            self._check_room(loaded, [(spec, 1) for spec in specs], f"this ablation's {len(specs)} runs")
             fingerprint = self._fingerprint(data)
             for index, spec in enumerate(specs):
                 if self.stop_event.is_set():
@@ -262,6 +273,8 @@ class Workbench(KeptRuns):
         data, group = self.prepared(max_length), f"sweep {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
         self.sweep_points = []
         with self.replica() as loaded:
+            points = [(spec, len(config.rates_for(spec.entry))) for spec in specs]
+            self._check_room(loaded, points, f"this sweep's {sum(count for _, count in points)} points")
             fingerprint = self._fingerprint(data)
 
             def keep(record: dict, run) -> None:
@@ -381,6 +394,8 @@ class Workbench(KeptRuns):
         self.stop_event.set()
         with self._lock:
             self.ablation_rows = []
+        if self.data is not None:
+            self.data.release()
         self.data = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)

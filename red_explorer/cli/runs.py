@@ -18,7 +18,7 @@ def store_for(home: str | None):
     """The run store under ``home`` (or the default home)."""
     from red_explorer.runs.store import RunStore, default_home
 
-    return RunStore(Path(home) / "runs" if home else default_home() / "runs")
+    return RunStore(Path(home).expanduser() / "runs" if home else default_home() / "runs")
 
 
 def register(commands) -> None:

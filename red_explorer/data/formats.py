@@ -80,6 +80,7 @@ class DetectedFormat:
     source_columns: dict[str, str] = field(default_factory=dict)
     ignored_columns: tuple[str, ...] = ()
     dropped_rows: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what reading changed: long fields cut, rows past the limit left out
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ class DetectedFormat:
             text += f"; dropped {count} rows with no {self.source_columns.get(name, name)}"
         if self.ignored_columns:
             text += f"; ignored columns {', '.join(self.ignored_columns)}"
-        return text
+        return "".join([text, *(f"; {note}" for note in self.notes)])
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,6 +23,8 @@ from red_explorer.data.formats import (
 )
 
 MIN_ROWS_TO_SPLIT = 4
+ROW_LIMIT = 20_000  # rows used from a file unless max_rows asks for more: more than a run here trains on
+CHARS_PER_TOKEN = 32  # a field is cut to max_length × this many characters before tokenising (text averages 3-5)
 TRAIN_SPLIT_VALUES = ("train", "training")
 VALIDATION_SPLIT_VALUES = ("validation", "valid", "val", "dev", "eval", "test")
 
@@ -35,7 +37,9 @@ class DataConfig:
     max_length: int = field(default=256, metadata={"help": "tokens kept per example (longer ones are truncated)"})
     validation_fraction: float = field(default=0.1, metadata={"help": "share of rows held out, in (0, 0.5]"})
     seed: int = field(default=0, metadata={"help": "seed of the train/validation split"})
-    max_rows: int | None = field(default=None, metadata={"help": "use at most this many rows; None = all"})
+    max_rows: int | None = field(
+        default=None, metadata={"help": f"use at most this many rows; None = the first {ROW_LIMIT:,}"}
+    )
     max_file_bytes: int = field(default=50_000_000, metadata={"help": "refuse larger files"})
     split_column: str | None = field(
         default=None, metadata={"help": "a column whose values (train / validation) choose each row's split"}
@@ -73,6 +77,7 @@ class _Table:
     ignored: tuple[str, ...]
     dropped: dict[str, int]
     splits: list[str] | None
+    notes: tuple[str, ...] = ()
 
     @property
     def num_rows(self) -> int:
@@ -89,12 +94,41 @@ def _read_table(path: Path, config: DataConfig, split_column: str | None) -> _Ta
     fmt, mapping = detect_columns(data_columns, config.task, path.name)
     splits = _split_values(columns[split_name], split_name, path.name) if split_name else None
     cleaned, dropped, kept = clean_columns(data_columns, fmt, mapping, path.name)
-    if config.max_rows is not None and len(kept) > config.max_rows:
-        kept = kept[: config.max_rows]
-        cleaned = {name: values[: config.max_rows] for name, values in cleaned.items()}
+    notes = []
+    limit = config.max_rows or ROW_LIMIT
+    if len(kept) > limit:
+        if config.max_rows is None:
+            notes.append(f"used the first {ROW_LIMIT:,} of its {len(kept):,} rows (set max_rows to use more)")
+        kept = kept[:limit]
+        cleaned = {name: values[:limit] for name, values in cleaned.items()}
+    max_chars = config.max_length * CHARS_PER_TOKEN
+    cut = cap_text(cleaned, max_chars)
+    if cut:
+        rows = f"{cut} row{'s' if cut != 1 else ''}"
+        notes.append(f"cut the long fields of {rows} to {max_chars:,} characters before tokenising")
     ignored = tuple(name for name in data_columns if name not in mapping.values())
     splits = [splits[row] for row in kept] if splits else None
-    return _Table(fmt, cleaned, file_format, mapping, ignored, dropped, splits)
+    return _Table(fmt, cleaned, file_format, mapping, ignored, dropped, splits, tuple(notes))
+
+
+def cap_text(columns: Columns, max_chars: int) -> int:
+    """Cut every text (and message content) longer than ``max_chars``, in place; return how many rows were cut.
+
+    Tokenising a whole 50 MB line to keep its first max_length tokens costs minutes and gigabytes;
+    max_length × CHARS_PER_TOKEN characters hold more tokens than max_length keeps.
+    """
+    cut = set()
+    for name, values in columns.items():
+        for row, value in enumerate(values):
+            if isinstance(value, str) and len(value) > max_chars and name != "label":
+                values[row] = value[:max_chars]
+                cut.add(row)
+            elif name == "messages" and value:
+                for message in value:
+                    if len(message["content"]) > max_chars:
+                        message["content"] = message["content"][:max_chars]
+                        cut.add(row)
+    return len(cut)
 
 
 def _split_values(values: list[Any], column: str, source: str) -> list[str]:
@@ -164,6 +198,7 @@ def load_table(
         source_columns=table.source_columns,
         ignored_columns=table.ignored,
         dropped_rows=table.dropped,
+        notes=table.notes + (held_out.notes if held_out is not None else ()),
     )
     return DatasetDict({"train": train, "validation": validation}), detected
 

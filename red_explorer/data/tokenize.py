@@ -11,6 +11,8 @@ from red_explorer.data.formats import Columns, DataError, DetectedFormat
 from red_explorer.data.render import bos_prefix, eos_id, render_example, uses_template
 from red_explorer.data.tables import DataConfig
 
+CHUNK_ROWS = 2_000
+
 
 def tokenize_dataset(
     dataset_dict: DatasetDict, detected: DetectedFormat, tokenizer: Any, config: DataConfig
@@ -35,10 +37,13 @@ def tokenize_dataset(
 def _encode_classification(split: Dataset, detected: DetectedFormat, tokenizer: Any, max_length: int) -> Columns:
     label_ids = {name: index for index, name in enumerate(detected.labels)}
     inputs = ("sentence1", "sentence2") if detected.kind == "sentence pair/label" else ("text",)
-    texts = [list(split[name]) for name in inputs]
-    encoded = tokenizer(*texts, truncation=True, max_length=max_length)
-    names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded]
-    columns = {name: list(encoded[name]) for name in names}
+    columns: Columns = {"input_ids": [], "attention_mask": []}
+    for start in range(0, split.num_rows, CHUNK_ROWS):
+        rows = split.select(range(start, min(start + CHUNK_ROWS, split.num_rows)))
+        encoded = tokenizer(*[list(rows[name]) for name in inputs], truncation=True, max_length=max_length)
+        for name in ("input_ids", "attention_mask", "token_type_ids"):
+            if name in encoded:
+                columns.setdefault(name, []).extend(encoded[name])
     columns["labels"] = [label_ids[str(label)] for label in list(split["label"])]
     return columns
 
@@ -47,10 +52,17 @@ def _encode_causal(split: Dataset, detected: DetectedFormat, tokenizer: Any, max
     """Prompt and completion are tokenised apart, so the loss mask falls exactly on their boundary."""
     templated = uses_template(tokenizer, detected)
     prefix, suffix = ([], []) if templated else (bos_prefix(tokenizer), [eos_id(tokenizer)])
-    pairs = [render_example(example, detected, tokenizer, templated) for example in split]
-    prompts = tokenizer([prompt for prompt, _ in pairs], add_special_tokens=False)["input_ids"]
-    completions = tokenizer([completion for _, completion in pairs], add_special_tokens=False)["input_ids"]
     columns: Columns = {"input_ids": [], "attention_mask": [], "labels": []}
+    for start in range(0, split.num_rows, CHUNK_ROWS):  # the tokenizer's per-text records live one chunk at a time
+        rows = split.select(range(start, min(start + CHUNK_ROWS, split.num_rows)))
+        pairs = [render_example(example, detected, tokenizer, templated) for example in rows]
+        prompts = tokenizer([prompt for prompt, _ in pairs], add_special_tokens=False)["input_ids"]
+        completions = tokenizer([completion for _, completion in pairs], add_special_tokens=False)["input_ids"]
+        _add_causal(columns, prompts, completions, prefix, suffix, max_length)
+    return columns
+
+
+def _add_causal(columns: Columns, prompts, completions, prefix, suffix, max_length: int) -> None:
     for prompt_ids, completion_ids in zip(prompts, completions, strict=True):
         masked = prefix + list(prompt_ids)
         learned = list(completion_ids) + suffix
@@ -61,4 +73,3 @@ def _encode_causal(split: Dataset, detected: DetectedFormat, tokenizer: Any, max
         columns["input_ids"].append(input_ids)
         columns["attention_mask"].append([1] * len(input_ids))
         columns["labels"].append(labels)
-    return columns

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,7 +28,11 @@ ARCHITECTURE = "controlvector"
 ARCHITECTURE_KEY = "general.architecture"
 MODEL_HINT_KEY = f"{ARCHITECTURE}.model_hint"
 LAYER_COUNT_KEY = f"{ARCHITECTURE}.layer_count"
-DIRECTION = re.compile(r"direction\.(\d+)")
+DIRECTION = re.compile(r"direction\.([0-9]+)")  # ASCII digits only, as llama.cpp parses them
+MAX_MAGNITUDE = 1e4  # a larger value in a direction is a broken or hostile file, not a steering vector
+GGUF_MAGIC = b"GGUF"
+MIN_ENTRY_BYTES = 12  # the least a key-value pair or a tensor description takes (a length and a type)
+READ_ERRORS = (ValueError, OSError, IndexError, KeyError, OverflowError, MemoryError, TypeError, struct.error)
 
 
 @dataclass
@@ -89,29 +94,77 @@ def write_control_vector(path: str | Path, vector: ControlVectorFile) -> Path:
 
 
 def read_control_vector(path: str | Path) -> ControlVectorFile:
-    """Read a control-vector GGUF with llama.cpp's rules (same-layer directions are summed)."""
+    """Read a control-vector GGUF with llama.cpp's rules (same-layer directions are summed).
+
+    Every malformed file (truncated, counts or lengths past its end, a tensor not named
+    ``direction.N`` with ASCII digits, values that are not finite or exceed ±``MAX_MAGNITUDE``)
+    raises one ValueError that says what is wrong.
+    """
     import gguf
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable GGUF file ({error})") from error
-    architecture = _string(reader, ARCHITECTURE_KEY)
+    architecture, model_hint, count, tensors = _parse(Path(path))
     if architecture not in (None, ARCHITECTURE):
         raise ValueError(f"{path} is a '{architecture}' GGUF (a model or adapter), not a control vector")
     directions: dict[int, torch.Tensor] = {}
-    for tensor in reader.tensors:
+    for tensor, values in tensors:
         match = DIRECTION.fullmatch(tensor.name)
         if match is None:
             raise ValueError(f"{path}: tensor {tensor.name!r} is not named direction.N as llama.cpp requires")
         if tensor.tensor_type != gguf.GGMLQuantizationType.F32 or len(tensor.shape) != 1:
             raise ValueError(f"{path}: {tensor.name} must be a 1-D F32 tensor (llama.cpp reads no other)")
         layer = int(match.group(1))
-        values = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
         directions[layer] = directions[layer] + values if layer in directions else values
     check_directions(directions)
-    count = _number(reader, LAYER_COUNT_KEY)
-    return ControlVectorFile(_string(reader, MODEL_HINT_KEY) or "", directions, count)
+    for layer, values in directions.items():
+        largest = values.abs().max().item()
+        if largest > MAX_MAGNITUDE:
+            raise ValueError(
+                f"{path}: direction.{layer} holds a value of {largest:.3g}, past the ±{MAX_MAGNITUDE:g} that a "
+                "steering vector stays within (a residual stream's values are of order 1-100)"
+            )
+    return ControlVectorFile(model_hint or "", directions, count)
+
+
+def _parse(path: Path) -> tuple[str | None, str | None, int | None, list]:
+    """(architecture, model hint, layer count, [(tensor, its values)]) as the file holds them, or one ValueError."""
+    import gguf
+
+    _check_header(path)
+    try:
+        reader = gguf.GGUFReader(str(path))
+        tensors = []
+        for tensor in reader.tensors:
+            values = None  # only F32 is read; read_control_vector refuses the other types by name
+            if tensor.tensor_type == gguf.GGMLQuantizationType.F32:
+                values = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
+                if values.numel() != int(tensor.n_elements):
+                    raise ValueError(f"{tensor.name} holds {values.numel()} of its {tensor.n_elements} values")
+            tensors.append((tensor, values))
+        fields = _string(reader, ARCHITECTURE_KEY), _string(reader, MODEL_HINT_KEY), _number(reader, LAYER_COUNT_KEY)
+    except READ_ERRORS as error:  # the gguf reader's own failures on a broken file, of any type
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not a readable GGUF file: it is truncated or malformed ({reason})") from None
+    return (*fields, tensors)
+
+
+def _check_header(path: Path) -> None:
+    """The GGUF header: magic, version, and tensor and key counts that the file's size can hold."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            header = handle.read(24)
+    except OSError as error:
+        raise ValueError(f"{path} cannot be read ({error.strerror or error})") from None
+    if len(header) < 24 or header[:4] != GGUF_MAGIC:
+        raise ValueError(f"{path} is not a GGUF file (no GGUF header): export the control vector again")
+    version, tensor_count, kv_count = struct.unpack("<IQQ", header[4:])
+    if version not in (2, 3):
+        raise ValueError(f"{path} is GGUF version {version}; control vectors are GGUF version 2 or 3")
+    for count, what in ((tensor_count, "tensors"), (kv_count, "metadata keys")):
+        if count > size // MIN_ENTRY_BYTES:
+            raise ValueError(
+                f"{path} is not a readable GGUF file: it declares {count} {what}, more than its {size} bytes can hold"
+            )
 
 
 def _string(reader, key: str) -> str | None:

@@ -9,12 +9,14 @@ import re
 import secrets
 import shutil
 import threading
-import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from filelock import FileLock, Timeout
 from torch import nn
 
 from red_explorer.core.archive import ALLOWED_FILES
@@ -31,8 +33,9 @@ if TYPE_CHECKING:
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 INCOMING = ".incoming-"
-STALE_INCOMING_SECONDS = 3600  # an incoming folder this old is a crash's leftover, not a write in progress
 DELETING = ".deleting-"
+LOCK_FILE = ".lock"  # in the root: one writer at a time (labels, quota, rename), across processes
+WRITER_LOCK = ".lock"  # next to an incoming folder: held by the process writing it
 OWNER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 MAX_LABEL = 120
@@ -50,8 +53,9 @@ class RunNotFoundError(ValueError):
 
 
 def default_home() -> Path:
-    """$RED_EXPLORER_HOME, else a Space's persistent storage (/data/red_explorer), else ~/.cache/red_explorer."""
-    return Path(os.environ.get("RED_EXPLORER_HOME") or space_home() or Path.home() / ".cache" / "red_explorer")
+    """$RED_EXPLORER_HOME (`~` expanded), else a Space's /data/red_explorer, else ~/.cache/red_explorer."""
+    home = os.environ.get("RED_EXPLORER_HOME") or space_home() or Path.home() / ".cache" / "red_explorer"
+    return Path(home).expanduser()
 
 
 def check_owner(owner: str) -> str:
@@ -95,16 +99,31 @@ class RunStore:
     for full fine-tuning), never a model in memory: ``attach`` puts it back on a base when needed.
     Runs are built in ``.incoming-<id>/`` and renamed into place, so a crash never leaves a run that
     half-loads; listing sees only complete runs. Nothing is deleted unless ``delete`` is called: a
-    save past ``quota_bytes`` (per owner) raises ``QuotaError``. One lock per root makes the store
-    safe for concurrent sessions (stores on the same root share it).
+    save past ``quota_bytes`` (per owner) raises ``QuotaError``. A file lock on ``<root>/.lock``
+    (with a thread lock per root) makes label choice, the quota check and the rename one step for
+    every thread and process on the root. Opening a store removes what crashes left behind: folders
+    of interrupted deletes, and incoming folders whose writer no longer holds their lock.
     """
 
     def __init__(self, root: str | Path | None = None, quota_bytes: int | None = None):
         if quota_bytes is not None and quota_bytes <= 0:
             raise ValueError(f"quota_bytes must be positive (or None for no quota), got {quota_bytes}")
-        self.root = Path(root) if root is not None else default_home() / "runs"
+        self.root = Path(root).expanduser() if root is not None else default_home() / "runs"
         self.quota_bytes = quota_bytes
-        self._lock = _root_lock(self.root.expanduser().resolve())
+        self._lock = _root_lock(self.root.resolve())
+        self._file_lock = FileLock(str(self.root / LOCK_FILE), mode=0o600, thread_local=False)
+        if self.root.is_dir():
+            for owner_folder in self.root.iterdir():
+                if owner_folder.is_dir() and OWNER_PATTERN.fullmatch(owner_folder.name):
+                    remove_leftovers(owner_folder)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the store: no other thread or process on this root labels, checks the quota or renames meanwhile."""
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with self._file_lock:
+                yield
 
     # ------------------------------------------------------------ writing
 
@@ -182,19 +201,21 @@ class RunStore:
         """Build the run in an incoming folder, check the quota, label it, and rename it into place."""
         owner_folder = self._owner_folder(record.owner)
         owner_folder.mkdir(parents=True, exist_ok=True)
-        _remove_stale_incoming(owner_folder)
+        remove_leftovers(owner_folder)  # e.g. a CLI process that crashed while this app kept running
         now = datetime.now(UTC)
         record.id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         record.created = now.isoformat(timespec="microseconds")
         incoming = owner_folder / f"{INCOMING}{record.id}"
-        incoming.mkdir()
+        writer = _writer_lock(incoming)
+        writer.acquire()  # before the folder exists: a cleaner never sees it unlocked while this process lives
         try:
+            incoming.mkdir()
             write(incoming)
             record.files = sorted(path.name for path in incoming.iterdir() if path.is_file())
             record.method_bytes = folder_bytes(incoming)
             if metrics is not None:
                 _write_json(incoming / METRICS_FILE, metrics)
-            with self._lock:
+            with self._locked():
                 existing = self.list(record.owner)
                 record.label = self._new_label(record, existing)
                 _write_json(incoming / RUN_FILE, record.to_dict())
@@ -203,6 +224,9 @@ class RunStore:
         except BaseException:
             shutil.rmtree(incoming, ignore_errors=True)
             raise
+        finally:
+            writer.release()
+            Path(writer.lock_file).unlink(missing_ok=True)
         record.path = owner_folder / record.id
         return record
 
@@ -213,7 +237,17 @@ class RunStore:
         facts = [_facts(run) for run in existing]
         return label_for_new_run(_facts(record), facts, taken)
 
-    def _check_quota(self, owner: str, existing: list[RunRecord], needed: int) -> None:
+    def check_room(self, owner: str, needed_bytes: int, what: str = "this run") -> None:
+        """Before training: a QuotaError now when ``needed_bytes`` more (an estimate) would not fit the quota."""
+        if self.quota_bytes is None:
+            return
+        with self._locked():
+            existing = self.list(owner)
+        self._check_quota(owner, existing, needed_bytes, f"training {what} would keep about", "train again")
+
+    def _check_quota(
+        self, owner: str, existing: list[RunRecord], needed: int, doing="saving this run needs", again="save again"
+    ) -> None:
         if self.quota_bytes is None:
             return
         sizes = {run.id: folder_bytes(run.path) for run in existing}
@@ -223,9 +257,9 @@ class RunStore:
         largest = sorted(existing, key=lambda run: -sizes[run.id])[:3]
         names = ", ".join(f"{run.id} '{run.label}' ({human_bytes(sizes[run.id])})" for run in largest)
         raise QuotaError(
-            f"saving this run needs {human_bytes(needed)}, but {owner!r} already uses {human_bytes(usage)} "
+            f"{doing} {human_bytes(needed)}, but {owner!r} already uses {human_bytes(usage)} "
             f"of its {human_bytes(self.quota_bytes)} quota in {len(existing)} runs; nothing was deleted. "
-            f"Delete runs you no longer need (largest: {names or 'none'}) and save again."
+            f"Delete runs you no longer need (largest: {names or 'none'}) and {again}."
         )
 
     # ------------------------------------------------------------ reading
@@ -287,7 +321,7 @@ class RunStore:
     def rename(self, owner: str, run_id: str, label: str) -> RunRecord:
         """Give a run a new label (unique among the owner's runs)."""
         label = _clean_label(label)
-        with self._lock:
+        with self._locked():
             record = self.get(owner, run_id)
             if any(run.label == label and run.id != run_id for run in self.list(owner)):
                 raise ValueError(f"another run of {owner!r} is called {label!r}: choose another label")
@@ -297,7 +331,7 @@ class RunStore:
 
     def delete(self, owner: str, run_id: str) -> RunRecord:
         """Delete one run (what the user asked for, nothing else); returns its record."""
-        with self._lock:
+        with self._locked():
             record = self.get(owner, run_id)
             doomed = record.path.with_name(f"{DELETING}{run_id}-{secrets.token_hex(3)}")
             os.rename(record.path, doomed)  # gone from listings at once, even if removal is interrupted
@@ -334,15 +368,31 @@ class RunStore:
         return attach_saved(model, record.path, record.method_spec)
 
 
-def _remove_stale_incoming(owner_folder: Path) -> None:
-    """Delete the half-written run folders that a crash left behind (never listed, only taking space)."""
-    cutoff = time.time() - STALE_INCOMING_SECONDS
-    for child in owner_folder.glob(f"{INCOMING}*"):
+def _writer_lock(incoming: Path) -> FileLock:
+    return FileLock(str(incoming.with_name(incoming.name + WRITER_LOCK)), mode=0o600, thread_local=False)
+
+
+def remove_leftovers(owner_folder: Path) -> None:
+    """Delete what crashes left in an owner's folder (never listed, yet taking space).
+
+    A ``.deleting-*`` folder was already taken out of the listings, so it goes whoever removes it.
+    An ``.incoming-*`` folder goes only when its writer's lock is free: its writer has ended (a
+    crash or a finished save), never while a live process is still writing it.
+    """
+    for child in owner_folder.glob(f"{DELETING}*"):
+        shutil.rmtree(child, ignore_errors=True)
+    names = {child.name.removesuffix(WRITER_LOCK) for child in owner_folder.glob(f"{INCOMING}*")}
+    for name in sorted(names):  # a folder, its writer's lock file, or a lock file a crash left alone
+        writer = _writer_lock(owner_folder / name)
         try:
-            if child.is_dir() and child.stat().st_mtime < cutoff:
-                shutil.rmtree(child, ignore_errors=True)
-        except OSError:  # removed meanwhile by another process
+            writer.acquire(timeout=0)
+        except (Timeout, OSError):  # being written now, or a store this process may only read
             continue
+        try:
+            shutil.rmtree(owner_folder / name, ignore_errors=True)
+        finally:
+            writer.release()
+            Path(writer.lock_file).unlink(missing_ok=True)
 
 
 def _facts(record: RunRecord) -> LabelFacts:
