@@ -121,10 +121,7 @@ def _drift(args: argparse.Namespace, loaded, model):
     from red_explorer.explore.drift import token_drift
     from red_explorer.explore.strength import at_strength
 
-    prompt, special = args.prompt, True
-    if args.chat and prompt:
-        prompt = chat_prompt(loaded.tokenizer, prompt)
-        special = not getattr(loaded.tokenizer, "chat_template", None)
+    prompt = chat_prompt(loaded.tokenizer, args.prompt) if args.chat and args.prompt else args.prompt
     context = at_strength(model, args.strength) if args.strength is not None else nullcontext()
     with context:
-        return token_drift(model, loaded.tokenizer, args.text, prompt, args.top_k, add_special_tokens=special)
+        return token_drift(model, loaded.tokenizer, args.text, prompt, args.top_k)
