@@ -143,3 +143,39 @@ def test_runs_kept_in_a_store_batch_like_their_folders(base, red_runs, tmp_path)
     direct = compare_batched(model, tokenizer, PROMPTS, red_runs, SETTINGS)
     assert from_store.batched == [BASE] + [record.label for record in records]
     assert from_store.token_ids == direct.token_ids
+
+
+ENDING_PROMPTS = ["name[aromi]", "name[the eagle] eattype[coffee shop] food[french] area[riverside] near[burger king]"]
+
+
+def likes_to_end(seed: int, tokenizer):
+    """A tiny model that ends early: the end-of-sequence logit raised (pad == eos, as tokenizers without a pad have)."""
+    model = tiny_model("llama", seed=seed)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.eos_token_id] += 0.5 * model.model.embed_tokens.weight.mean(0).sign()
+    return model
+
+
+@pytest.mark.parametrize("ngram, penalty", [(1, 1.0), (2, 1.0), (3, 1.0), (0, 1.5)])
+def test_rows_that_count_their_context_equal_their_prompt_alone_where_the_pad_is_the_eos(
+    base, tmp_path, ngram, penalty
+):
+    _, tokenizer = base
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.pad_token = tokenizer.eos_token
+    settings = DecodingSettings(max_new_tokens=12, no_repeat_ngram_size=ngram, repetition_penalty=penalty)
+    ended = 0
+    for seed in range(6):
+        model = likes_to_end(seed, tokenizer)
+        run = saved_red(model, tmp_path / f"red-{seed}", "full", seed=seed)
+        batched = compare_batched(model, tokenizer, ENDING_PROMPTS, [run], settings, warmup=False)
+        alone = []
+        for prompt in ENDING_PROMPTS:
+            alone.append(generate_one(Contender(BASE, model), tokenizer, prompt, settings))
+            attached = load_edits(model, run.folder) and model
+            alone.append(generate_one(Contender(run.label, attached), tokenizer, prompt, settings))
+            detach_red(model)
+        assert [(g.text, g.new_tokens) for g in batched.generations] == [(g.text, g.new_tokens) for g in alone]
+        ended += sum(ids[-1] == tokenizer.eos_token_id for ids in batched.token_ids)
+    assert ended > 0  # rows do end, where a padded row would have its end of sequence banned

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
 from explore_helpers import cli, save_random_run, with_random_red
 from tiny_models import logits, sample_corpus, save_tiny_causal_lm, tiny_model, tiny_tokenizer
+from tokenizers import processors
 
 from red_explorer.core.red.edit import red_disabled
 from red_explorer.core.tare.config import TareConfig
 from red_explorer.core.tare.edit import attach_tare, tare_parameters
 from red_explorer.core.tare.routing import tare_routing
+from red_explorer.engine.generation import Contender, DecodingSettings, chat_prompt, generate_one
 from red_explorer.explore.drift import encode, token_drift
 from red_explorer.models.loading import load_model
 
@@ -92,3 +95,28 @@ def test_explore_drift_prints_the_record(tmp_path):
     assert record["is_prompt"][0] is True and record["is_prompt"][-1] is False and max(record["kl"]) > 0
     at_zero = json.loads(cli(*common, "--strength", 0).stdout)
     assert at_zero["kl"] == [0.0] * len(at_zero["kl"])
+
+
+def starts_with_bos(tokenizer):
+    """The tokenizer with a post-processor that writes BOS before every text, as Llama's does."""
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tokenizer.bos_token_id)]
+    )
+    return tokenizer
+
+
+@pytest.mark.parametrize("chat", [True, False])
+def test_drift_measures_the_ids_generation_feeds(chat):
+    tokenizer = starts_with_bos(tiny_tokenizer(sample_corpus(), chat=chat))
+    assert tokenizer("name")["input_ids"][0] == tokenizer.bos_token_id
+    model, fed = with_random_red(tiny_model("llama"), seed=3), []
+    generate = model.generate
+    model.generate = lambda input_ids, **kwargs: fed.append(input_ids[0].tolist()) or generate(input_ids, **kwargs)
+    prompt = chat_prompt(tokenizer, "name aromi")
+    generate_one(Contender("RED", model), tokenizer, prompt, DecodingSettings(max_new_tokens=2))
+    drift = token_drift(model, tokenizer, "food chinese", prompt)
+    prompt_ids = drift.token_ids[: sum(drift.is_prompt)]
+    assert prompt_ids == fed[0]
+    assert prompt_ids[0] == tokenizer.bos_token_id and prompt_ids[1] != tokenizer.bos_token_id  # one BOS
+    assert drift.token_ids[len(prompt_ids) :] == tokenizer("food chinese", add_special_tokens=False)["input_ids"]

@@ -109,3 +109,14 @@ def test_the_installed_command_runs_from_anywhere(tmp_path):
         pytest.fail("red-explorer is not installed: run bash scripts/setup.sh --test (pip install -e .)")
     result = subprocess.run([command, "train", "--help"], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert "usage: red-explorer train" in result.stdout and "--method" in result.stdout
+
+
+def test_the_build_asks_for_a_setuptools_that_reads_an_spdx_license():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    assert isinstance(project["project"]["license"], str)  # an SPDX expression (PEP 639): setuptools 77 or newer
+    (setuptools,) = [Requirement(line) for line in project["build-system"]["requires"] if line.startswith("setuptools")]
+    assert not setuptools.specifier.contains("76.9") and setuptools.specifier.contains("77.0")

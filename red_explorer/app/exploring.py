@@ -10,14 +10,14 @@ from pathlib import Path
 
 from red_explorer.app.kept_runs import SessionRun
 from red_explorer.app.workbench import Workbench
-from red_explorer.core.registry import attached_method, load_method
+from red_explorer.core.registry import attached_method
 from red_explorer.engine.generation import Contender, DecodingSettings, Generation, chat_prompt, generate_one
 from red_explorer.explore.arithmetic import compose_runs, mix_runs, negate_run
 from red_explorer.explore.control_vector import export_control_vector
 from red_explorer.explore.drift import TokenDrift, token_drift
 from red_explorer.explore.layers import LayerImportance, layer_importance
 from red_explorer.explore.strength import DosePoint, at_strength, check_strength, dose_response
-from red_explorer.runs.attach import release
+from red_explorer.runs.attach import attach_saved, release
 
 STRENGTH_METHODS = ("red", "tare", "lora")  # methods whose edit has a strength (full fine-tuning has none)
 DOSE_STRENGTHS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -131,7 +131,7 @@ class Explorer:
     def _keep(self, folder: Path, label: str) -> SessionRun:
         workbench, loaded = self.workbench, self.workbench.loaded()
         with workbench.registry.base_lock(workbench.training_key()):
-            model, spec = load_method(loaded.model, folder)
+            model, spec = attach_saved(loaded.model, folder)
             release(model, spec)
         return SessionRun(workbench.store.import_edits(workbench.owner, folder, spec, loaded, label.strip()))
 

@@ -23,7 +23,7 @@ from red_explorer.app.snippet import python_snippet
 from red_explorer.choice.sweep import SweepConfig, SweepResult, run_sweep
 from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.merged import save_merged
-from red_explorer.core.registry import MethodSpec, load_method
+from red_explorer.core.registry import MethodSpec
 from red_explorer.data.prepared import PreparedData, prepare_data
 from red_explorer.data.render import prompt_text, reference_text
 from red_explorer.data.tables import DataConfig
@@ -41,7 +41,7 @@ from red_explorer.engine.experiment import default_train_config, trained_run
 from red_explorer.engine.generation import DecodingSettings, Generation, chat_prompt, rouge_l
 from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
-from red_explorer.runs.attach import release
+from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.labels import short_number
 from red_explorer.runs.record import data_fingerprint
 from red_explorer.runs.size import estimated_run_bytes
@@ -351,7 +351,7 @@ class Workbench(KeptRuns):
         target, loaded = self._fresh("imported"), self.loaded()
         safe_extract(archive, target)
         with self.registry.base_lock(self.training_key()):
-            model, spec = load_method(loaded.model, target)
+            model, spec = attach_saved(loaded.model, target)
             release(model, spec)
         return SessionRun(self.store.import_edits(self.owner, target, spec, loaded))
 

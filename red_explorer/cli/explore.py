@@ -95,15 +95,15 @@ def _arithmetic(args: argparse.Namespace) -> Path:
 def _load_edited(args: argparse.Namespace):
     """The base (with a head sized as the run's, for classification), the edited model, and the task."""
     from red_explorer.core.checkpoint import CONFIG_FILE, read_record
-    from red_explorer.core.registry import load_method
     from red_explorer.models.loading import load_model
+    from red_explorer.runs.attach import attach_saved
 
     record = read_record(args.edits) if (Path(args.edits) / CONFIG_FILE).is_file() else {}
     task = "classification" if record.get("head_parameters") else "causal-lm"
     loaded = load_model(
         args.model, task=task, num_labels=record.get("num_labels"), device=args.device, dtype=args.dtype
     )
-    model, _ = load_method(loaded.model, args.edits)
+    model, _ = attach_saved(loaded.model, args.edits)  # keeps the base's head: a strength of 0 is the base
     return loaded, model, task
 
 
@@ -121,10 +121,7 @@ def _drift(args: argparse.Namespace, loaded, model):
     from red_explorer.explore.drift import token_drift
     from red_explorer.explore.strength import at_strength
 
-    prompt, special = args.prompt, True
-    if args.chat and prompt:
-        prompt = chat_prompt(loaded.tokenizer, prompt)
-        special = not getattr(loaded.tokenizer, "chat_template", None)
+    prompt = chat_prompt(loaded.tokenizer, args.prompt) if args.chat and args.prompt else args.prompt
     context = at_strength(model, args.strength) if args.strength is not None else nullcontext()
     with context:
-        return token_drift(model, loaded.tokenizer, args.text, prompt, args.top_k, add_special_tokens=special)
+        return token_drift(model, loaded.tokenizer, args.text, prompt, args.top_k)

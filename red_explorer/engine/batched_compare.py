@@ -218,29 +218,32 @@ def _own_model(model: nn.Module, run: SavedRun | None) -> Iterator[nn.Module]:
 
 @dataclass
 class _Caller:
-    """Runs timed generate calls on the same prompts and collects each contender's new tokens per prompt."""
+    """Runs timed generate calls on groups of prompts and collects each contender's new tokens per prompt."""
 
-    inputs: dict[str, torch.Tensor]  # (P, T) each
     kwargs: dict
     seed: int
     warmup: bool
     end_ids: set[int]
-    tokens: dict[str, list[list[int]]] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
+    tokens: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # label -> prompt index -> new ids
+    seconds: dict[str, float] = field(default_factory=dict)  # label -> seconds of its calls, summed
 
-    def call(self, model: nn.Module, labels: list[str], batched: bool, extra: dict) -> CallTiming:
-        prompts, width = self.inputs["input_ids"].shape
-        rows = {key: value.repeat(len(labels), 1) for key, value in self.inputs.items()}  # (C·P, T), contender-major
+    def call(
+        self, model: nn.Module, inputs: dict, group: list[int], labels: list[str], batched: bool, extra: dict
+    ) -> CallTiming:
+        """One call on the prompts ``group`` (their ``inputs``, (P, T) each) for every contender in ``labels``."""
+        prompts, width = inputs["input_ids"].shape
+        rows = {key: value.repeat(len(labels), 1) for key, value in inputs.items()}  # (C·P, T), contender-major
         output, seconds = timed_generate(model, rows, self.kwargs, self.seed, self.warmup, extra)
         for index, label in enumerate(labels):
             block = output[index * prompts : (index + 1) * prompts, width:]  # (P, new)
-            self.tokens[label] = [_trimmed(row, self.end_ids) for row in block]
-            self.seconds[label] = seconds
-        new_tokens = sum(len(ids) for label in labels for ids in self.tokens[label])
-        return CallTiming(labels, batched, len(labels) * prompts, new_tokens, seconds, self._measured(labels))
+            self.tokens.setdefault(label, {}).update(
+                zip(group, (_trimmed(row, self.end_ids) for row in block), strict=True)
+            )
+            self.seconds[label] = self.seconds.get(label, 0.0) + seconds
+        new_tokens = sum(len(self.tokens[label][prompt]) for label in labels for prompt in group)
+        return CallTiming(labels, batched, len(labels) * prompts, new_tokens, seconds, self._measured(labels, prompts))
 
-    def _measured(self, labels: list[str]) -> str:
-        prompts = self.inputs["input_ids"].shape[0]
+    def _measured(self, labels: list[str], prompts: int) -> str:
         text = (
             f"wall time of one generate call of {len(labels) * prompts} rows ({len(labels)} contenders × {prompts} "
             f"prompts), up to {self.kwargs['max_new_tokens']} new tokens per row"
@@ -250,6 +253,21 @@ class _Caller:
         if self.warmup:
             text += f", after one untimed {WARMUP_TOKENS}-token warm-up call on the same rows"
         return text + "; loading and attaching the runs is not timed"
+
+
+def prompt_groups(tokenizer, prompts: Sequence[str], settings: DecodingSettings) -> list[list[int]]:
+    """The prompt indices that share a call: all of them, padded on the left, unless decoding reads the context.
+
+    ``no_repeat_ngram_size`` and ``repetition_penalty`` count every token of a row, the padding too, so a
+    padded row (where the pad token is the end of sequence, its end) decodes differently from its prompt
+    alone: then prompts of one token length share a call, unpadded, and each other length has calls of its own.
+    """
+    if not settings.no_repeat_ngram_size and settings.repetition_penalty == 1.0:
+        return [list(range(len(prompts)))]
+    groups: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        groups.setdefault(len(encode_prompt(tokenizer, prompt)), []).append(index)
+    return list(groups.values())
 
 
 def compare_batched(
@@ -265,26 +283,29 @@ def compare_batched(
     """Generate with the base and every run on every (already formatted) prompt, in as few calls as possible.
 
     ``model`` is the plain base: it is edited for the length of the call and restored after, so no
-    other thread may use it meanwhile. Prompts are padded on the left to one length; each call
-    is timed after a short warm-up (``warmup``). Greedy decoding gives the same tokens as one call
-    per run; sampled rows draw from one random stream, so their draws differ from separate calls.
+    other thread may use it meanwhile. Prompts are padded on the left to one length (where decoding counts
+    the padding, each length has calls of its own: ``prompt_groups``); each call is timed after a short
+    warm-up (``warmup``). Greedy decoding gives the same tokens as one call per run and prompt; sampled
+    rows draw from one random stream, so their draws differ from separate calls.
     ``batch=False`` gives every contender (the base too) a call of its own: the sequential reference.
     """
     settings = settings or DecodingSettings()
     _check_inputs(model, runs)
-    inputs = left_padded(tokenizer, prompts, next(model.parameters()).device)
-    caller = _Caller(inputs, _generate_kwargs(settings, tokenizer, fixed_length), settings.seed, warmup, set())
+    device = next(model.parameters()).device
+    caller = _Caller(_generate_kwargs(settings, tokenizer, fixed_length), settings.seed, warmup, set())
     caller.end_ids = _end_ids(model, tokenizer)
     plan = plan_batch(runs) if batch else _Plan(separate={run.label: "batching turned off" for run in runs})
-    calls, batched = [], []
-    if batch:
-        with _batched_model(model, plan, len(prompts)) as (target, labels, extra):
-            calls.append(caller.call(target, labels, True, extra))
-            batched = labels
     by_label = {run.label: run for run in runs}
-    for label in ([] if batch else [BASE]) + list(plan.separate):
-        with _own_model(model, by_label.get(label)) as target:
-            calls.append(caller.call(target, [label], False, {}))
+    calls, batched = [], []
+    for group in prompt_groups(tokenizer, prompts, settings):
+        inputs = left_padded(tokenizer, [prompts[index] for index in group], device)
+        if batch:
+            with _batched_model(model, plan, len(group)) as (target, labels, extra):
+                calls.append(caller.call(target, inputs, group, labels, True, extra))
+                batched = labels
+        for label in ([] if batch else [BASE]) + list(plan.separate):
+            with _own_model(model, by_label.get(label)) as target:
+                calls.append(caller.call(target, inputs, group, [label], False, {}))
     generations, token_ids = _generations(tokenizer, prompts, [BASE, *by_label], caller)
     return BatchedComparison(generations, token_ids, batched, plan.separate, calls)
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from red_explorer.core.adapters import head_modules
+from red_explorer.core.heads import keep_head, restore_head
 from red_explorer.core.registry import MethodSpec, apply_method, save_method
 from red_explorer.engine.distributed import is_main_process, wait_for_everyone
 from red_explorer.engine.evaluation import evaluate
@@ -138,11 +140,8 @@ def trained_run(
     if spec.entry.saves_whole_model:
         yield train_method(replace(loaded, model=copy.deepcopy(loaded.model)), data, spec, config, callback, stop)
         return
-    parameters, training = dict(loaded.model.named_parameters()), loaded.model.training
-    head = {
-        name: (parameters[name].detach().clone(), parameters[name].requires_grad)
-        for name in loaded.head_parameter_names
-    }
+    training = loaded.model.training
+    head = keep_head(loaded.model, head_modules(loaded.head_parameter_names) or [])
     try:
         result = train_method(loaded, data, spec, config, callback, stop)
         try:
@@ -150,12 +149,7 @@ def trained_run(
         finally:
             spec.entry.detach(result.model)
     finally:
-        parameters = dict(loaded.model.named_parameters())  # PEFT's unload leaves its trained copy of the head
-        with torch.no_grad():
-            for name, (weights, trainable) in head.items():
-                parameters[name].copy_(weights)
-                parameters[name].requires_grad_(trainable)
-                parameters[name].grad = None
+        restore_head(loaded.model, head)
         loaded.model.train(training)
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from red_explorer.core.registry import attached_method
+from red_explorer.data.render import encode_prompt
 from red_explorer.explore.measures import forward, kl_divergence, log_probabilities
 
 
@@ -44,12 +45,15 @@ class TokenDrift:
         return asdict(self)
 
 
-def encode(
-    tokenizer, text: str, prompt: str | None = None, add_special_tokens: bool = True
-) -> tuple[torch.Tensor, int]:
-    """Token ids (1, T) of ``prompt`` + ``text`` (each tokenised on its own) and the prompt's length in tokens."""
-    prompt_ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"] if prompt else []
-    text_ids = tokenizer(text, add_special_tokens=add_special_tokens and not prompt)["input_ids"]
+def encode(tokenizer, text: str, prompt: str | None = None) -> tuple[torch.Tensor, int]:
+    """Token ids (1, T) of ``prompt`` + ``text`` and the prompt's length in tokens.
+
+    The prompt is tokenised exactly as generation feeds it (``encode_prompt``: a chat template writes its own
+    BOS, the plain format gets the tokenizer's), then the text as its continuation, with no special tokens.
+    A text without a prompt is tokenised as a prompt.
+    """
+    prompt_ids = encode_prompt(tokenizer, prompt) if prompt else []
+    text_ids = tokenizer(text, add_special_tokens=False)["input_ids"] if prompt else encode_prompt(tokenizer, text)
     ids = list(prompt_ids) + list(text_ids)
     if not ids:
         raise ValueError("the text has no tokens: give a prompt or some text")
@@ -62,7 +66,6 @@ def token_drift(
     text: str,
     prompt: str | None = None,
     top_k: int = 5,
-    add_special_tokens: bool = True,
 ) -> TokenDrift:
     """One forward with the edit and one inside its base behaviour (``Method.disabled``), compared per token.
 
@@ -72,7 +75,7 @@ def token_drift(
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
     method = attached_method(model)
-    input_ids, prompt_length = encode(tokenizer, text, prompt, add_special_tokens)
+    input_ids, prompt_length = encode(tokenizer, text, prompt)
     batch = {"input_ids": input_ids}
     was_training = model.training
     model.eval()

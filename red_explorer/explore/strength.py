@@ -6,10 +6,12 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from torch import nn
 
+from red_explorer.core.heads import remembered_head
 from red_explorer.core.red.bank import swap_edits
 from red_explorer.core.red.edit import BIAS, SCALE, red_vectors
 from red_explorer.core.registry import attached_method
@@ -114,6 +116,53 @@ def lora_at_strength(model: nn.Module, strength: float) -> Iterator[None]:
             layer.scaling.update(scaling)
 
 
+def head_pairs(model: nn.Module) -> list[tuple[torch.Tensor, nn.Parameter]]:
+    """(base weights, trained parameter) for each weight of the classification head a run trained.
+
+    A PEFT adapter keeps the base's head beside its trained copy (``modules_to_save``); RED and TARE
+    copy the run's head into the base, whose own head ``attach_saved`` keeps (``remembered_head``).
+    """
+    from peft.utils.other import ModulesToSaveWrapper
+
+    pairs = []
+    for wrapper in model.modules():
+        if isinstance(wrapper, ModulesToSaveWrapper) and wrapper.active_adapters:
+            base = dict(wrapper.original_module.named_parameters())
+            trained = wrapper.modules_to_save[wrapper.active_adapters[0]].named_parameters()
+            pairs += [(base[name].detach(), parameter) for name, parameter in trained]
+    kept = remembered_head(model)
+    if not pairs and kept is not None:
+        parameters = dict(model.named_parameters())
+        pairs += [(weights, parameters[name]) for name, (weights, _) in kept.weights.items()]
+    return pairs
+
+
+@contextmanager
+def head_at_strength(model: nn.Module, strength: float) -> Iterator[None]:
+    """Inside this block a head the run trained is head_α = base head + α (trained head − base head).
+
+    As torch.lerp: exactly the base's head at α = 0 and the run's at α = 1, so that a classification run at
+    strength 0 is the base model. A model whose head no run trained is left as it is.
+    """
+    strength = check_strength(strength)
+    pairs = [(base, parameter, parameter.detach().clone()) for base, parameter in head_pairs(model)]
+    with torch.no_grad():
+        for base, parameter, trained in pairs:
+            parameter.copy_(torch.lerp(base.to(trained.dtype), trained, strength))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for _, parameter, trained in pairs:
+                parameter.copy_(trained)
+
+
+@contextmanager
+def _edit_and_head_at_strength(handler: Callable, model: nn.Module, strength: float) -> Iterator[None]:
+    with handler(model, strength), head_at_strength(model, strength):
+        yield
+
+
 STRENGTH_HANDLERS: dict[str, Callable[[nn.Module, float], AbstractContextManager]] = {
     "red": red_at_strength,
     "tare": tare_at_strength,
@@ -122,7 +171,7 @@ STRENGTH_HANDLERS: dict[str, Callable[[nn.Module, float], AbstractContextManager
 
 
 def strength_handler(model: nn.Module) -> Callable[[nn.Module, float], AbstractContextManager]:
-    """The strength context of the method the model carries, or a ValueError that says which methods have one."""
+    """The strength context of the method the model carries, its trained head too, or a ValueError naming those."""
     method = attached_method(model)
     handler = STRENGTH_HANDLERS.get(method.name)
     if handler is None:
@@ -130,7 +179,7 @@ def strength_handler(model: nn.Module) -> Callable[[nn.Module, float], AbstractC
             f"{method.title} has no strength: strengths apply to {', '.join(STRENGTH_HANDLERS)} (a model that "
             "carries none of them counts as full fine-tuning, which replaced the weights: no edit to scale)"
         )
-    return handler
+    return partial(_edit_and_head_at_strength, handler)
 
 
 def at_strength(model: nn.Module, strength: float) -> AbstractContextManager:
@@ -156,13 +205,13 @@ def dose_response(
     """For each strength α: the validation loss and the mean KL(edited_α ‖ base) over validation tokens.
 
     The batches carry ``labels`` (``PreparedData.validation_batches``); tokens are the positions
-    whose attention mask is 1 (rows, for classification). Per batch, one forward inside the base
-    behaviour and one per strength; the base distributions are reused for every strength.
+    whose attention mask is 1 (rows, for classification). Per batch, one forward at strength 0 (the base)
+    and one per strength; the base distributions are reused for every strength.
     """
     strengths = [check_strength(strength) for strength in strengths]
     if not strengths:
         raise ValueError("give at least one strength, e.g. (-1, 0, 1, 2, 3)")
-    handler, method = strength_handler(model), attached_method(model)
+    handler = strength_handler(model)
     totals = {strength: [0.0, 0, 0.0, 0] for strength in strengths}  # loss sum, loss weight, KL sum, tokens
     was_training = model.training
     model.eval()
@@ -170,7 +219,7 @@ def dose_response(
         for batch in batches:
             if "labels" not in batch:
                 raise ValueError("dose_response needs batches with labels (PreparedData.validation_batches)")
-            with method.disabled(model):
+            with handler(model, 0.0):  # the base, its own classification head included
                 base = log_probabilities(forward(model, batch).logits)  # (B, T, V) or (B, C)
             for strength in strengths:
                 with handler(model, strength):
