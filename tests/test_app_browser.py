@@ -7,11 +7,16 @@ import csv
 import os
 import re
 import shutil
+import stat
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
-from app_helpers import free_port
+from app_helpers import free_port, save_tiny_llama, tiny_rows, write_csv
 
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.interface import launch_options
@@ -318,3 +323,83 @@ def test_closing_a_tab_frees_its_session(page, app_url):
             break
         page.wait_for_timeout(250)
     assert open_sessions() == before
+
+
+def start_app(home: Path, port: int, log: Path) -> subprocess.Popen:
+    """``python app.py`` in a process of its own on ``home`` (what a person runs), once it answers."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        name: value for name, value in os.environ.items() if name not in ("GRADIO_SERVER_NAME", "RED_EXPLORER_SECRET")
+    }
+    env |= {"RED_EXPLORER_HOME": str(home), "RED_EXPLORER_PRELOAD": "0", "PORT": str(port), "PYTHONPATH": str(root)}
+    process = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=root, env=env, stdout=log.open("a"), stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise AssertionError(f"the app did not start: {log.read_text()[-2000:]}")
+
+
+def stop_app(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def tiny_edits_zip(folder: Path) -> tuple[Path, Path]:
+    """A tiny Llama folder and the edits zip of a RED run trained on it (kept in a scratch store)."""
+    from red_explorer.app.model_registry import ModelRegistry
+    from red_explorer.app.options import TrainOptions
+    from red_explorer.app.workbench import Workbench
+    from red_explorer.core.registry import MethodSpec
+    from red_explorer.runs.store import RunStore
+
+    model = save_tiny_llama(folder / "model")
+    bench = Workbench(ModelRegistry(), store=RunStore(folder / "scratch"))
+    bench.load_model(str(model))
+    bench.load_data(write_csv(folder / "words.csv", tiny_rows(40)))
+    run = bench.train(MethodSpec("red"), TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None))
+    archive = shutil.copy(bench.export_edits_zip(run.label), folder / "edits.zip")
+    bench.close()
+    return model, Path(archive)
+
+
+def test_a_restarted_app_lists_the_browsers_runs_again(tmp_path):
+    """Import a run, restart the server process on the same home, reload the page: the run is still listed."""
+    executable = pytest_chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    model, archive = tiny_edits_zip(tmp_path)
+    home, port, log = tmp_path / "home", free_port(), tmp_path / "app.log"
+    process = start_app(home, port, log)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            open_tab(page, "Model")
+            page.locator("#model-spec input").fill(str(model))
+            page.click("#load-model")
+            expect(page.locator("#model-status")).to_contain_text("ready", timeout=120_000)
+            open_tab(page, "Export")
+            page.locator("#import-file input[type=file]").set_input_files(str(archive))
+            expect(page.locator("#import-status")).to_contain_text("Loaded RED full (ffn)", timeout=120_000)
+            stop_app(process)
+            process = start_app(home, port, log)
+            page.reload()
+            open_tab(page, "Export")
+            expect(page.locator("#runs-overview")).to_contain_text("RED full (ffn)", timeout=60_000)
+            shot(page, "13_after_restart")
+            browser.close()
+    finally:
+        stop_app(process)
+    assert stat.S_IMODE((home / "browser-secret").stat().st_mode) == 0o600
