@@ -95,6 +95,15 @@ def test_the_app_listens_on_loopback_unless_told_and_shares_cli_runs_only_there(
         serving(["--show-cli-runs"])
 
 
+def shown_in_page(block) -> bool:
+    """Whether ``block`` and every layout around it are visible."""
+    while block is not None:
+        if getattr(block, "visible", True) is False:
+            return False
+        block = block.parent
+    return True
+
+
 def test_cli_runs_are_offered_only_to_an_app_started_to_share_them(files, home):
     kept = cli_run(files)
     for show, offered in ((False, []), (True, [kept.label])):
@@ -102,6 +111,9 @@ def test_cli_runs_are_offered_only_to_an_app_started_to_share_them(files, home):
         _start(session, None)
         session.workbench.load_model(str(files[0]))
         assert [run.label for run in session.workbench.local_runs()] == offered
+        demo = build_demo(preload=False, show_cli_runs=show)
+        (local,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "local-runs"]
+        assert shown_in_page(local) is show  # the Export tab shows the command line's runs only when shared
 
 
 # ------------------------------------------------------------------ labels are shown as typed

@@ -133,7 +133,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             ablate.build(state, max_length, jobs)
             compare.build(state)
             explore.build(state, max_length)
-            export.build(state)
+            export.build(state, show_cli_runs)
         model.wire_demos(model_tab, state, tabs, [_component(demo, name) for name in model.COMPARE_IDS])
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
