@@ -322,33 +322,31 @@ def test_closing_a_tab_frees_its_session(page, app_url):
     assert open_sessions() == before
 
 
-def test_a_restarted_app_lists_the_browsers_runs_again(tmp_path):
+def test_a_restarted_app_lists_the_browsers_runs_again(page, tmp_path):
     """Import a run, restart the server process on the same home, reload the page: the run is still listed."""
-    executable = pytest_chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     model, archive = tiny_edits_zip(tmp_path)
     home, port, log = tmp_path / "home", free_port(), tmp_path / "app.log"
     process = start_app(home, port, log)
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # a browser of its own
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            open_tab(page, "Model")
-            page.locator("#model-spec input").fill(str(model))
-            page.click("#load-model")
-            expect(page.locator("#model-status")).to_contain_text("ready", timeout=120_000)
-            open_tab(page, "Export")
-            page.locator("#import-file input[type=file]").set_input_files(str(archive))
-            expect(page.locator("#import-status")).to_contain_text("Loaded RED full (ffn)", timeout=120_000)
-            stop_app(process)
-            process = start_app(home, port, log)
-            page.reload()
-            open_tab(page, "Export")
-            expect(page.locator("#runs-overview")).to_contain_text("RED full (ffn)", timeout=60_000)
-            shot(page, "13_after_restart")
-            browser.close()
+        visitor = context.new_page()
+        visitor.goto(f"http://127.0.0.1:{port}/")
+        open_tab(visitor, "Model")
+        visitor.locator("#model-spec input").fill(str(model))
+        visitor.click("#load-model")
+        expect(visitor.locator("#model-status")).to_contain_text("ready", timeout=120_000)
+        open_tab(visitor, "Export")
+        visitor.locator("#import-file input[type=file]").set_input_files(str(archive))
+        expect(visitor.locator("#import-status")).to_contain_text("Loaded RED full (ffn)", timeout=120_000)
+        stop_app(process)
+        process = start_app(home, port, log)
+        visitor.reload()
+        open_tab(visitor, "Export")
+        expect(visitor.locator("#runs-overview")).to_contain_text("RED full (ffn)", timeout=60_000)
+        shot(visitor, "13_after_restart")
     finally:
+        context.close()
         stop_app(process)
     assert stat.S_IMODE((home / "browser-secret").stat().st_mode) == 0o600
