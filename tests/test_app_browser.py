@@ -7,11 +7,13 @@ import csv
 import os
 import re
 import shutil
+import stat
 import zipfile
 from pathlib import Path
 
 import pytest
 from app_helpers import free_port
+from app_process import start_app, stop_app, tiny_edits_zip
 
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.interface import launch_options
@@ -318,3 +320,33 @@ def test_closing_a_tab_frees_its_session(page, app_url):
             break
         page.wait_for_timeout(250)
     assert open_sessions() == before
+
+
+def test_a_restarted_app_lists_the_browsers_runs_again(page, tmp_path):
+    """Import a run, restart the server process on the same home, reload the page: the run is still listed."""
+    from playwright.sync_api import expect
+
+    model, archive = tiny_edits_zip(tmp_path)
+    home, port, log = tmp_path / "home", free_port(), tmp_path / "app.log"
+    process = start_app(home, port, log)
+    context = page.context.browser.new_context(viewport={"width": 1400, "height": 1000})  # a browser of its own
+    try:
+        visitor = context.new_page()
+        visitor.goto(f"http://127.0.0.1:{port}/")
+        open_tab(visitor, "Model")
+        visitor.locator("#model-spec input").fill(str(model))
+        visitor.click("#load-model")
+        expect(visitor.locator("#model-status")).to_contain_text("ready", timeout=120_000)
+        open_tab(visitor, "Export")
+        visitor.locator("#import-file input[type=file]").set_input_files(str(archive))
+        expect(visitor.locator("#import-status")).to_contain_text("Loaded RED full (ffn)", timeout=120_000)
+        stop_app(process)
+        process = start_app(home, port, log)
+        visitor.reload()
+        open_tab(visitor, "Export")
+        expect(visitor.locator("#runs-overview")).to_contain_text("RED full (ffn)", timeout=60_000)
+        shot(visitor, "13_after_restart")
+    finally:
+        context.close()
+        stop_app(process)
+    assert stat.S_IMODE((home / "browser-secret").stat().st_mode) == 0o600

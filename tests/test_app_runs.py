@@ -102,10 +102,12 @@ def test_the_quota_refuses_with_a_message_and_delete_frees_room(files, home):
     assert bench.run_labels() == ["my bias run"] and renamed.label == "my bias run"
 
 
-def test_the_clis_runs_are_offered_locally_and_imported_as_a_copy(files, home, monkeypatch):
+def test_the_clis_runs_are_offered_when_shared_and_imported_as_a_copy(files, home, monkeypatch):
     cli = open_bench(files, owner="local")
     kept = cli.train(MethodSpec("red"), QUICK)
     bench = open_bench(files, registry=cli.registry)
+    assert bench.local_runs() == []  # offered only when the app was started to share them (on loopback)
+    bench.show_cli_runs = True
     assert [run.label for run in bench.local_runs()] == [kept.label]
     imported = bench.import_local(kept.label)
     torch.testing.assert_close(applied_logits(bench, imported.label), applied_logits(cli, kept.label))
@@ -182,6 +184,7 @@ def test_your_runs_lists_sizes_renames_deletes_and_copies_local_runs(files, home
     cli = open_bench(files, owner="local")
     cli.train(MethodSpec("lora"), QUICK)
     session = Session(open_bench(files, registry=cli.registry))
+    session.workbench.show_cli_runs = True
     session.workbench.train(MethodSpec("red"), QUICK)
     assert runs.local_choices(session).choices == ["LoRA r=8"]
     shown, choices = runs.import_local(session, "LoRA r=8")

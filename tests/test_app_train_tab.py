@@ -15,6 +15,7 @@ from red_explorer.app.plots import run_colour
 from red_explorer.app.ui.events import _to_gradio, ui_event
 from red_explorer.app.ui.handlers import common, export, train, train_methods
 from red_explorer.app.ui.handlers import runs as your_runs
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES, REGISTRY, MethodSpec
@@ -132,7 +133,7 @@ def test_run_lists_keep_a_group_together_and_mark_runs_of_other_models(files, tm
     update = _to_gradio(choices)
     assert update["choices"][1] == (f"ablation A › {first}", first) and update["value"] == second
     assert common.run_choices(bench, ("red",), other_models=False).choices == [alone, first, second]
-    overview = your_runs.overview(session).split(f"**Other model: {other_model}**")
+    overview = your_runs.overview(session).split(f"**Other model: {plain(other_model)}**")
     assert len(overview) == 2 and elsewhere in overview[1] and elsewhere not in overview[0]
     with pytest.raises(gr.Error, match=f"trained on another base model \\({re.escape(other_model)}\\): load it"):
         ui_event(export.snippet)(session, elsewhere)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from red_explorer.data.bundled import SAMPLE_FOLDER
 from red_explorer.data.prepared import PreparedData
 
 LENGTH_PROBE = 2048  # tokens: long enough to see how much a max length would cut
@@ -43,3 +45,14 @@ class DataState:
 def _cell(value, limit: int = 160) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def kept_copy(path: Path, folder: Path) -> Path:
+    """``path`` copied into ``folder``, which keeps this one file: the app deletes an upload from its cache after an
+    hour, and a session reads its data again (a new max length or model). A bundled sample, or the copy itself,
+    stays where it is."""
+    if path.parent.resolve() in (folder.resolve(), SAMPLE_FOLDER.resolve()):
+        return path
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return Path(shutil.copy2(path, folder / path.name))

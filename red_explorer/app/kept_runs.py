@@ -117,7 +117,8 @@ def on_a_space() -> bool:
 class KeptRuns:
     """The owner's kept runs, for a workbench: listed from the store, renamed, deleted, applied on demand.
 
-    Needs ``store``, ``owner``, ``registry``, ``training_key()`` and ``loaded()`` from the class using it.
+    Needs ``store``, ``owner``, ``show_cli_runs``, ``registry``, ``training_key()`` and ``loaded()`` from the class
+    using it.
     """
 
     def all_runs(self) -> list[SessionRun]:
@@ -164,8 +165,8 @@ class KeptRuns:
         return f"{human_bytes(used)}{quota} in {runs} run{'s' if runs != 1 else ''}"
 
     def local_runs(self) -> list[SessionRun]:
-        """The CLI's runs (owner "local") for this model, offered read-only when the app runs locally."""
-        if on_a_space() or self.owner == LOCAL_OWNER:
+        """The CLI's runs (owner "local") for this model, offered read-only when the app was started to share them."""
+        if on_a_space() or not self.show_cli_runs or self.owner == LOCAL_OWNER:
             return []
         key = self.training_key().resolved()
         return [SessionRun(record) for record in self.store.list(LOCAL_OWNER) if same_base(record, key)]

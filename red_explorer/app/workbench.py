@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from red_explorer.app.data_state import LENGTH_PROBE, DataState
+from red_explorer.app.data_state import LENGTH_PROBE, DataState, kept_copy
 from red_explorer.app.kept_runs import KeptRuns, SessionRun, app_store
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
@@ -78,15 +78,21 @@ class Workbench(KeptRuns):
     every other session's generation wait. Applying a kept run (Inspect, Compare, export) attaches its
     edits or adapters to the shared base itself, under the same lock, for milliseconds; a full
     fine-tuning run is a whole checkpoint, kept on disk and loaded only then.
-    ``stop()`` asks the current training job to stop between steps.
+    ``stop()`` asks the current training job to stop between steps. ``show_cli_runs`` offers the command line's
+    runs for copying (only an app listening on loopback sets it).
     """
 
     def __init__(
-        self, registry: ModelRegistry = SHARED_MODELS, store: RunStore | None = None, owner: str | None = None
+        self,
+        registry: ModelRegistry = SHARED_MODELS,
+        store: RunStore | None = None,
+        owner: str | None = None,
+        show_cli_runs: bool = False,
     ):
         self.registry = registry
         self.store = store if store is not None else app_store()
         self.owner = owner or new_owner_key()
+        self.show_cli_runs = show_cli_runs
         self.key = ModelKey()
         self.data: DataState | None = None
         self.ablation_rows: list[dict] = []
@@ -154,12 +160,18 @@ class Workbench(KeptRuns):
     # ------------------------------------------------------------ data
 
     def load_data(self, path, validation_fraction: float = 0.1, max_rows: int | None = None, name: str | None = None):
-        """Read, detect and split a data file for the current model's task and tokenizer."""
+        """Read, detect and split a data file for the current model's task and tokenizer.
+
+        The session keeps its own copy of the file: the upload itself is deleted from the app's cache after an hour,
+        and the data is read again for a new max length or model.
+        """
         path = Path(path)
         config = self._data_config(LENGTH_PROBE, validation_fraction, max_rows)
         tokenizer = self.registry.get(self.key).tokenizer
         probe = prepare_data(path, tokenizer, config)
-        self.data = DataState(path, name or path.name, validation_fraction, max_rows, probe)
+        self.data = DataState(
+            kept_copy(path, self.folder() / "data"), name or path.name, validation_fraction, max_rows, probe
+        )
         return self.data
 
     def _data_config(self, max_length: int, validation_fraction: float, max_rows: int | None) -> DataConfig:

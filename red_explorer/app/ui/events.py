@@ -40,9 +40,23 @@ def _to_gradio(value):
     return value
 
 
+def from_api_client() -> bool:
+    """Whether the running event was sent by gradio_client (it marks its requests), not by the page."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    return getattr(request, "headers", {}).get("x-gradio-user") == "api"
+
+
+def _shown(text: str) -> str:
+    """A message as its reader gets it: HTML-escaped for the page (its message boxes render HTML), plain for API
+    clients."""
+    return text if from_api_client() else escape(text)
+
+
 def _convert(outputs):
     if isinstance(outputs, Notice):
-        gr.Warning(escape(outputs.warning), duration=WARNING_SECONDS)
+        gr.Warning(_shown(outputs.warning), duration=WARNING_SECONDS)
         outputs = outputs.outputs
     if isinstance(outputs, tuple):
         return tuple(_to_gradio(value) for value in outputs)
@@ -56,7 +70,7 @@ def _remember(args, error: BaseException) -> None:
 
 
 def as_message(error: BaseException) -> gr.Error:
-    """An exception as the error box the user sees (the page keeps working)."""
+    """An exception as the error box the user sees (the page keeps working), or the plain text an API client gets."""
     if isinstance(error, gr.Error):
         return error
     if isinstance(error, EXPECTED_ERRORS):
@@ -64,7 +78,7 @@ def as_message(error: BaseException) -> gr.Error:
     else:
         logger.exception("unexpected error in an event handler", exc_info=error)
         text = f"Something went wrong ({type(error).__name__}: {error}). The app still works; try again."
-    return gr.Error(escape(text), duration=20, print_exception=False)
+    return gr.Error(_shown(text), duration=20, print_exception=False)
 
 
 def ui_event(handler):

@@ -6,15 +6,19 @@ import os
 
 import gradio as gr
 
+from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers.model import model_status
-from red_explorer.app.ui.session import Session
+from red_explorer.app.ui.session import Session, keep_closing_idle
 
 DEFAULT_CONCURRENCY = 4
 STATUS_SECONDS = 3.0
 OWNER_STORAGE_KEY = "red-explorer-owner"  # where the browser keeps its owner key
+MAX_UPLOAD_BYTES = 100_000_000  # a data file or an edits zip (the largest zip an import accepts)
+CACHE_CLEANUP = (3600, 3600)  # every hour, delete the uploads and downloads older than an hour
+DEFAULT_IDLE_MINUTES = 60  # a session unused this long (an API client's: it never says it left) is freed
 
 HEADER = """
 <div class="red-header">
@@ -69,13 +73,18 @@ def theme() -> gr.themes.Base:
 
 
 def launch_options() -> dict:
-    """What ``launch()`` needs besides the address (Gradio 6 takes theme and CSS there)."""
-    return {"theme": theme(), "css": CSS, "ssr_mode": False}
+    """What ``launch()`` needs besides the address (Gradio 6 takes theme and CSS there), with the upload limit."""
+    return {"theme": theme(), "css": CSS, "ssr_mode": False, "max_file_size": MAX_UPLOAD_BYTES}
 
 
 def training_concurrency() -> int:
     """Training jobs that run at once across all sessions ($RED_EXPLORER_TRAINING_JOBS, default 1)."""
     return max(1, int(os.environ.get("RED_EXPLORER_TRAINING_JOBS", "1")))
+
+
+def idle_seconds() -> float:
+    """How long a session may stay unused before its data is freed ($RED_EXPLORER_IDLE_MINUTES, default 60)."""
+    return 60 * float(os.environ.get("RED_EXPLORER_IDLE_MINUTES") or DEFAULT_IDLE_MINUTES)
 
 
 def _start(session: Session, owner: str | None = None) -> tuple[str, Session, str]:
@@ -96,12 +105,14 @@ def _component(demo: gr.Blocks, elem_id: str):
     return found[0]
 
 
-def build_demo(preload: bool = True) -> gr.Blocks:
-    """Compose the tabs. ``preload`` starts loading the default model in the background right away."""
+def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
+    """Compose the tabs. ``preload`` starts loading the default model in the background right away;
+    ``show_cli_runs`` offers the command line's runs for copying (see ``serving``: loopback only)."""
     jobs = training_concurrency()
-    with gr.Blocks(title="RED Explorer") as demo:
-        state = gr.State(Session(), delete_callback=Session.close)
-        owner = gr.BrowserState("", storage_key=OWNER_STORAGE_KEY)
+    with gr.Blocks(title="RED Explorer", delete_cache=CACHE_CLEANUP) as demo:
+        state = gr.State(Session(show_cli_runs=show_cli_runs), delete_callback=Session.close)
+        # The secret outlives the process (see browser_secret): after a restart the browser still reads its key.
+        owner = gr.BrowserState("", storage_key=OWNER_STORAGE_KEY, secret=browser_secret())
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
         max_length = gr.Slider(
@@ -122,7 +133,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             ablate.build(state, max_length, jobs)
             compare.build(state)
             explore.build(state, max_length)
-            export.build(state)
+            export.build(state, show_cli_runs)
         model.wire_demos(model_tab, state, tabs, [_component(demo, name) for name in model.COMPARE_IDS])
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
@@ -135,6 +146,7 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             demo.state_holder.delete_state(request.session_hash)
 
         demo.unload(close_session)
+    keep_closing_idle(idle_seconds())
     if preload:
         SHARED_MODELS.preload(ModelKey())
     return demo

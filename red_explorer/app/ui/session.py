@@ -1,13 +1,23 @@
-"""One browser session's state (held in a gr.State): its own workbench, created on first use."""
+"""One browser session's state (held in a gr.State): its own workbench, created on first use, freed when idle."""
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import weakref
 from contextlib import contextmanager
 
 from red_explorer.app.workbench import Workbench, new_owner_key
 
+BROWSER_KEY = re.compile(r"[0-9a-f]{32}")  # what new_owner_key makes: never a reserved owner such as "local"
 _OPEN: weakref.WeakSet = weakref.WeakSet()  # sessions holding a workbench (for the header and the tests)
+_CLOSER: list[threading.Thread] = []  # the one thread that frees idle sessions, once started
+
+
+def is_browser_key(key: object) -> bool:
+    """Whether ``key`` has the form of a key ``new_owner_key`` makes (anything else from a browser is refused)."""
+    return isinstance(key, str) and BROWSER_KEY.fullmatch(key) is not None
 
 
 def open_sessions() -> int:
@@ -21,10 +31,13 @@ class Session:
     (A plain class, not a dataclass: Gradio would try to serialise a dataclass state value.)
     """
 
-    def __init__(self, workbench: Workbench | None = None):
+    def __init__(self, workbench: Workbench | None = None, show_cli_runs: bool = False):
         self._workbench = workbench
+        self._owner = workbench.owner if workbench is not None else None
+        self.show_cli_runs = show_cli_runs  # offer the command line's runs (an app on loopback only)
         self.job: str | None = None  # "training" or "ablation" while one runs (what Stop would stop)
         self.last_error = ""  # the reason of the last refused request (shown when the page is restored)
+        self.last_used = time.monotonic()
         if workbench is not None:
             _OPEN.add(self)
 
@@ -38,20 +51,22 @@ class Session:
             self.job = None
 
     def adopt_owner(self, key: str | None) -> str:
-        """Use the runs of the owner ``key`` kept in the browser (a new random key when it has none or a bad one).
+        """Use the runs of the owner ``key`` kept in the browser; a key of any other form than the random ones the
+        app makes (none, a reserved owner such as the command line's "local", a path) gets a new random key.
 
         Returns the key, for the browser to keep: a reload or a server restart finds the same runs.
         """
-        try:
-            self.workbench.set_owner(key or "")
-        except ValueError:
-            self.workbench.set_owner(new_owner_key())
-        return self.workbench.owner
+        self._owner = key if is_browser_key(key) else new_owner_key()
+        self.workbench.set_owner(self._owner)
+        return self._owner
 
     @property
     def workbench(self) -> Workbench:
+        """The session's workbench (made on first use, again after an idle close, with the same owner)."""
+        self.last_used = time.monotonic()
         if self._workbench is None:
-            self._workbench = Workbench()
+            self._workbench = Workbench(owner=self._owner, show_cli_runs=self.show_cli_runs)
+            self._owner = self._workbench.owner
             _OPEN.add(self)
         return self._workbench
 
@@ -64,3 +79,28 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session(workbench={'open' if self._workbench else 'none'})"
+
+
+def close_idle(idle_seconds: float) -> int:
+    """Free the sessions unused for ``idle_seconds`` with no job running (API clients never say they left);
+    returns how many. Their runs stay kept; a session used again gets a new workbench with the same owner."""
+    cutoff = time.monotonic() - idle_seconds
+    idle = [session for session in list(_OPEN) if session.job is None and session.last_used < cutoff]
+    for session in idle:
+        session.close()
+    return len(idle)
+
+
+def keep_closing_idle(idle_seconds: float) -> None:
+    """Start the thread that frees idle sessions (``close_idle``), checking a few times per ``idle_seconds``."""
+    if _CLOSER:
+        return
+    every = max(1.0, min(60.0, idle_seconds / 4))
+
+    def loop() -> None:
+        while True:
+            time.sleep(every)
+            close_idle(idle_seconds)
+
+    _CLOSER.append(threading.Thread(target=loop, name="close-idle-sessions", daemon=True))
+    _CLOSER[0].start()

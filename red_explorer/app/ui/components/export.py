@@ -10,7 +10,7 @@ from red_explorer.app.ui.handlers import export as handlers
 from red_explorer.app.ui.handlers import runs
 
 
-def build(state: gr.State) -> dict:
+def build(state: gr.State, show_cli_runs: bool = False) -> dict:
     with gr.Tab("Export", id="export") as tab:
         gr.Markdown(
             "#### Take the edits with you\n"
@@ -30,7 +30,7 @@ def build(state: gr.State) -> dict:
         with gr.Row():
             upload = gr.File(label="Edits zip", file_types=[".zip"], type="filepath", elem_id="import-file")
             status = gr.Markdown(label="Import status", elem_id="import-status")
-        your_runs = _runs_section(state, run)
+        your_runs = _runs_section(state, run, show_cli_runs)
     edits_button.click(ui_event(handlers.export_edits), [state, run], [edits_file, snippet], api_name="export")
     merged_button.click(ui_event(handlers.export_merged), [state, run], [merged_file], api_name="export_merged")
     upload.upload(ui_event(handlers.import_edits), [state, upload], [status, run], api_name="import_edits").failure(
@@ -47,8 +47,9 @@ def build(state: gr.State) -> dict:
     return {"tab": tab}
 
 
-def _runs_section(state: gr.State, run: gr.Dropdown) -> dict:
-    """Your runs: the quota, every kept run, rename and delete the chosen one, import the command line's runs."""
+def _runs_section(state: gr.State, run: gr.Dropdown, show_cli_runs: bool) -> dict:
+    """Your runs: the quota, every kept run, rename and delete the chosen one, import the command line's runs (shown
+    only when the app shares them: ``python app.py --show-cli-runs`` on loopback)."""
     gr.Markdown("#### Your runs (kept in this browser's run store)")
     note = restart_note()
     if note:
@@ -58,7 +59,7 @@ def _runs_section(state: gr.State, run: gr.Dropdown) -> dict:
         new_label = gr.Textbox(label="New name for the chosen run", elem_id="run-new-label")
         rename_button = gr.Button("Rename", elem_id="run-rename")
         delete_button = gr.Button("Delete run", variant="stop", elem_id="run-delete")
-    with gr.Row():
+    with gr.Row(visible=show_cli_runs):
         local = gr.Dropdown([], label="Runs saved from the command line (local only)", elem_id="local-runs")
         import_button = gr.Button("Copy into my runs", elem_id="local-import")
     rename_button.click(ui_event(runs.rename), [state, run, new_label], [shown, run], api_name="rename_run")

@@ -8,6 +8,7 @@ import pandas as pd
 
 from red_explorer.app.plots import run_colour
 from red_explorer.app.ui.handlers.common import Choices, run_choices
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.batched_compare import BatchedComparison
 from red_explorer.engine.generation import DecodingSettings, Generation
@@ -63,7 +64,7 @@ def cards_html(generations: list[Generation], colours: dict[str, str] | None = N
         rouge = "" if generation.rouge_l is None else f"<span class='pill'>ROUGE-L {generation.rouge_l:.3f}</span>"
         cards.append(
             f"<div class='gen-card {_css_class(generation.method)}'{style}>"
-            f"<div class='gen-head'><b>{escape(generation.method)}</b>"
+            f"<div class='gen-head'><b>{plain(generation.method)}</b>"
             f"<span class='pill'>{generation.seconds:.2f} s</span>"
             f"<span class='pill'>{generation.tokens_per_second:.1f} tok/s</span>{rouge}</div>"
             f"<div class='gen-text'>{escape(generation.text) or '<i>(empty)</i>'}</div></div>"
@@ -78,9 +79,9 @@ def timing_note(device: str, batched: BatchedComparison | None = None) -> str:
     lines = [f"*Latency* on {device}: every card shows the seconds of the generate call that produced it."]
     for call in batched.calls:
         kind = "one batched call" if call.batched else "a call of its own"
-        lines.append(f"- {', '.join(call.labels)}: {kind}, {call.seconds:.2f} s ({call.measured})")
+        lines.append(f"- {', '.join(map(plain, call.labels))}: {kind}, {call.seconds:.2f} s ({call.measured})")
     for label, reason in batched.separate.items():
-        lines.append(f"- {label} ran apart: {reason}")
+        lines.append(f"- {plain(label)} ran apart: {reason}")
     return "\n".join(lines)
 
 

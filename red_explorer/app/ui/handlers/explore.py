@@ -7,6 +7,7 @@ from html import escape
 from red_explorer.app.explore_plots import dose_response_figure, layer_importance_figure, token_strip_html
 from red_explorer.app.exploring import OPERATIONS, STRENGTH_METHODS, Explorer
 from red_explorer.app.ui.handlers.common import Choices, pick_run, run_choices
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 
 
@@ -20,7 +21,7 @@ def choices(session: Session, current: str | None = None, first: str | None = No
 
 def _card(title: str, text: str, css: str) -> str:
     return (
-        f'<div class="gen-card {css}"><div class="gen-head"><b>{escape(title)}</b></div>'
+        f'<div class="gen-card {css}"><div class="gen-head"><b>{plain(title)}</b></div>'
         f'<div class="gen-text">{escape(text) or "<i>(empty)</i>"}</div></div>'
     )
 
@@ -91,7 +92,7 @@ def combine(
     workbench = session.workbench
     first = pick_run(workbench, first, ("red",))
     run = Explorer(workbench).combine(operation, first, second, (float(weight_first), float(weight_second)), name)
-    status = f"Kept **{run.label}** ({operation}): pick it in any tab."
+    status = f"Kept **{plain(run.label)}** ({operation}): pick it in any tab."
     return status, Choices(workbench.run_labels(STRENGTH_METHODS), run.label)
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
 
@@ -44,7 +44,7 @@ def import_edits(session: Session, archive: str | None):
         run = workbench.import_edits_zip(archive)
     except EXPECTED_ERRORS as error:
         raise ValueError(f"{Path(archive).name} was not loaded: {error}. {_runs_now(session)}") from error
-    status = f"**Loaded {run.label}**: it is now available in Compare, Inspect and Export."
+    status = f"**Loaded {plain(run.label)}**: it is now available in Compare, Inspect and Export."
     return status, run_choices(workbench, EXPORTABLE, run.label)
 
 
@@ -55,7 +55,7 @@ def _runs_now(session: Session) -> str:
 
 def restore_after_failure(session: Session, current: str | None):
     """After a refused zip: (status with the reason, the session's runs as they are, the upload box cleared)."""
-    reason = escape(session.last_error or "The zip was not loaded.")
+    reason = plain(session.last_error or "The zip was not loaded.")
     return f"✕ **{reason}**", run_choices(session.workbench, EXPORTABLE, current), None
 
 

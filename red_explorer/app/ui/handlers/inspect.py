@@ -14,6 +14,7 @@ from red_explorer.app.plots import (
     usage_figure,
 )
 from red_explorer.app.ui.handlers.common import Choices, Visible, pick_run, run_choices
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.analysis import (
     SiteEdit,
@@ -86,7 +87,7 @@ def panels_shown(session: Session, label_a: str | None, label_b: str | None = No
 def _summary(label: str, edits) -> str:
     """Sites, learned values, and how far the learned vectors are from the identity (only those it learns)."""
     numbers = edit_summary(edits)
-    parts = [f"**{label}**: {numbers['sites']} edited sites, {numbers['parameters']:,} learned values"]
+    parts = [f"**{plain(label)}**: {numbers['sites']} edited sites, {numbers['parameters']:,} learned values"]
     vectors = learned(edits)
     if "scale" in vectors:
         parts.append(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from html import escape
-
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.plots import run_colour
 from red_explorer.app.ui.handlers.common import Choices, grouped, other_model_name, run_choices
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
 from red_explorer.runs.store import human_bytes
@@ -16,10 +15,10 @@ ALL_METHODS = METHODS
 
 def _line(run: SessionRun) -> str:
     swatch = f"<span style='color: {run_colour(run.id)}'>■</span>"
-    group = f" · in {escape(run.group)}" if run.group else ""
+    group = f" · in {plain(run.group)}" if run.group else ""
     kind = " · a whole model, kept on disk and loaded only when used" if run.whole_model else ""
     size = human_bytes(run.record.method_bytes)
-    return f"- {swatch} **{escape(run.label)}** ({run.spec.entry.title}, {size}){group}{kind}"
+    return f"- {swatch} **{plain(run.label)}** ({run.spec.entry.title}, {size}){group}{kind}"
 
 
 def overview(session: Session) -> str:
@@ -36,7 +35,7 @@ def overview(session: Session) -> str:
         if not same_base(run.record, key):
             others.setdefault(other_model_name(run, key), []).append(run)
     for model, runs in sorted(others.items()):
-        lines.append(f"\n**Other model: {escape(model)}** (load it in the Model tab to use these runs)")
+        lines.append(f"\n**Other model: {plain(model)}** (load it in the Model tab to use these runs)")
         lines += [_line(run) for run in grouped(runs)]
     return "\n".join(lines)
 
