@@ -16,8 +16,9 @@ from red_explorer.core.registry import MethodSpec
 from red_explorer.data.render import encode_prompt
 from red_explorer.engine.generation import DecodingSettings
 from red_explorer.engine.training import TrainConfig
+from red_explorer.runs.leftovers import INCOMING
 from red_explorer.runs.size import RECORD_BYTES, estimated_run_bytes
-from red_explorer.runs.store import INCOMING, QuotaError, RunStore
+from red_explorer.runs.store import QuotaError, RunStore
 
 QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)
 INPUTS = sample_inputs(batch=2, length=8)

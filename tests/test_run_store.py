@@ -22,8 +22,9 @@ from red_explorer.core.registry import MethodSpec, apply_method, load_edits
 from red_explorer.engine.experiment import RunResult
 from red_explorer.engine.training import TrainConfig
 from red_explorer.models.loading import LoadedModel
+from red_explorer.runs.home import default_home
 from red_explorer.runs.record import data_fingerprint
-from red_explorer.runs.store import QuotaError, RunNotFoundError, RunStore, default_home, folder_bytes
+from red_explorer.runs.store import QuotaError, RunNotFoundError, RunStore, folder_bytes
 
 SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
 

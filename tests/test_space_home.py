@@ -9,7 +9,7 @@ import pytest
 
 from red_explorer.app.ui.components import export
 from red_explorer.runs import home
-from red_explorer.runs.store import default_home
+from red_explorer.runs.home import default_home
 
 WARNING = "vanish when the Space restarts"
 

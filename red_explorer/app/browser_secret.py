@@ -8,7 +8,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from red_explorer.runs.store import default_home
+from red_explorer.runs.home import default_home
 
 SECRET_ENV = "RED_EXPLORER_SECRET"
 SECRET_FILE = "browser-secret"  # under the app's home, readable by its owner only (0600)

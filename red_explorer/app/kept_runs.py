@@ -15,9 +15,9 @@ from red_explorer.app.model_registry import ModelKey
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.ablation import result_row
 from red_explorer.runs.attach import attach_saved, release
-from red_explorer.runs.home import restart_warning
+from red_explorer.runs.home import default_home, restart_warning
 from red_explorer.runs.record import RunRecord
-from red_explorer.runs.store import METRICS_FILE, RunStore, default_home, human_bytes
+from red_explorer.runs.store import METRICS_FILE, RunStore, human_bytes
 
 LOCAL_OWNER = "local"  # the owner of the runs the CLI keeps
 DEFAULT_QUOTA_MB = 500

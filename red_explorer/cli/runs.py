@@ -16,7 +16,8 @@ def add_home_argument(parser: argparse.ArgumentParser) -> None:
 
 def store_for(home: str | None):
     """The run store under ``home`` (or the default home)."""
-    from red_explorer.runs.store import RunStore, default_home
+    from red_explorer.runs.home import default_home
+    from red_explorer.runs.store import RunStore
 
     return RunStore(Path(home).expanduser() / "runs" if home else default_home() / "runs")
 

@@ -1,4 +1,4 @@
-"""Where the app's home (run store and all) lives on a Hugging Face Space: its persistent storage, when mounted."""
+"""Where the app's home (run store and all) lives: $RED_EXPLORER_HOME, a Space's persistent storage, or ~/.cache."""
 
 from __future__ import annotations
 
@@ -30,3 +30,9 @@ def restart_warning(home: Path) -> str | None:
         "a crash or a sleep). Download the ones you want to keep (**Download edits**): the zip loads back here "
         "with *Load edits from a zip*, or in Python."
     )
+
+
+def default_home() -> Path:
+    """$RED_EXPLORER_HOME (`~` expanded), else a Space's /data/red_explorer, else ~/.cache/red_explorer."""
+    home = os.environ.get("RED_EXPLORER_HOME") or space_home() or Path.home() / ".cache" / "red_explorer"
+    return Path(home).expanduser()

@@ -16,14 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from torch import nn
 
 from red_explorer.core.archive import ALLOWED_FILES
 from red_explorer.core.registry import MethodSpec, save_method
 from red_explorer.runs.attach import attach_saved
-from red_explorer.runs.home import space_home
+from red_explorer.runs.home import default_home
 from red_explorer.runs.labels import LabelFacts, label_for_new_run, unique_label
+from red_explorer.runs.leftovers import DELETING, INCOMING, remove_leftovers, writer_lock
 from red_explorer.runs.record import BaseModelKey, RunRecord
 
 if TYPE_CHECKING:
@@ -32,10 +33,7 @@ if TYPE_CHECKING:
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
-INCOMING = ".incoming-"
-DELETING = ".deleting-"
 LOCK_FILE = ".lock"  # in the root: one writer at a time (labels, quota, rename), across processes
-WRITER_LOCK = ".lock"  # next to an incoming folder: held by the process writing it
 OWNER_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 RUN_ID_PATTERN = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 MAX_LABEL = 120
@@ -50,12 +48,6 @@ class QuotaError(ValueError):
 
 class RunNotFoundError(ValueError):
     """No complete run of that id (or label) for that owner."""
-
-
-def default_home() -> Path:
-    """$RED_EXPLORER_HOME (`~` expanded), else a Space's /data/red_explorer, else ~/.cache/red_explorer."""
-    home = os.environ.get("RED_EXPLORER_HOME") or space_home() or Path.home() / ".cache" / "red_explorer"
-    return Path(home).expanduser()
 
 
 def check_owner(owner: str) -> str:
@@ -206,7 +198,7 @@ class RunStore:
         record.id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         record.created = now.isoformat(timespec="microseconds")
         incoming = owner_folder / f"{INCOMING}{record.id}"
-        writer = _writer_lock(incoming)
+        writer = writer_lock(incoming)
         writer.acquire()  # before the folder exists: a cleaner never sees it unlocked while this process lives
         try:
             incoming.mkdir()
@@ -366,33 +358,6 @@ class RunStore:
         """The run put back on ``model`` (see ``attach_saved``: edits attach to it, a full run loads from disk)."""
         record = self.get(owner, run_id)
         return attach_saved(model, record.path, record.method_spec)
-
-
-def _writer_lock(incoming: Path) -> FileLock:
-    return FileLock(str(incoming.with_name(incoming.name + WRITER_LOCK)), mode=0o600, thread_local=False)
-
-
-def remove_leftovers(owner_folder: Path) -> None:
-    """Delete what crashes left in an owner's folder (never listed, yet taking space).
-
-    A ``.deleting-*`` folder was already taken out of the listings, so it goes whoever removes it.
-    An ``.incoming-*`` folder goes only when its writer's lock is free: its writer has ended (a
-    crash or a finished save), never while a live process is still writing it.
-    """
-    for child in owner_folder.glob(f"{DELETING}*"):
-        shutil.rmtree(child, ignore_errors=True)
-    names = {child.name.removesuffix(WRITER_LOCK) for child in owner_folder.glob(f"{INCOMING}*")}
-    for name in sorted(names):  # a folder, its writer's lock file, or a lock file a crash left alone
-        writer = _writer_lock(owner_folder / name)
-        try:
-            writer.acquire(timeout=0)
-        except (Timeout, OSError):  # being written now, or a store this process may only read
-            continue
-        try:
-            shutil.rmtree(owner_folder / name, ignore_errors=True)
-        finally:
-            writer.release()
-            Path(writer.lock_file).unlink(missing_ok=True)
 
 
 def _facts(record: RunRecord) -> LabelFacts:
