@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from red_explorer.app.options import TrainOptions
+from red_explorer.app.options import APP_DECODING, TrainOptions
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.bundled import SAMPLE_FOLDER
@@ -15,7 +15,6 @@ from red_explorer.engine.training import StepEvent
 
 Report = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 SETUP_SHARE, GENERATION_SHARE = 0.1, 0.1  # of the progress bar: model + data, and the first generation
-REPETITION_PENALTY = 1.1  # the Compare tab's default
 
 
 @dataclass(frozen=True)
@@ -55,8 +54,8 @@ class DemoPreset:
         return replace(self.options, learning_rate=rate, max_steps=max_steps or self.options.max_steps)
 
     def decoding(self) -> DecodingSettings:
-        """Greedy, ``max_new_tokens``, the Compare tab's repetition penalty."""
-        return DecodingSettings(max_new_tokens=self.max_new_tokens, repetition_penalty=REPETITION_PENALTY)
+        """The app's decoding (``APP_DECODING``: Compare's defaults) with the preset's ``max_new_tokens``."""
+        return replace(APP_DECODING, max_new_tokens=self.max_new_tokens)
 
 
 RED_FFN = MethodSpec("red", variant="full", sites=["ffn"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,6 +14,18 @@ from red_explorer.engine.analysis import EditorMagnitudes, LayerMagnitudes, Rout
 TEMPLATE = "plotly_white"
 RED = "#c0392b"
 PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
+RUN_PALETTE = (  # one colour per run: ten that are told apart at a glance, in the order runs are made
+    "#c0392b",
+    "#2471a3",
+    "#7d3c98",
+    "#d68910",
+    "#17a589",
+    "#e84393",
+    "#566573",
+    "#6e2c00",
+    "#1e8449",
+    "#0b5345",
+)
 METHOD_COLOURS = {"red": "#c0392b", "lora": "#2471a3", "tare": "#7d3c98", "full": "#566573", "base": "#7f8c8d"}
 KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
 MESSAGE_LINE_CHARACTERS = 56  # a blank figure's message wraps here: it fits a half-width plot at 700 px
@@ -46,9 +57,15 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     return styled_layout(figure, "", height=height)
 
 
-def run_colour(run_id: str) -> str:
-    """The fixed colour of a run everywhere (plots, cards, tables): PALETTE[crc32(run id) mod len(PALETTE)]."""
-    return PALETTE[zlib.crc32(run_id.encode()) % len(PALETTE)]
+def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
+    """The fixed colour of each of an owner's runs (ids oldest first): ``RUN_PALETTE`` in the order the runs were
+    made, so no two of any ten runs in a row share a colour, and every plot, card and table gives a run the same one."""
+    return {run_id: next_run_colour(index) for index, run_id in enumerate(run_ids)}
+
+
+def next_run_colour(made_before: int) -> str:
+    """The colour of the run made after ``made_before`` others (a run still training gets its colour to be)."""
+    return RUN_PALETTE[made_before % len(RUN_PALETTE)]
 
 
 def loss_figure(
@@ -58,7 +75,7 @@ def loss_figure(
 ) -> go.Figure:
     """Training loss per step (solid) and validation loss (dashed, markers) for each run label.
 
-    ``colours`` fixes a label's colour (``run_colour`` of its run id); others take the palette in order.
+    ``colours`` fixes a label's colour (its run's colour, ``run_colours``); others take the palette in order.
     """
     figure = go.Figure()
     colours = colours or {}

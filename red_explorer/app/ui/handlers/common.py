@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
+from red_explorer.app.plots import next_run_colour, run_colours
 from red_explorer.app.workbench import Workbench
 
 if TYPE_CHECKING:
@@ -149,6 +150,18 @@ def run_choices(
     value = keep if keep in labels else (here[-1].label if here else None)
     choices = labels + [run.label for run in grouped(elsewhere)]
     return Choices(choices, value, {label: name for label, name in names.items() if name != label})
+
+
+def colours(workbench: Workbench) -> dict[str, str]:
+    """Each of the owner's runs (any base model) by label → its fixed colour (``run_colours``)."""
+    runs = workbench.all_runs()
+    by_id = run_colours([run.id for run in runs])
+    return {run.label: by_id[run.id] for run in runs}
+
+
+def colour_to_be(workbench: Workbench) -> str:
+    """The colour the next kept run will have (a run still training is drawn in it)."""
+    return next_run_colour(len(workbench.all_runs()))
 
 
 def cell_text(value) -> str:
