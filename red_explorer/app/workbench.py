@@ -15,6 +15,7 @@ from pathlib import Path
 
 from red_explorer.app.data_state import LENGTH_PROBE, DataState
 from red_explorer.app.kept_runs import KeptRuns, SessionRun, app_store
+from red_explorer.app.last_choice import LastChoice, recall, remember
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
@@ -128,7 +129,22 @@ class Workbench(KeptRuns):
         info = model_info(loaded)
         if replace(new_key, num_labels=None) != replace(old_key.resolved(), num_labels=None):
             info.notes += self._model_changed()
+        self._remember()
         return info
+
+    def _remember(self) -> None:
+        """Keep the model and data choice in the owner's folder of the store (a reload restores it)."""
+        remember(self.store, self.owner, self.key, self.data)
+
+    def restore_last(self) -> LastChoice | None:
+        """Load the owner's last model and data file again (after a reload); None when nothing was kept."""
+        choice = recall(self.store, self.owner)
+        if choice is None:
+            return None
+        self.load_model(choice.spec, choice.task, choice.device, choice.dtype)
+        if choice.data_path and self.data is None:
+            self.load_data(choice.data_path, choice.validation_fraction, choice.max_rows, name=choice.data_name)
+        return choice
 
     def _model_changed(self) -> list[str]:
         notes = []
@@ -158,6 +174,7 @@ class Workbench(KeptRuns):
         tokenizer = self.registry.get(self.key).tokenizer
         probe = prepare_data(path, tokenizer, config)
         self.data = DataState(path, name or path.name, validation_fraction, max_rows, probe)
+        self._remember()
         return self.data
 
     def _data_config(self, max_length: int, validation_fraction: float, max_rows: int | None) -> DataConfig:

@@ -9,7 +9,7 @@ import gradio as gr
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
-from red_explorer.app.ui.handlers.model import model_status
+from red_explorer.app.ui.handlers.model import model_status, restore_last
 from red_explorer.app.ui.session import Session
 
 DEFAULT_CONCURRENCY = 4
@@ -70,7 +70,14 @@ def theme() -> gr.themes.Base:
 
 def launch_options() -> dict:
     """What ``launch()`` needs besides the address (Gradio 6 takes theme and CSS there)."""
-    return {"theme": theme(), "css": CSS, "ssr_mode": False}
+    # no run-history page: its footer link ("Runs ⟲") would lead away from the app to Gradio's own page
+    return {
+        "theme": theme(),
+        "css": CSS,
+        "ssr_mode": False,
+        "run_history": False,
+        "footer_links": ["api", "gradio", "settings"],
+    }
 
 
 def training_concurrency() -> int:
@@ -127,7 +134,16 @@ def build_demo(preload: bool = True) -> gr.Blocks:
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
         # delete_state() (below, when the tab closes) calls its delete_callback.
-        demo.load(_start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden")
+        demo.load(
+            _start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden"
+        ).then(  # the owner's last model and data again (kept in their run-store folder), and the Model tab's panels
+            ui_event(restore_last),
+            [state],
+            [*model_tab["shown"], *model_tab["controls"]],
+            api_visibility="private",
+            show_progress_on=[model_tab["shown"][0]],
+            concurrency_id="model",
+        )
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:

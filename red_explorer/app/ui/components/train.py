@@ -82,7 +82,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
             stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
         status = gr.HTML(handlers.IDLE, label="Training status", elem_id="train-status")
         shown = gr.Dropdown([], value=[], multiselect=True, label="Runs shown", elem_id="train-runs-shown")
-        listed = gr.State([])  # the runs the picker listed last: a run not among them is new, and joins the pick
+        listed = gr.State(None)  # the runs the picker listed last: a run not among them is new, and joins the pick
         loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
         summary = gr.Dataframe(headers=handlers.SUMMARY_COLUMNS, label="Summary", elem_id="train-summary", wrap=True)
         gr.Markdown(TIMING_NOTE, elem_classes=["red-note"])

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 Progress = Callable[..., None]
 POLL_SECONDS = 1.0
 EXPECTED_ERRORS = (ValueError, OSError, KeyError)  # the user's input was refused: shown as a message
+LATEST_SHOWN = 3  # runs ticked by default where every run would be too many (Compare, the loss plot)
 GROUP_MARK = " › "  # between a run's group and its label in the run lists
 ROW_COLOURS = "row_colours"  # DataFrame.attrs key: each row's colour (its run's fixed colour), shown in column one
 
@@ -122,6 +123,11 @@ def grouped(runs: list[SessionRun]) -> list[SessionRun]:
     for run in runs:
         buckets.setdefault(f"group {run.group}" if run.group else f"run {run.id}", []).append(run)
     return [run for bucket in buckets.values() for run in bucket]
+
+
+def latest(workbench: Workbench, count: int = LATEST_SHOWN) -> list[str]:
+    """The labels of this model's ``count`` most recent runs, oldest first."""
+    return workbench.run_labels()[-count:]
 
 
 def run_name(run: SessionRun, other_model: str | None = None) -> str:

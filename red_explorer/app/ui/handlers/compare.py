@@ -8,7 +8,7 @@ import pandas as pd
 
 from red_explorer.app.options import APP_DECODING, decoding_text
 from red_explorer.app.plots import METHOD_COLOURS
-from red_explorer.app.ui.handlers.common import ROW_COLOURS, Choices, colours, run_choices
+from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choices, colours, latest, run_choices
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.batched_compare import BatchedComparison
 from red_explorer.engine.generation import DecodingSettings, Generation
@@ -24,8 +24,8 @@ def _example_label(index: int, prompt: str) -> str:
 
 
 def choices(session: Session, current_runs: list[str] | None = None):
-    """(validation examples, runs to compare): examples labelled '#i: text'; this model's runs, groups together, all
-    ticked by default."""
+    """(validation examples, runs to compare): examples labelled '#i: text'; this model's runs, groups together, the
+    ticked ones kept, else the latest ``LATEST_SHOWN`` ticked (every run would make Generate slow)."""
     workbench = session.workbench
     examples = []
     if workbench.data is not None:
@@ -34,7 +34,7 @@ def choices(session: Session, current_runs: list[str] | None = None):
         for index in range(min(split.num_rows, EXAMPLE_LIMIT)):
             examples.append(_example_label(index, " | ".join(str(split[index][name]) for name in columns[:1])))
     runs = run_choices(workbench, other_models=False)
-    ticked = [label for label in current_runs or [] if label in runs.choices] or runs.choices
+    ticked = [label for label in current_runs or [] if label in runs.choices] or latest(workbench, LATEST_SHOWN)
     return Choices(examples, None), Choices(runs.choices, ticked, runs.names)
 
 

@@ -111,6 +111,38 @@ def _kept(choice: str, active: str, resolve) -> str:
         return active
 
 
+NOT_LOADED = "*{name} is not loaded yet: press **Load model** (or a demo above).*"
+
+
+def _panels(session: Session, head: str = "") -> tuple:
+    """(summary, diagram, chart) of the model in use; a line that says to load it while it is not ready."""
+    workbench = session.workbench
+    if workbench.model_status() != "ready":
+        key = workbench.key
+        text = head + NOT_LOADED.format(name=model_name(key.spec, key.task))
+        return text, "", empty_figure("Load a model to see what each method trains")
+    info = workbench.model_info()
+    figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
+    return head + info_markdown(info), diagram_html(info, activation=_activation(session)), figure
+
+
+def restore_last(session: Session):
+    """Page load: the model and data this browser's owner last loaded, loaded again (kept in their folder of the run
+    store), and the Model tab showing the model in use.
+
+    Returns (summary, diagram, chart, status, model, task, device, dtype).
+    """
+    workbench, head = session.workbench, ""
+    try:
+        choice = workbench.restore_last()
+    except EXPECTED_ERRORS as error:
+        choice, head = None, f"> ✕ **Your last model or data was not loaded again: {escape(str(error))}**\n\n"
+    if choice is not None and choice.data_name and workbench.data is not None:
+        head = f"> Restored your last model and data ({escape(choice.data_name)}).\n\n"
+    key = workbench.key
+    return (*_panels(session, head), model_status(session), key.spec, key.task, key.device, key.dtype)
+
+
 def restore_after_failure(session: Session, spec: str, task: str, device: str, dtype: str):
     """After a refused load: the active model's summary, diagram, chart, status and the controls set back to it.
 
@@ -119,13 +151,7 @@ def restore_after_failure(session: Session, spec: str, task: str, device: str, d
     workbench = session.workbench
     key = workbench.key
     failed = f"> ✕ **{escape(session.last_error or 'The model was not loaded.')}**\n\n"
-    if workbench.model_status() == "ready":
-        info = workbench.model_info()
-        shown = failed + info_markdown(info), diagram_html(info, activation=_activation(session))
-        figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
-    else:
-        shown = failed + f"*{model_name(key.spec, key.task)} is not loaded yet: press Load model.*", ""
-        figure = empty_figure("Load a model to see what each method trains")
+    *shown, figure = _panels(session, failed)
     device = _kept(device, key.device, lambda value: ModelKey(device=value).resolved().device)
     dtype = _kept(dtype, key.dtype, lambda value: ModelKey(device=key.device, dtype=value).resolved().dtype)
     return (*shown, figure, model_status(session), key.spec, key.task, device, dtype)

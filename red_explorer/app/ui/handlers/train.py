@@ -13,6 +13,7 @@ import pandas as pd
 from red_explorer.app.kept_runs import RunFigures
 from red_explorer.app.plots import empty_figure, loss_figure
 from red_explorer.app.ui.handlers.common import (
+    LATEST_SHOWN,
     ROW_COLOURS,
     Choices,
     Notice,
@@ -20,6 +21,7 @@ from red_explorer.app.ui.handlers.common import (
     colours,
     count,
     follow,
+    latest,
     megabytes,
     no_progress,
     run_choices,
@@ -318,9 +320,12 @@ def restore_after_failure(session: Session, shown: list[str] | None = None):
 
 def shown_choices(session: Session, picked: list[str] | None = None, listed: list[str] | None = None):
     """The "Runs shown" picker: every run of this model, grouped as in the run lists; a run that was not
-    ``listed`` before (a new one) joins the ``picked`` ones. Returns (choices, the labels now listed)."""
+    ``listed`` before (a new one) joins the ``picked`` ones. The first listing of a page (``listed`` None) picks
+    the latest ``LATEST_SHOWN`` runs. Returns (choices, the labels now listed)."""
     runs = run_choices(session.workbench, other_models=False)
-    known, picked = set(listed or []), set(picked or [])
+    if listed is None:
+        picked, listed = [*(picked or []), *latest(session.workbench, LATEST_SHOWN)], runs.choices
+    known, picked = set(listed), set(picked or [])
     value = [label for label in runs.choices if label in picked or label not in known]
     return Choices(runs.choices, value, runs.names), list(runs.choices)
 

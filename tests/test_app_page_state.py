@@ -1,0 +1,83 @@
+"""What a page shows after a reload and across tabs: the owner's last model and data, the latest runs, wiring."""
+
+import shutil
+import stat
+
+import gradio as gr
+import pytest
+from app_helpers import new_session
+
+from red_explorer.app.last_choice import CHOICE_FILE, recall
+from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.options import TrainOptions
+from red_explorer.app.ui import build_demo
+from red_explorer.app.ui.handlers import compare, data, model, train
+from red_explorer.app.ui.interface import launch_options
+from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
+from red_explorer.core.registry import MethodSpec
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: threads only contend
+
+
+def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
+    upload = tmp_path / "gradio-temp" / "my rows.csv"  # an upload lives in a temporary folder
+    upload.parent.mkdir()
+    shutil.copyfile(files[1], upload)
+    first = Session(Workbench(ModelRegistry()))
+    owner = first.adopt_owner("")
+    model.load_model(first, str(files[0]), "causal-lm", "auto", "auto")
+    data.load_data(first, str(upload), None, 0.2, 30, 64)
+    first.close()
+    shutil.rmtree(upload.parent)  # the temporary upload is gone after the reload
+    choice_file = first.workbench.store.root / owner / CHOICE_FILE
+    assert stat.S_IMODE(choice_file.stat().st_mode) == 0o600  # the owner's choice is private to the app's user
+
+    page = Session(Workbench(ModelRegistry()))  # the reloaded page: a new session, the same owner key
+    page.adopt_owner(owner)
+    summary, diagram, figure, status, spec, task, device, dtype = model.restore_last(page)
+    assert (spec, task, device, dtype) == (str(files[0]), "causal-lm", "cpu", "float32")
+    assert summary.startswith("> Restored your last model and data (my rows.csv).") and "| layers | 2 |" in summary
+    assert "<svg" in diagram and "ready" in status
+    restored = page.workbench.data
+    assert (restored.name, restored.validation_fraction, restored.max_rows) == ("my rows.csv", 0.2, 30)
+    assert data.show_data(page, 64)[0].startswith("### my rows.csv")  # the Data tab shows it on select
+
+    stranger = Session(Workbench(ModelRegistry()))  # another owner restores nothing of it
+    stranger.adopt_owner("")
+    assert recall(stranger.workbench.store, stranger.workbench.owner) is None
+    summary, *_, spec, _, _, _ = model.restore_last(stranger)
+    assert spec == "default" and stranger.workbench.data is None and "Restored" not in summary
+
+
+def test_a_page_ticks_the_latest_three_runs_not_all(files):
+    session = new_session(files)
+    for variant in ("full", "scale", "bias", "full", "scale"):
+        session.workbench.train(MethodSpec("red", variant=variant), TrainOptions(max_steps=1, max_length=32))
+    labels = session.workbench.run_labels()
+    _, runs = compare.choices(session)
+    assert runs.choices == labels and runs.value == labels[-3:]
+    picker, listed = train.shown_choices(session, [], None)  # the page's first listing
+    assert picker.value == labels[-3:] and listed == labels
+    session.workbench.train(MethodSpec("lora"), TrainOptions(max_steps=1, max_length=32))
+    picker, _ = train.shown_choices(session, picker.value, listed)  # a new run joins what is shown
+    assert picker.value == [*labels[-3:], session.workbench.run_labels()[-1]]
+    session.close()
+
+
+def _outputs(demo: gr.Blocks, tab_id: str) -> list[str]:
+    """The elem_ids that selecting tab ``tab_id`` updates."""
+    tab = next(block for block in demo.blocks.values() if isinstance(block, gr.Tab) and block.id == tab_id)
+    return [
+        output.elem_id
+        for function in demo.fns.values()
+        if (tab._id, "select") in function.targets
+        for output in function.outputs
+    ]
+
+
+def test_the_data_tab_shows_what_is_loaded_when_opened_and_the_footer_stays_in_the_app():
+    demo = build_demo(preload=False)
+    assert {"data-summary", "data-preview", "length-plot"} <= set(_outputs(demo, "data"))
+    options = launch_options()
+    assert options["run_history"] is False and "runs" not in options["footer_links"]
