@@ -81,3 +81,42 @@ def test_the_data_tab_shows_what_is_loaded_when_opened_and_the_footer_stays_in_t
     assert {"data-summary", "data-preview", "length-plot"} <= set(_outputs(demo, "data"))
     options = launch_options()
     assert options["run_history"] is False and "runs" not in options["footer_links"]
+
+
+def _events(demo: gr.Blocks, elem_id: str, event: str) -> list[list[str]]:
+    """For each function that ``event`` of the component ``elem_id`` runs (and what runs after it): its outputs."""
+    block = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+    functions = list(demo.fns.values())
+    first = [index for index, function in enumerate(functions) if (block._id, event) in function.targets]
+    chained = [index for index, function in enumerate(functions) if function.trigger_after in first]
+    return [[output.elem_id for output in functions[index].outputs] for index in first + chained]
+
+
+def test_export_clears_the_downloads_of_the_run_chosen_before_and_an_import_joins_your_runs():
+    demo = build_demo(preload=False)
+    assert ["snippet", "edits-file", "merged-file"] in _events(demo, "export-run", "change")
+    assert ["runs-overview"] in _events(demo, "import-file", "upload")
+    assert ["inspect-summary"] == _events(demo, "inspect-button", "click")[-1][:1]  # a refusal clears the panels
+
+
+def test_inspect_shows_a_run_of_another_base_and_a_refusal_leaves_nothing_of_the_run_before(files, tmp_path):
+    from app_helpers import save_tiny_llama
+
+    from red_explorer.app.ui.events import ui_event
+    from red_explorer.app.ui.handlers import export, inspect
+
+    session = new_session(files)
+    other_model = str(save_tiny_llama(tmp_path / "other", seed=1))
+    session.workbench.load_model(other_model)
+    elsewhere = session.workbench.train(MethodSpec("red"), TrainOptions(max_steps=1, max_length=32)).label
+    session.workbench.load_model(str(files[0]))
+    summary, *panels, top = inspect.inspect(session, elsewhere)
+    assert summary.startswith(f"**{elsewhere}** (trained on another base model: {other_model}): 2 edited sites")
+    assert len(top) == 12 and len(panels[0].data[0].y) == 2  # one bar per layer
+    with pytest.raises(gr.Error, match="no run called .*gone"):
+        ui_event(inspect.inspect)(session, "gone")
+    summary, *figures, top = inspect.restore_after_failure(session)
+    assert summary.startswith("✕ **no run called &#x27;gone&#x27;") and top.empty
+    assert all(figure.layout.annotations[0].text.startswith("Nothing shown") for figure in figures)
+    assert export.chosen(session, None)[1:] == (None, None)
+    session.close()

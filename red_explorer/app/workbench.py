@@ -22,6 +22,7 @@ from red_explorer.app.options import TrainOptions
 from red_explorer.app.snippet import python_snippet
 from red_explorer.choice.sweep import SweepConfig, SweepResult, run_sweep
 from red_explorer.core.archive import safe_extract, zip_folder
+from red_explorer.core.checkpoint import read_tensors
 from red_explorer.core.merged import save_merged
 from red_explorer.core.registry import MethodSpec, load_method
 from red_explorer.data.prepared import PreparedData, prepare_data
@@ -368,14 +369,11 @@ class Workbench(KeptRuns):
     # ------------------------------------------------------------ inspection
 
     def red_edits(self, label: str) -> list[SiteEdit]:
-        """The learned RED vectors of a run, per edited site."""
-        from red_explorer.core.red.edit import red_vectors
-
-        if self.run(label).spec.method != "red":
-            method = self.run(label).spec.method.upper()
-            raise ValueError(f"{label} is a {method} run; this view shows what RED runs learned")
-        with self.attached(label) as model:
-            return site_edits(red_vectors(model))
+        """The learned RED vectors of a run, per edited site, read from its files: a run of any base model."""
+        run = self.any_run(label)
+        if run.spec.method != "red":
+            raise ValueError(f"{label} is a {run.spec.method.upper()} run; this view shows what RED runs learned")
+        return site_edits(read_tensors(run.record.path))
 
     def tare_inspection(self, label: str, text: str) -> tuple[EditorMagnitudes, RoutingTable]:
         """A TARE run's editor magnitudes and the routing of ``text`` (token × site)."""

@@ -59,6 +59,12 @@ def restore_after_failure(session: Session, current: str | None):
     return f"✕ **{reason}**", run_choices(session.workbench, EXPORTABLE, current), None
 
 
+def chosen(session: Session, label: str | None) -> tuple[str, None, None]:
+    """Another run was chosen: (its snippet, no edits file, no merged file): a download made for the run chosen
+    before would be the wrong one."""
+    return snippet_if_any(session, label), None, None
+
+
 def snippet_if_any(session: Session, label: str | None) -> str:
     """The snippet of the chosen run, or a hint while there is none."""
     if not (label or session.workbench.run_labels(EXPORTABLE)):
