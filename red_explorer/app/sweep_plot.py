@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from red_explorer.app.method_card_plot import METRIC_TITLES
 from red_explorer.app.plots import METHOD_COLOURS, PALETTE, styled_layout
+from red_explorer.runs.labels import short_number
 
 BEST_SYMBOL = "star"
 
@@ -69,7 +70,9 @@ def sweep_figure(
         if spec_index in best:
             figure.add_trace(_best_trace(best[spec_index], colour))
     metric = points[0]["metric"] if points else "val_loss"
-    figure.update_xaxes(type="log", title_text="learning rate (log scale)")
+    rates = sorted({point["learning_rate"] for point in points})  # a tick per rate tried, as the rates are typed
+    ticks = dict(tickvals=rates, ticktext=[short_number(rate) for rate in rates]) if rates else {}
+    figure.update_xaxes(type="log", title_text="learning rate (log scale)", **ticks)
     figure.update_yaxes(title_text=METRIC_TITLES.get(metric, metric))
     return styled_layout(figure, title, height=420)
 
