@@ -165,10 +165,11 @@ def test_tare_view_routes_each_token(files):
 
 def test_ablate_two_rows(files):
     session = new_session(files)
-    outputs = list(ablate.ablate(session, ["RED full · FFN", "RED bias only · FFN"], 2, 8, 64, 1, 0))
+    outputs = list(ablate.ablate(session, ["RED full (ffn)", "RED bias (ffn)"], 2, 8, 64, 1, 0))
     status, table, chart = outputs[-1]
     assert "<b>Done:</b> 2/2 rows" in status
-    assert list(table["row"]) == ["RED full (ffn)", "RED bias (ffn)"]
+    assert list(table["row"]) == ["RED full (ffn)", "RED bias (ffn)"]  # the rows as ticked: one name everywhere
+    assert list(ablate.ROWS)[-2:] == ["LoRA r=8", "TARE E=4 k=2 (ffn)"] and len(ablate.ROWS) == 11
     assert list(table["trainable params"]) == ["128", "64"]
     assert list(chart.data[0].x) == [128, 64]
     with pytest.raises(ValueError, match="tick at least one row"):

@@ -120,3 +120,16 @@ def test_inspect_shows_a_run_of_another_base_and_a_refusal_leaves_nothing_of_the
     assert all(figure.layout.annotations[0].text.startswith("Nothing shown") for figure in figures)
     assert export.chosen(session, None)[1:] == (None, None)
     session.close()
+
+
+def test_the_tour_names_the_demos_and_explore_and_a_refused_zip_lists_few_runs(monkeypatch):
+    from red_explorer.app.ui.components import about
+    from red_explorer.app.ui.handlers import export
+
+    assert "one-minute demo" in about.WHY and "**Explore** a run at any strength α" in about.WHY
+    session = Session(Workbench(ModelRegistry()))
+    names = [f"run {index}" for index in range(16)]
+    monkeypatch.setattr(session.workbench, "run_labels", lambda methods=None: names)
+    assert export._runs_now(session) == (
+        "Your runs on this model: run 11, run 12, run 13, run 14, run 15 and 11 more (see Your runs below)."
+    )

@@ -47,7 +47,9 @@ CSS = """
 .red-note {font-size: 13px; color: #566573;}
 .red-narrow {display: none;}
 #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
-@media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}}
+@media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
+  #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
+  #train-summary table, #ablation-table table, #sweep-card table {font-size: 12px;}}
 """
 
 

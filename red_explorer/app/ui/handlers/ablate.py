@@ -23,20 +23,13 @@ from red_explorer.app.ui.session import Session
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.engine.ablation import parse_row
 
-ROWS = {
-    "RED full · FFN": "red:full:ffn",
-    "RED scale only · FFN": "red:scale:ffn",
-    "RED bias only · FFN": "red:bias:ffn",
-    "RED full · attention": "red:full:attn",
-    "RED scale only · attention": "red:scale:attn",
-    "RED bias only · attention": "red:bias:attn",
-    "RED full · FFN + attention": "red:full:ffn+attn",
-    "RED scale only · FFN + attention": "red:scale:ffn+attn",
-    "RED bias only · FFN + attention": "red:bias:ffn+attn",
-    "LoRA r=8": "lora",
-    "TARE · FFN": "tare:ffn",
-}
-DEFAULT_ROWS = ["RED full · FFN", "RED bias only · FFN"]
+GRID = [  # the paper's grid: RED variants × sites, then LoRA and TARE
+    *(f"red:{variant}:{sites}" for sites in ("ffn", "attn", "ffn+attn") for variant in ("full", "scale", "bias")),
+    "lora",
+    "tare:ffn",
+]
+ROWS = {parse_row(row).label: row for row in GRID}  # named as the table, the chart and the kept runs name them
+DEFAULT_ROWS = ["RED full (ffn)", "RED bias (ffn)"]
 MODES = ("paper ablation", "learning-rate sweep")
 
 
