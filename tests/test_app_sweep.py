@@ -143,7 +143,7 @@ def test_best_points_follow_the_metric_and_skip_stopped_or_diverged_points():
     assert best_points(points, higher_is_better=False) == {0: points[1]}
     assert best_points(points[:2], higher_is_better=True) == {0: points[0]}
     figure = sweep_figure(points)
-    assert [trace.name for trace in figure.data] == ["m0", "best m0: lr 0.01", "m1"]
+    assert [trace.name for trace in figure.data] == ["m0", "best m0: lr 1e-2", "m1"]
     assert list(figure.data[0].y) == [2.0, 1.5, None]  # the diverged point is a gap
 
 

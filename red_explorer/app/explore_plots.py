@@ -13,7 +13,7 @@ from red_explorer.explore.drift import TokenChange, TokenDrift
 from red_explorer.explore.layers import LayerImportance
 from red_explorer.explore.strength import DosePoint
 
-KL_COLOUR = "#2471a3"
+KL_COLOUR = "#1b2631"  # near black: not the colour of any run
 DOSE_HINT = "Press “Dose-response over α” to see the validation loss and KL at each strength"
 LAYERS_HINT = "Press “Measure per layer” to see which layers a RED run needs (a few validation passes per layer)"
 

@@ -39,7 +39,7 @@ def best_points(points: Sequence[Mapping], higher_is_better: bool) -> dict[int, 
 
 
 def _hover(point: Mapping) -> str:
-    return f"{point['label']}<br>lr {point['learning_rate']:g}<br>{point['metric']} {point['after']:.4f}"
+    return f"{point['label']}<br>lr {short_number(point['learning_rate'])}<br>{point['metric']} {point['after']:.4f}"
 
 
 def sweep_figure(
@@ -82,7 +82,7 @@ def _best_trace(point: Mapping, colour: str) -> go.Scatter:
         x=[point["learning_rate"]],
         y=[point["after"]],
         mode="markers",
-        name=f"best {point['label']}: lr {point['learning_rate']:g}",
+        name=f"best {point['label']}: lr {short_number(point['learning_rate'])}",
         marker=dict(symbol=BEST_SYMBOL, size=20, color=colour, line=dict(width=1.5, color="white")),
         hovertext=[f"<b>best</b> {_hover(point)}"],
         hoverinfo="text",

@@ -49,7 +49,8 @@ CSS = """
 #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
 @media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
   #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
-  #train-summary table, #ablation-table table, #sweep-card table {font-size: 12px;}}
+  #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
+  #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}}
 """
 
 
@@ -144,7 +145,6 @@ def build_demo(preload: bool = True) -> gr.Blocks:
             [*model_tab["shown"], *model_tab["controls"]],
             api_visibility="private",
             show_progress_on=[model_tab["shown"][0]],
-            concurrency_id="model",
         )
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
