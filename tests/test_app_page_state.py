@@ -97,6 +97,9 @@ def test_export_clears_the_downloads_of_the_run_chosen_before_and_an_import_join
     assert ["snippet", "edits-file", "merged-file"] in _events(demo, "export-run", "change")
     assert ["runs-overview"] in _events(demo, "import-file", "upload")
     assert ["inspect-summary"] == _events(demo, "inspect-button", "click")[-1][:1]  # a refusal clears the panels
+    demos = [function for function in demo.fns.values() if function.name == "run_demo"]
+    assert len(demos) == 3 and {function.show_progress for function in demos} == {"hidden"}  # its own bar only
+    assert [output.elem_id for output in demos[0].outputs][:2] == ["demo-result", "demo-loss"]  # live curves
 
 
 def test_inspect_shows_a_run_of_another_base_and_a_refusal_leaves_nothing_of_the_run_before(files, tmp_path):

@@ -51,7 +51,7 @@ def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: lis
             api_name="run_demo" if index == 0 else None,
             api_visibility="public" if index == 0 else "private",
             concurrency_id="training",
-            show_progress_on=[parts["demo_result"]],  # one bar, not one over every control the demo sets
+            show_progress="hidden",  # its own status line and bar say how far it is (one bar, not one per output)
         )
 
 

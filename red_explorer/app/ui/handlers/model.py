@@ -271,6 +271,7 @@ def run_demo(session: Session, key: str, progress=no_progress):
     def call():
         return run_preset(workbench, preset, shown.report, generate=generate, on_event=shown.on_event)
 
+    yield shown.outputs(progress)  # at once: what it is doing (the page shows no other progress)
     outcome = yield from stream(follow(workbench, call), lambda: shown.outputs(progress))
     progress(1.0, desc=f"done in {outcome.total_seconds:.0f} s")
     info = workbench.model_info()
