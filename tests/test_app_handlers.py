@@ -170,6 +170,7 @@ def test_ablate_two_rows(files):
     assert "<b>Done:</b> 2/2 rows" in status
     assert list(table["row"]) == ["RED full (ffn)", "RED bias (ffn)"]  # the rows as ticked: one name everywhere
     assert list(ablate.ROWS)[-2:] == ["LoRA r=8", "TARE E=4 k=2 (ffn)"] and len(ablate.ROWS) == 11
+    assert chart.layout.title.text == "Metric against trainable parameters on words.csv"  # the data it read
     assert list(table["trainable params"]) == ["128", "64"]
     assert list(chart.data[0].x) == [128, 64]
     with pytest.raises(ValueError, match="tick at least one row"):

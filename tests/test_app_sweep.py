@@ -79,7 +79,7 @@ def test_the_sweep_marks_the_lowest_validation_loss_of_each_method(swept):
     assert list(chart.layout.xaxis.ticktext) == ["1e-3", "5e-2"]  # the rates as typed, each told apart
     stars = [trace for trace in chart.data if trace.marker.symbol == "star"]
     assert [(trace.x[0], trace.y[0]) for trace in stars] == [(b["learning_rate"], b["after"]) for b in results["best"]]
-    assert chart.layout.xaxis.type == "log"
+    assert chart.layout.xaxis.type == "log" and chart.layout.title.text.endswith(" on words.csv")
     assert [trace.name for trace in figure.data] == ["RED full (ffn)", "LoRA r=8"]
     assert any(path.endswith("results.md") and "# Method card" in open(path).read() for path in files)
 

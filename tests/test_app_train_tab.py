@@ -90,6 +90,7 @@ def test_runs_shown_redraws_only_the_picked_runs_in_their_colours(every_method):
     assert listed == [run.label for run in runs] and choices.value == listed[-3:]  # the latest three at first
     picked = [runs[0], runs[3]]
     figure, table = train.show(session, [run.label for run in picked])
+    assert figure.layout.title.text == "Training and validation loss on words.csv"  # the data the runs learned
     names = {trace.name: trace.line.color for trace in figure.data}
     assert names == {
         f"{run.label} · {kind}": run_colour(run.label) for run in picked for kind in ("train", "validation")

@@ -82,6 +82,7 @@ class _Tracker:
 
     def __init__(self, names: list[str], workbench, progress, forgetting: bool = False):
         self.names, self.workbench, self.progress, self.forgetting = names, workbench, progress, forgetting
+        self.title = sweep_title(workbench)
         self.fraction, self.text, self.started = 0.0, f"**Running** {plural(len(names), 'point')}…", False
         self.chart, self.charted = empty_figure("Points appear as they finish"), 0
         device = workbench.key.device
@@ -99,16 +100,22 @@ class _Tracker:
     def outputs(self, stopping: bool = False) -> tuple:
         points = list(self.workbench.sweep_points) if self.started else []  # this sweep's once it reports
         if len(points) != self.charted:
-            self.chart, self.charted = sweep_figure(points), len(points)
+            self.chart, self.charted = sweep_figure(points, title=self.title), len(points)
         text = "**Stopping** the sweep after this point…" if stopping else self.text
         return status_html(text, self.fraction), self.chart, *self.waiting
 
 
-def _outputs(results: dict, files: list[str], status: str, device: str) -> tuple:
+def sweep_title(workbench) -> str:
+    """The sweep chart's title, with the data file it reads."""
+    name = workbench.data.name if workbench.data is not None else "no data"
+    return f"Validation metric against learning rate on {name}"
+
+
+def _outputs(results: dict, files: list[str], status: str, device: str, title: str) -> tuple:
     """A finished sweep's outputs: status, chart, card table and figure, the two files."""
     rows = card_rows(results)
     figure = method_card_figure(rows) if rows else empty_figure("No point completed")
-    chart = sweep_figure(results["points"], results["higher_is_better"])
+    chart = sweep_figure(results["points"], results["higher_is_better"], title)
     return status, chart, card_table(rows, device), figure, files
 
 
@@ -121,7 +128,7 @@ def _done(session: Session, result, names: list[str]) -> tuple:
     results = result.to_dict()
     hints = "".join(f" {hint}." for hint in edge_hints(results))
     status = status_html(f"**Done:** {len(result.points)}/{len(names)} points{stopped}{kept}.{hints}")
-    return _outputs(results, files, status, workbench.key.device)
+    return _outputs(results, files, status, workbench.key.device, sweep_title(workbench))
 
 
 def sweep(
@@ -174,7 +181,7 @@ def restore_after_failure(session: Session):
     if previous is not None:
         folder = session.workbench.folder() / JOB
         files = [str(folder / RESULTS_FILE), str(folder / CARD_FILE)]
-        return _outputs(previous, files, status, session.workbench.key.device)
+        return _outputs(previous, files, status, session.workbench.key.device, sweep_title(session.workbench))
     points = session.workbench.sweep_points
     chart = sweep_figure(points) if points else empty_figure("No results: the sweep did not run")
     return (

@@ -87,6 +87,7 @@ class LiveCurves:
     timings: dict[str, Timing] = field(default_factory=dict)
     last: StepEvent | None = None
     colours: dict[str, str] = field(default_factory=dict)  # label -> its run's fixed colour (``colours``)
+    data: dict[str, str] = field(default_factory=dict)  # label -> the name of the data file it trained on
 
     def recorder(self, label: str, colour: str | None = None, clock=time.perf_counter):
         """A training callback that draws under ``label``, in ``colour`` (the colour the run will keep)."""
@@ -118,6 +119,7 @@ class LiveCurves:
             self.curves[run.label] = self.curves.pop(trained_as)
             self.timings[run.label] = self.timings.pop(trained_as)
             self.colours.pop(trained_as, None)
+            self.data[run.label] = self.data.pop(trained_as, "")
         self.colours[run.label] = colour
         train_loss, history = self.curves.setdefault(run.label, ([], []))
         history[:] = with_endpoints(history, len(train_loss), run.result)
@@ -128,13 +130,16 @@ class LiveCurves:
         history = with_endpoints(result.eval_history, len(result.train_loss), result)
         self.curves[run.label] = (list(result.train_loss), history)
         self.colours[run.label] = colour
+        self.data[run.label] = (run.record.data or {}).get("name", "")
         if timing is not None:
             self.timings[run.label] = timing
 
     def figure(self, empty: str = "The loss curves appear after the first step"):
         if not any(train for train, _ in self.curves.values()):
             return empty_figure(empty)
-        return loss_figure(self.curves, LOSS_TITLE, self.colours)
+        names = {self.data.get(label) or "unknown data" for label in self.curves}
+        on = f" on {names.pop()}" if len(names) == 1 else f" (runs on {len(names)} data files)"
+        return loss_figure(self.curves, LOSS_TITLE + on, self.colours)
 
 
 def with_endpoints(history: list[dict], last: int, result: RunFigures) -> list[dict]:
@@ -217,6 +222,7 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
     live.last = None
     key = live.training_key(spec.label)
     record = live.recorder(key, colour_to_be(workbench))
+    live.data[key] = workbench.data.name
 
     def tick():
         event = live.last
