@@ -95,6 +95,7 @@ def test_the_demo_button_trains_fills_compare_and_switches_to_it(session, tiny, 
     assert {trace.name: trace.line.color for trace in loss.data if trace.name.endswith("train")} == {
         f"{label} · train": fixed[label] for label in labels
     }  # the final curves: each run in the colour it keeps everywhere
+    assert loss.layout.title.text == "Training and validation loss on pirate_style.jsonl"
     for update in running:  # while it trains: its status and live curves, nothing else touched
         assert update[2:] == (UNCHANGED,) * 12 and "red-status" in update[0]
     assert any(len(update[1].data) > 0 for update in running)  # a curve while it still trains

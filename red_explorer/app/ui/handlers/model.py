@@ -234,6 +234,7 @@ class _DemoProgress:
         """A training event of ``label``: its curve, drawn in the colour its run will keep."""
         if label not in self.recorders:
             self.recorders[label] = self.live.recorder(label, colour_to_be(self.workbench))
+            self.live.data[label] = self.workbench.data.name  # the demo's sample, loaded before training
         self.recorders[label](event)
 
     def outputs(self, progress) -> tuple:
