@@ -39,6 +39,7 @@ def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
     assert (spec, task, device, dtype) == (str(files[0]), "causal-lm", "cpu", "float32")
     assert summary.startswith("> Restored your last model and data (my rows.csv).") and "| layers | 2 |" in summary
     assert "<svg" in diagram and "ready" in status
+    assert model.show_model(page)[0] == summary.split("\n\n", 1)[1]  # the tab opened later: the same model
     restored = page.workbench.data
     assert (restored.name, restored.validation_fraction, restored.max_rows) == ("my rows.csv", 0.2, 30)
     assert data.show_data(page, 64)[0].startswith("### my rows.csv")  # the Data tab shows it on select
@@ -79,6 +80,7 @@ def _outputs(demo: gr.Blocks, tab_id: str) -> list[str]:
 def test_the_data_tab_shows_what_is_loaded_when_opened_and_the_footer_stays_in_the_app():
     demo = build_demo(preload=False)
     assert {"data-summary", "data-preview", "length-plot"} <= set(_outputs(demo, "data"))
+    assert {"model-info", "model-diagram", "param-plot"} <= set(_outputs(demo, "model"))  # as the header says
     options = launch_options()
     assert options["run_history"] is False and "runs" not in options["footer_links"]
 

@@ -95,6 +95,13 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
         api_visibility="private",
         show_progress="hidden",
     )
+    tab.select(  # the panels agree with the header (e.g. the model finished loading after the page did)
+        ui_event(handlers.show_model),
+        [state],
+        [info, diagram, parameters],
+        api_visibility="private",
+        show_progress="hidden",
+    )
     return {
         "tab": tab,
         "task": task,

@@ -138,6 +138,11 @@ def _panels(session: Session, head: str = "") -> tuple:
     return head + info_markdown(info), diagram_html(info, activation=_activation(session)), figure
 
 
+def show_model(session: Session) -> tuple:
+    """The Model tab opened: (summary, diagram, chart) of the model in use now, as the header line says it."""
+    return _panels(session)
+
+
 def restore_last(session: Session):
     """Page load: the model and data this browser's owner last loaded, loaded again (kept in their folder of the run
     store), and the Model tab showing the model in use.
