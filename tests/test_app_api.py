@@ -88,7 +88,7 @@ def test_train_inspect_compare_export_through_the_api(ready, tmp_path):
 
 
 def test_ablate_two_rows(ready):
-    status, table, chart = ready.predict(["RED full · FFN", "RED bias only · FFN"], 2, 8, 64, 1, 0, api_name="/ablate")
+    status, table, chart = ready.predict(["RED full (ffn)", "RED bias (ffn)"], 2, 8, 64, 1, 0, api_name="/ablate")
     assert "<b>Done:</b> 2/2 rows" in status
     assert [line[0] for line in table["data"]] == ["RED full (ffn)", "RED bias (ffn)"]
     assert chart["type"] == "plotly"

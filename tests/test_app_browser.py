@@ -182,7 +182,7 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     # the base, the trained run and both ablation rows (kept runs too), in one batched generate call
     expect(page.locator("#compare-cards .gen-card")).to_have_count(4, timeout=SLOW)
     expect(page.locator("#compare-prompt-shown")).to_contain_text("one batched call")
-    expect(page.locator("#compare-cards")).to_contain_text("tok/s")
+    expect(page.locator("#compare-cards")).to_contain_text("batched call")  # its time is the call's, said once
     expect(page.locator("#compare-table")).to_contain_text("base")
     shot(page, "08_compare")
     the_explore_tab_reads_the_latest_run(page)
@@ -218,13 +218,15 @@ def the_explore_tab_reads_the_latest_run(page) -> None:
 
 
 def a_reload_finds_the_runs_again(page) -> None:
-    """The browser keeps its owner key: after a reload the same runs are listed, nothing retrained."""
+    """The browser keeps its owner key: after a reload the same model, data and runs are back, nothing retrained."""
     from playwright.sync_api import expect
 
     page.reload()
     open_tab(page, "Model")
-    page.click("#load-model")
     expect(page.locator("#model-status")).to_contain_text("ready")
+    expect(page.locator("#model-info")).to_contain_text("Restored your last model and data (pirate_sums.csv)")
+    open_tab(page, "Data")
+    expect(page.locator("#data-summary")).to_contain_text("pirate_sums.csv")
     open_tab(page, "Compare")
     expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
     expect(page.locator("#compare-runs")).to_contain_text("RED bias (ffn)")

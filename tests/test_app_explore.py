@@ -1,6 +1,7 @@
 """The Explore tab's handlers called as plain functions: strength, dose-response, token drift, layers, arithmetic."""
 
 import re
+from dataclasses import replace
 from html import unescape
 
 import pytest
@@ -9,8 +10,8 @@ from app_helpers import save_tiny_llama, tiny_rows, write_csv
 
 from red_explorer.app.exploring import DOSE_STRENGTHS, Explorer
 from red_explorer.app.model_registry import ModelRegistry
-from red_explorer.app.options import TrainOptions
-from red_explorer.app.ui.handlers import data, explore, model
+from red_explorer.app.options import APP_DECODING, TrainOptions, decoding_text
+from red_explorer.app.ui.handlers import common, compare, data, explore, model
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
@@ -103,6 +104,8 @@ def test_layer_chart_has_one_bar_per_layer_per_series(session):
     # with two layers, keeping only layer 0 is leaving layer 1 out, and the other way round
     assert only.y[0] == pytest.approx(without.y[1]) and only.y[1] == pytest.approx(without.y[0])
     figures = session.workbench.run(session.red).result
+    assert figure.layout.yaxis.range[0] == 0  # bars start at 0: their heights compare
+    assert figure.data[0].marker.color == figure.data[1].marker.color == common.colours(session.workbench)[session.red]
     lines = sorted(shape.y0 for shape in figure.layout.shapes)
     assert lines == pytest.approx(sorted([figures.metrics_before["loss"], figures.metrics_after["loss"]]), rel=1e-4)
 
@@ -113,8 +116,14 @@ def test_layers_refuse_a_tare_run(session):
 
 
 def test_mix_of_a_run_with_itself_is_kept_as_the_same_run(session):
-    status, choices = explore.combine(session, "mix", session.red, session.red, 0.5, 0.5, "half and half")
+    grouped = session.workbench.train(MethodSpec("red", variant="scale"), OPTIONS, group="ablation A").label
+    status, choices, first, second = explore.combine(
+        session, "mix", session.red, session.red, 0.5, 0.5, "half and half"
+    )
     assert "half and half" in status and choices.value == "half and half" and "half and half" in choices.choices
+    assert "half and half" in first.choices and "half and half" in second.choices  # Run A and B list it at once
+    assert first.value == second.value == session.red  # A and B keep what was chosen
+    assert choices.names[grouped] == first.names[grouped] == f"ablation A › {grouped}"  # groups stay named
     workbench = session.workbench
     mixed, original = (read_red_run(workbench.run(label).record.path) for label in ("half and half", session.red))
     assert set(mixed.vectors) == set(original.vectors)
@@ -141,3 +150,34 @@ def test_control_vector_of_a_bias_only_run_holds_its_bias(session):
     torch.testing.assert_close(vector.directions[1], bias)
     with pytest.raises(ValueError, match="scale part"):
         explore.control_vector(session, session.red)
+
+
+def test_explore_decodes_as_compare_does_and_says_how(session):
+    """At α = 1 Explore's answer is Compare's with its default decoding (repetition penalty 1.1), and both say so."""
+    settings = replace(APP_DECODING, max_new_tokens=12)
+    compared = session.workbench.compare("blue dog", None, [session.tare], settings).generations[1].text
+    base_card, run_card, text = explore.generate(session, session.tare, 1.0, "blue dog", 12)
+    assert text == compared
+    assert decoding_text(settings) in run_card and decoding_text(settings) in base_card
+    assert "repetition penalty 1.1" in decoding_text(settings)
+    shown, _, _ = compare.compare(session, "blue dog", None, [session.tare], 12)
+    assert f"*Decoding:* {decoding_text(settings)}." in shown
+
+
+def test_explore_plots_name_their_data_and_warn_when_it_is_not_the_runs(session, tmp_path):
+    workbench = session.workbench
+    trained_on = workbench.data.path
+    figure = explore.dose(session, session.red, MAX_LENGTH)
+    rows = workbench.data.detected.num_validation
+    assert f"{session.red} on {rows} validation rows of words.csv" in figure.layout.title.text
+    other = write_csv(tmp_path / "other.csv", tiny_rows(30, seed=5))
+    data.load_data(session, str(other), None, 0.1, 0, MAX_LENGTH)
+    try:
+        notice = explore.dose(session, session.red, MAX_LENGTH)
+        assert "validation rows of other.csv" in notice.outputs.layout.title.text
+        assert notice.warning.startswith(
+            f"{session.red} was trained on words.csv, but the data loaded now is other.csv"
+        )
+        assert "Load words.csv in the Data tab" in explore.layers(session, session.red, MAX_LENGTH).warning
+    finally:
+        data.load_data(session, str(trained_on), None, 0.1, 0, MAX_LENGTH)

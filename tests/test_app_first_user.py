@@ -166,7 +166,7 @@ def test_training_or_an_ablation_without_data_says_why_instead_of_running(files)
     session = Session(Workbench(ModelRegistry()))
     model.load_model(session, str(files[0]), "causal-lm", "auto", "auto")
     with pytest.raises(gr.Error, match="no data loaded yet"):
-        list(ui_event(ablate.ablate)(session, ["RED full · FFN"], 2, 8, 64, 1, 0))
+        list(ui_event(ablate.ablate)(session, ["RED full (ffn)"], 2, 8, 64, 1, 0))
     status, table, chart = ablate.restore_after_failure(session)
     assert "✕" in status and "no data loaded yet" in status and "Running" not in status
     assert list(table.columns) == ablate.COLUMNS and len(table) == 0 and session.job is None

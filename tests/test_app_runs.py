@@ -164,18 +164,42 @@ def test_batched_compare_equals_one_generation_per_run_token_for_token(files, ho
 
 
 def test_each_run_keeps_one_colour_in_the_loss_plot_and_the_compare_cards(files, home):
-    from red_explorer.app.plots import PALETTE, run_colour
-    from red_explorer.app.ui.handlers import compare, train
+    from red_explorer.app.plots import RUN_PALETTE
+    from red_explorer.app.ui.handlers import common, compare, explore, train
 
     session = Session(open_bench(files))
     settings = ("full", ["ffn"], 8, 4, 2, 1e-2, 3e-4, 1e-2)
     *_, (_, figure, _) = list(train.train(session, ["RED", "LoRA"], *settings, 1, 2, 8, 64, 0, None))
     runs = list(session.workbench.runs.values())
     colours = {trace.name.split(" · ")[0]: trace.line.color for trace in figure.data}
-    assert colours == {run.label: run_colour(run.id) for run in runs}
-    assert run_colour(runs[0].id) == run_colour(runs[0].id) in PALETTE  # a function of the id alone
-    _, cards, _ = compare.compare(session, "red cat", None, [run.label for run in runs], 8)
-    assert all(f"border-top-color: {run_colour(run.id)}" in cards for run in runs)
+    assert colours == {run.label: RUN_PALETTE[index] for index, run in enumerate(runs)}  # in the order made
+    assert colours == common.colours(session.workbench)
+    _, cards, table = compare.compare(session, "red cat", None, [run.label for run in runs], 8)
+    assert all(f"border-top-color: {colours[run.label]}" in cards for run in runs)
+    assert table.attrs[common.ROW_COLOURS][1:] == [colours[run.label] for run in runs]
+    red = runs[0].label
+    _, run_card, _ = explore.generate(session, red, 1.0, "red cat", 8)
+    assert f"border-top-color: {colours[red]}" in run_card
+    assert explore.dose(session, red, 64).data[0].line.color == colours[red]  # Explore's plot: the same colour
+
+
+def test_compare_reports_a_batched_calls_time_once_and_speed_only_per_own_call(files, home):
+    import pandas as pd
+
+    from red_explorer.app.ui.handlers import compare
+
+    session = Session(open_bench(files))
+    for spec in (MethodSpec("red"), MethodSpec("tare")):  # RED shares the base's call; TARE has one of its own
+        session.workbench.train(spec, TrainOptions(max_steps=1, max_length=64, eval_every=None))
+    red, tare = session.workbench.run_labels()
+    shown, cards, table = compare.compare(session, "red cat", None, [red, tare], 8)
+    rows = table.set_index("method")
+    assert pd.isna(rows.loc["base", "seconds"]) and pd.isna(rows.loc[red, "tokens/s"])  # no share of a batched call
+    assert rows.loc[tare, "seconds"] > 0 and rows.loc[tare, "tokens/s"] > 0
+    assert cards.count("batched call") == 2 and cards.count("tok/s") == 1
+    batched = next(line for line in shown.splitlines() if line.startswith("- base, "))
+    assert f"- base, {red}: one batched call of 2 rows, " in batched and "tok/s" in batched
+    assert shown.count(f"- {tare}: a call of its own") == 1
 
 
 def test_your_runs_lists_sizes_renames_deletes_and_copies_local_runs(files, home):

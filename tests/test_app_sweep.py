@@ -75,9 +75,11 @@ def test_the_sweep_marks_the_lowest_validation_loss_of_each_method(swept):
     assert list(card["best lr"]) == [{1e-3: "1e-3", 5e-2: "5e-2"}[best["learning_rate"]] for best in results["best"]]
     assert list(card["metric"]) == [f"val_loss {best['after']:.4f}" for best in results["best"]]
     assert list(card["trainable params"]) == ["128", "1.79K"] and all(card["forgetting"] != "—")
+    assert "peak memory" not in card.columns  # on a CPU, as in the Train tab: not a per-run figure there
+    assert list(chart.layout.xaxis.ticktext) == ["1e-3", "5e-2"]  # the rates as typed, each told apart
     stars = [trace for trace in chart.data if trace.marker.symbol == "star"]
     assert [(trace.x[0], trace.y[0]) for trace in stars] == [(b["learning_rate"], b["after"]) for b in results["best"]]
-    assert chart.layout.xaxis.type == "log"
+    assert chart.layout.xaxis.type == "log" and chart.layout.title.text.endswith(" on words.csv")
     assert [trace.name for trace in figure.data] == ["RED full (ffn)", "LoRA r=8"]
     assert any(path.endswith("results.md") and "# Method card" in open(path).read() for path in files)
 
@@ -102,7 +104,7 @@ def test_every_point_is_a_run_grouped_under_the_sweep(swept):
 
 def test_progress_names_each_point_and_its_place(swept):
     assert "RED full (ffn) lr 1e-3 1/4" in swept.descriptions
-    assert "LoRA r=8 lr 5e-2 4/4, step 2/2" in swept.descriptions
+    assert "LoRA r=8 lr 5e-2 4/4, step 2/2: validating, then measuring forgetting …" in swept.descriptions
 
 
 def test_a_bad_rate_list_is_a_message_and_no_run(files):
@@ -141,7 +143,7 @@ def test_best_points_follow_the_metric_and_skip_stopped_or_diverged_points():
     assert best_points(points, higher_is_better=False) == {0: points[1]}
     assert best_points(points[:2], higher_is_better=True) == {0: points[0]}
     figure = sweep_figure(points)
-    assert [trace.name for trace in figure.data] == ["m0", "best m0: lr 0.01", "m1"]
+    assert [trace.name for trace in figure.data] == ["m0", "best m0: lr 1e-2", "m1"]
     assert list(figure.data[0].y) == [2.0, 1.5, None]  # the diverged point is a gap
 
 
@@ -161,3 +163,21 @@ def test_rates_are_auto_or_positive_numbers_and_the_preview_lists_them():
 def test_the_mode_shows_one_panel_set():
     assert ablate.show_mode("paper ablation") == (Visible(True),) * 3 + (Visible(False),) * 3
     assert ablate.show_mode("learning-rate sweep") == (Visible(False),) * 3 + (Visible(True),) * 3
+
+
+def test_a_best_rate_at_the_edge_of_its_grid_gets_a_hint_to_go_beyond_and_ticks_tell_rates_apart():
+    def point(index, lr, after):
+        return dict(spec_index=index, method="red", label=f"m{index}", learning_rate=lr, after=after,
+                    metric="val_loss", stopped_reason="completed")  # fmt: skip
+
+    points = [point(0, 3e-3, 2.0), point(0, 3e-2, 1.5), point(1, 3e-3, 1.0), point(1, 3e-2, 1.2)]
+    points += [point(2, 1e-3, 2.0), point(2, 1e-2, 1.0), point(2, 1e-1, 3.0)]
+    results = {"points": points, "best": [points[1], points[2], points[5]]}
+    assert sweeping.edge_hints(results) == [
+        "m0: the best rate 3e-2 is the highest tried, so the best may lie beyond it: try higher rates",
+        "m1: the best rate 3e-3 is the lowest tried, so the best may lie beyond it: try lower rates",
+    ]
+    assert list(sweep_figure(points).layout.xaxis.ticktext) == ["1e-3", "3e-3", "1e-2", "3e-2", "0.1"]
+    best = [dict(points[1], trainable_parameters=128, peak_memory_bytes=2**20, run_label="r")]
+    assert list(sweep.card_table(best, "cuda:0")["peak memory"]) == ["1.0 MB"]
+    assert "peak memory" not in sweep.card_table(best, "cpu").columns

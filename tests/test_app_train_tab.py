@@ -11,7 +11,6 @@ from app_helpers import save_tiny_llama, tiny_rows, write_csv
 import red_explorer.app as app_package
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
-from red_explorer.app.plots import run_colour
 from red_explorer.app.ui.events import _to_gradio, ui_event
 from red_explorer.app.ui.handlers import common, export, train, train_methods
 from red_explorer.app.ui.handlers import runs as your_runs
@@ -61,7 +60,9 @@ def test_every_registry_method_is_offered_and_trains_at_its_own_default_rate(eve
     assert {run.spec.method: run.record.learning_rate for run in runs.values()} == DEFAULT_LEARNING_RATES
     status, _, table = every_method.outputs[-1]
     assert "<b>Done.</b>" in status and list(table["method"]) == list(runs)
-    assert table.attrs[common.ROW_COLOURS] == [run_colour(run.id) for run in runs.values()]
+    fixed = common.colours(every_method.workbench)
+    assert table.attrs[common.ROW_COLOURS] == [fixed[label] for label in runs]
+    assert len(set(table.attrs[common.ROW_COLOURS])) == len(runs)  # up to ten runs never share a colour
     assert export.choices(every_method).choices == list(runs)  # every method's run can be exported
 
 
@@ -85,17 +86,21 @@ def test_learning_rates_come_from_the_boxes_and_the_table_else_the_registry():
 
 def test_runs_shown_redraws_only_the_picked_runs_in_their_colours(every_method):
     session, runs = every_method, list(every_method.workbench.runs.values())
+    run_colour = common.colours(session.workbench).get
     choices, listed = train.shown_choices(session)
-    assert choices.value == listed == [run.label for run in runs]  # every run picked at first
+    assert listed == [run.label for run in runs] and choices.value == listed[-3:]  # the latest three at first
     picked = [runs[0], runs[3]]
     figure, table = train.show(session, [run.label for run in picked])
+    assert figure.layout.title.text == "Training and validation loss on words.csv"  # the data the runs learned
     names = {trace.name: trace.line.color for trace in figure.data}
-    assert names == {f"{run.label} · {kind}": run_colour(run.id) for run in picked for kind in ("train", "validation")}
+    assert names == {
+        f"{run.label} · {kind}": run_colour(run.label) for run in picked for kind in ("train", "validation")
+    }
     first = next(trace for trace in figure.data if trace.name == f"{runs[0].label} · train")
     assert list(first.y) == runs[0].result.train_loss
     assert list(table["method"]) == [run.label for run in picked]
     styling = _to_gradio(table)._compute()._translate(None, None)["cellstyle"]
-    assert {style["props"][0][1] for style in styling} == {run_colour(run.id) for run in picked}
+    assert {style["props"][0][1] for style in styling} == {run_colour(run.label) for run in picked}
     empty, _ = train.show(session, [])
     assert empty.layout.annotations[0].text == train.NONE_PICKED
     later, _ = train.shown_choices(session, [runs[0].label], listed[:-1])  # the last run is new since then
@@ -109,7 +114,8 @@ def test_a_new_run_joins_the_picked_runs_in_the_plot(every_method):
     new = session.workbench.run("RED scale (ffn)")
     assert list(table["method"]) == [kept.label, new.label]
     colours = {trace.name.split(" · ")[0]: trace.line.color for trace in figure.data}
-    assert colours == {kept.label: run_colour(kept.id), new.label: run_colour(new.id)}
+    fixed = common.colours(session.workbench)
+    assert colours == {kept.label: fixed[kept.label], new.label: fixed[new.label]}
 
 
 def test_run_lists_keep_a_group_together_and_mark_runs_of_other_models(files, tmp_path):

@@ -8,7 +8,7 @@ from app_helpers import save_tiny_llama
 from red_explorer.app.demo_presets import PRESETS, DemoPreset, run_preset
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
-from red_explorer.app.ui.handlers import model
+from red_explorer.app.ui.handlers import common, model
 from red_explorer.app.ui.handlers.common import Choices
 from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
 from red_explorer.app.ui.session import Session
@@ -64,8 +64,12 @@ def test_the_style_preset_end_to_end_on_a_tiny_model(session, tiny):
             result.metrics_before,
             result.metrics_after,
         )
-    stages = ["load model", "load data", "train RED full (ffn)", "train LoRA r=8", "first generation"]
+    stages = ["load model", "load data", "set up RED full (ffn)", "train RED full (ffn)", "set up LoRA r=8"]
+    stages += ["train LoRA r=8", "first generation"]
     assert list(outcome.seconds) == stages and outcome.total_seconds == pytest.approx(sum(outcome.seconds.values()))
+    texts = [text for _, text in reports]  # what the bar says before each method's first step: its set-up
+    set_up = texts.index("setting up RED full (ffn): a copy of the base to train, the validation loss before")
+    assert texts[set_up - 1] == "loading the sample pirate_style.jsonl" and texts[set_up + 1].startswith("training RED")
     assert isinstance(outcome.generation, Comparison)
     assert [generation.method for generation in outcome.generation.generations] == ["base", *outcome.labels]
     assert workbench.data.name == "pirate_style.jsonl" and workbench.data.detected.num_train <= 120
@@ -76,9 +80,10 @@ def test_the_style_preset_end_to_end_on_a_tiny_model(session, tiny):
 
 def test_the_demo_button_trains_fills_compare_and_switches_to_it(session, tiny, monkeypatch):
     monkeypatch.setitem(PRESETS, "style", replace(PRESETS["style"], model=tiny, options=TrainOptions(max_steps=STEPS)))
+    monkeypatch.setattr(common, "POLL_SECONDS", 0.2)  # the page redraws often: the live curves are seen
     progress = []
-    outputs = model.run_demo(session, "style", lambda fraction, desc=None: progress.append(fraction))
-    result, info, diagram, _, status, spec, task, tab, prompt, runs, shown, cards, table = outputs
+    *running, outputs = model.run_demo(session, "style", lambda fraction, desc=None: progress.append(fraction))
+    result, loss, info, diagram, _, status, spec, task, tab, prompt, runs, shown, cards, table = outputs
     labels = session.workbench.run_labels()
     assert "Teach it a style: done in" in result and "LoRA r=8" in result and "Compare" in result
     assert "| layers | 2 |" in info and "<svg" in diagram and "ready" in status and (spec, task) == (tiny, "causal-lm")
@@ -86,6 +91,14 @@ def test_the_demo_button_trains_fills_compare_and_switches_to_it(session, tiny, 
     assert isinstance(runs, Choices) and runs.value == labels and len(labels) == 2
     assert cards.count("gen-card") == 3 and list(table["method"]) == ["base", *labels]
     assert "one batched call" in shown and progress[-1] == 1.0
+    fixed = common.colours(session.workbench)
+    assert {trace.name: trace.line.color for trace in loss.data if trace.name.endswith("train")} == {
+        f"{label} · train": fixed[label] for label in labels
+    }  # the final curves: each run in the colour it keeps everywhere
+    assert loss.layout.title.text == "Training and validation loss on pirate_style.jsonl"
+    for update in running:  # while it trains: its status and live curves, nothing else touched
+        assert update[2:] == (UNCHANGED,) * 12 and "red-status" in update[0]
+    assert any(len(update[1].data) > 0 for update in running)  # a curve while it still trains
 
 
 def test_the_sentiment_demo_reports_accuracy_and_leaves_compare_alone(session, tiny, monkeypatch):
@@ -93,17 +106,17 @@ def test_the_sentiment_demo_reports_accuracy_and_leaves_compare_alone(session, t
     monkeypatch.setitem(PRESETS, "sentiment", preset)
     session.workbench.load_model(tiny, "causal-lm")  # a causal-lm sample is loaded: the demo replaces it
     session.workbench.load_data(SAMPLE_FOLDER / "pirate_style.jsonl", max_rows=20)
-    outputs = model.run_demo(session, "Classify sentiment")  # the button's text works as well as the key
-    result, tab = outputs[0], outputs[7]
+    *_, outputs = model.run_demo(session, "Classify sentiment")  # the button's text works as well as the key
+    result, tab = outputs[0], outputs[8]
     (label,) = session.workbench.run_labels()
     before, after = (
         session.workbench.run(label).result.metrics_before,
         session.workbench.run(label).result.metrics_after,
     )
     assert f"{before['accuracy']:.1%} → **{after['accuracy']:.1%}**" in result and "accuracy above" in result
-    assert tab is UNCHANGED and outputs[8:] == (UNCHANGED,) * 5
+    assert tab is UNCHANGED and outputs[9:] == (UNCHANGED,) * 5
 
 
 def test_an_unknown_demo_is_refused(session):
     with pytest.raises(ValueError, match="unknown demo"):
-        model.run_demo(session, "juggling")
+        list(model.run_demo(session, "juggling"))

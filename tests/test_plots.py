@@ -45,6 +45,10 @@ def test_loss_figure_has_train_and_validation_traces():
     assert list(figure.data[0].x) == [1, 2, 3] and list(figure.data[0].y) == [3.1, 2.9, 2.4]
     assert list(figure.data[1].x) == [0, 2] and list(figure.data[1].y) == [3.0, 2.5]
     assert figure.data[1].line.dash == "dash" and figure.data[0].line.color == figure.data[1].line.color
+    assert [trace.showlegend is not False for trace in figure.data] == [True, False, True]  # one entry per run
+    many = loss_figure({f"run {index}": ([3.0, 2.0], history) for index in range(12)})
+    areas = {item.layout.height - item.layout.margin.t - item.layout.margin.b for item in (figure, many)}
+    assert areas == {260}  # twelve runs in the legend leave the plot its height
 
 
 def test_layer_bars_equal_the_analysis(edits):

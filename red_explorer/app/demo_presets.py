@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from red_explorer.app.options import TrainOptions
+from red_explorer.app.options import APP_DECODING, TrainOptions
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.bundled import SAMPLE_FOLDER
@@ -14,8 +14,8 @@ from red_explorer.engine.generation import DecodingSettings
 from red_explorer.engine.training import StepEvent
 
 Report = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+OnEvent = Callable[[str, object], None]  # (method label, a training event): e.g. a live loss curve
 SETUP_SHARE, GENERATION_SHARE = 0.1, 0.1  # of the progress bar: model + data, and the first generation
-REPETITION_PENALTY = 1.1  # the Compare tab's default
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,8 @@ class DemoPreset:
         return replace(self.options, learning_rate=rate, max_steps=max_steps or self.options.max_steps)
 
     def decoding(self) -> DecodingSettings:
-        """Greedy, ``max_new_tokens``, the Compare tab's repetition penalty."""
-        return DecodingSettings(max_new_tokens=self.max_new_tokens, repetition_penalty=REPETITION_PENALTY)
+        """The app's decoding (``APP_DECODING``: Compare's defaults) with the preset's ``max_new_tokens``."""
+        return replace(APP_DECODING, max_new_tokens=self.max_new_tokens)
 
 
 RED_FFN = MethodSpec("red", variant="full", sites=["ffn"])
@@ -107,7 +107,7 @@ class DemoOutcome:
 
     preset: DemoPreset
     labels: list[str]
-    seconds: dict[str, float]  # stage → wall seconds: "load model", "load data", "train <label>", "first generation"
+    seconds: dict[str, float]  # stage → wall seconds: "load model", "load data", "set up <label>", "train <label>", …
     metrics: dict[str, tuple[dict, dict]]  # label → (validation metrics before, after)
     generation: object = None  # causal-lm: what ``generate`` returned (a Comparison by default)
 
@@ -124,16 +124,34 @@ def _timed(seconds: dict[str, float], stage: str, call: Callable, *args):
     return result
 
 
-def _training_report(report: Report, done: int, total: int, label: str) -> Callable[[object], None]:
-    """A training callback: the bar moves over the training share as steps finish, across all methods."""
-    share = 1.0 - SETUP_SHARE - GENERATION_SHARE
+def _train(workbench: Workbench, preset: DemoPreset, spec: MethodSpec, options, progress: tuple, on_event, seconds):
+    """Train one method of the demo: the bar moves over the training share as steps finish, across all methods.
 
-    def on_event(event) -> None:
+    Its seconds are two stages: "set up <label>" (up to the first step: the training copy of the base, attaching
+    the method, the validation loss before training) and "train <label>" (the steps and the last validation).
+    """
+    report, done, total = progress
+    share, label = 1.0 - SETUP_SHARE - GENERATION_SHARE, spec.label
+    started, first_step = time.perf_counter(), []
+
+    def callback(event) -> None:
         if isinstance(event, StepEvent):
+            if not first_step:
+                first_step.append(time.perf_counter() - getattr(event, "seconds", 0.0))
             fraction = SETUP_SHARE + share * (done + event.step) / total
             report(fraction, f"training {label}: step {event.step}/{event.total_steps}, loss {event.loss:.3f}")
+        if on_event is not None:
+            on_event(label, event)
 
-    return on_event
+    report(
+        SETUP_SHARE + share * done / total,
+        f"setting up {label}: a copy of the base to train, the validation loss before",
+    )
+    run = workbench.train(spec, options, callback, preset.name)
+    ended = time.perf_counter()
+    set_up = (first_step[0] if first_step else ended) - started
+    seconds[f"set up {label}"], seconds[f"train {label}"] = set_up, ended - started - set_up
+    return run
 
 
 def run_preset(
@@ -143,12 +161,13 @@ def run_preset(
     model: str | None = None,
     max_steps: int | None = None,
     generate: Callable[[list[str]], object] | None = None,
+    on_event: OnEvent | None = None,
 ) -> DemoOutcome:
     """Load the model (kept when already loaded) and the sample, train each method, then the first generation.
 
     ``model`` replaces the preset's model (a folder, e.g. a tiny model in tests); ``max_steps`` its steps.
     ``generate(labels)`` makes the first generation (default: ``Workbench.compare`` of the base and the runs
-    on the preset's prompt with ``preset.decoding()``).
+    on the preset's prompt with ``preset.decoding()``); ``on_event(label, event)`` sees every training event.
     """
     report = report or (lambda fraction, text: None)
     seconds: dict[str, float] = {}
@@ -163,8 +182,7 @@ def run_preset(
     labels, metrics, done = [], {}, 0
     for spec in preset.methods:
         options = preset.train_options(spec, max_steps)
-        callback = _training_report(report, done, total, spec.label)
-        run = _timed(seconds, f"train {spec.label}", workbench.train, spec, options, callback, preset.name)
+        run = _train(workbench, preset, spec, options, (report, done, total), on_event, seconds)
         labels.append(run.label)
         metrics[run.label] = (run.result.metrics_before, run.result.metrics_after)
         done += options.max_steps

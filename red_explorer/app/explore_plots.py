@@ -13,7 +13,7 @@ from red_explorer.explore.drift import TokenChange, TokenDrift
 from red_explorer.explore.layers import LayerImportance
 from red_explorer.explore.strength import DosePoint
 
-KL_COLOUR = "#2471a3"
+KL_COLOUR = "#1b2631"  # near black: not the colour of any run
 DOSE_HINT = "Press “Dose-response over α” to see the validation loss and KL at each strength"
 LAYERS_HINT = "Press “Measure per layer” to see which layers a RED run needs (a few validation passes per layer)"
 
@@ -23,8 +23,11 @@ def placeholder_figure(hint: str) -> go.Figure:
     return empty_figure(hint, height=260)
 
 
-def dose_response_figure(points: Sequence[DosePoint], title: str = "Dose-response") -> go.Figure:
-    """Validation loss (left axis) and mean KL(edited_α ‖ base) (right axis) against the strength α."""
+def dose_response_figure(
+    points: Sequence[DosePoint], title: str = "Dose-response", colour: str | None = None
+) -> go.Figure:
+    """Validation loss (left axis, in the run's ``colour``) and mean KL(edited_α ‖ base) (right axis) against α."""
+    colour = colour or RED
     strengths = [point.strength for point in points]
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     figure.add_trace(
@@ -33,7 +36,7 @@ def dose_response_figure(points: Sequence[DosePoint], title: str = "Dose-respons
             y=[point.loss for point in points],
             name="validation loss",
             mode="lines+markers",
-            line=dict(color=RED),
+            line=dict(color=colour),
         ),
         secondary_y=False,
     )
@@ -48,18 +51,21 @@ def dose_response_figure(points: Sequence[DosePoint], title: str = "Dose-respons
         secondary_y=True,
     )
     figure.add_vline(x=0, line=dict(color="#7f8c8d", dash="dot"))
-    figure.add_vline(x=1, line=dict(color=RED, dash="dot"))
+    figure.add_vline(x=1, line=dict(color=colour, dash="dot"))
     figure.update_xaxes(title_text="strength α (0 = base, 1 = trained)")
     figure.update_yaxes(title_text="validation loss", secondary_y=False)
     figure.update_yaxes(title_text="mean KL (nats)", secondary_y=True)
     return styled_layout(figure, title)
 
 
-def layer_importance_figure(importance: LayerImportance, title: str = "Which layers matter") -> go.Figure:
+def layer_importance_figure(
+    importance: LayerImportance, title: str = "Which layers matter", colour: str | None = None
+) -> go.Figure:
     """Per layer: the validation loss with that layer's edit removed, and with only that layer kept.
 
     Dashed lines mark the base loss (no edit) and the whole run's loss: a leave-one-out bar far above
     the run line is a layer the run needs; a keep-one bar far below the base line helps on its own.
+    The axis starts at 0, so bar heights compare; both bars are in the run's ``colour`` (keep-one paler).
     """
     layers = [f"layer {effect.layer_index}" for effect in importance.layers]
     figure = go.Figure()
@@ -67,7 +73,8 @@ def layer_importance_figure(importance: LayerImportance, title: str = "Which lay
         go.Bar(x=layers, y=[effect.loss_without for effect in importance.layers], name="without this layer")
     )
     figure.add_trace(go.Bar(x=layers, y=[effect.loss_only for effect in importance.layers], name="only this layer"))
-    figure.data[0].marker.color, figure.data[1].marker.color = RED, KL_COLOUR
+    figure.data[0].marker.color = figure.data[1].marker.color = colour or RED
+    figure.data[1].marker.opacity = 0.45
     figure.add_hline(
         y=importance.base_loss,
         line=dict(color=METHOD_COLOURS["base"], dash="dash"),
@@ -76,10 +83,8 @@ def layer_importance_figure(importance: LayerImportance, title: str = "Which lay
     figure.add_hline(
         y=importance.run_loss, line=dict(color="#1b2631", dash="dot"), annotation_text=f"run {importance.run_loss:.3f}"
     )
-    low = min([importance.base_loss, importance.run_loss, *figure.data[0].y, *figure.data[1].y])
     high = max([importance.base_loss, importance.run_loss, *figure.data[0].y, *figure.data[1].y])
-    margin = (high - low) * 0.15 or 0.05
-    figure.update_yaxes(title_text="validation loss", range=[max(0.0, low - margin), high + margin])
+    figure.update_yaxes(title_text="validation loss", range=[0.0, high * 1.12 or 1.0])
     return styled_layout(figure, title, barmode="group")
 
 

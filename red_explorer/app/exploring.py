@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from red_explorer.app.kept_runs import SessionRun
+from red_explorer.app.options import APP_DECODING
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import attached_method
-from red_explorer.engine.generation import Contender, DecodingSettings, Generation, chat_prompt, generate_one
+from red_explorer.engine.generation import Contender, Generation, chat_prompt, generate_one
 from red_explorer.explore.arithmetic import compose_runs, mix_runs, negate_run
 from red_explorer.explore.control_vector import export_control_vector
 from red_explorer.explore.drift import TokenDrift, token_drift
@@ -65,7 +66,8 @@ class Explorer:
     def generate_at(
         self, label: str, strength: float, prompt: str, max_new_tokens: int = 48, with_base: bool = True
     ) -> StrengthGenerations:
-        """The base (unless ``with_base`` is False) and the run at strength α on one prompt, greedy, same settings."""
+        """The base (unless ``with_base`` is False) and the run at strength α on one prompt, with the app's decoding
+        (``APP_DECODING``, Compare's defaults), so α = 1 here is Compare's answer."""
         self._run(label)
         self._causal()
         strength = check_strength(strength)
@@ -73,7 +75,7 @@ class Explorer:
             raise ValueError("type a prompt to generate from")
         loaded = self.workbench.loaded()
         formatted = chat_prompt(loaded.tokenizer, prompt.strip())
-        settings = DecodingSettings(max_new_tokens=int(max_new_tokens))
+        settings = replace(APP_DECODING, max_new_tokens=int(max_new_tokens))  # Compare's decoding
         with self.workbench.attached(label) as model:
             method = attached_method(model)
             base = Contender("base", model, lambda: method.disabled(model))

@@ -142,6 +142,11 @@ class KeptRuns:
             raise ValueError(f"no run called {label!r} on this model (runs: {known}); train one first")
         return runs[label]
 
+    def any_run(self, label: str) -> SessionRun:
+        """The owner's run called ``label`` on any base model (for what reads its files only, e.g. its vectors)."""
+        found = [run for run in self.all_runs() if run.label == label]
+        return found[0] if found else self.run(label)  # the error lists this model's runs
+
     def run_labels(self, methods: tuple[str, ...] | None = None) -> list[str]:
         return [label for label, run in self.runs.items() if methods is None or run.spec.method in methods]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from red_explorer.app.plots import FONT, METHOD_COLOURS, PALETTE, TEMPLATE
+from red_explorer.app.plots import FONT, METHOD_COLOURS, PALETTE, TEMPLATE, log_ticks
 
 SMALLEST_MARKER, LARGEST_MARKER = 12.0, 44.0
 METRIC_TITLES = {"val_loss": "validation loss (lower is better)", "val_accuracy": "validation accuracy"}
@@ -58,7 +58,9 @@ def method_card_figure(rows: Sequence[Mapping], title: str = "Methods at their b
             )
         )
     metric = rows[0]["metric"] if rows else "val_loss"
-    figure.update_xaxes(type="log", title_text="trainable parameters (log scale)")
+    counts = [row["trainable_parameters"] for row in rows]
+    values, labels = log_ticks(min(counts) / 2, max(counts) * 2) if counts else ([], [])
+    figure.update_xaxes(type="log", title_text="trainable parameters (log scale)", tickvals=values, ticktext=labels)
     figure.update_yaxes(title_text=METRIC_TITLES.get(metric, metric))
     figure.update_layout(
         title=dict(text=title, x=0.01, xanchor="left"),

@@ -1,4 +1,4 @@
-"""What a user chose for a training job in the app, turned into the engine's TrainConfig."""
+"""What a user chose in the app: a training job (turned into the engine's TrainConfig), and the decoding."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.experiment import default_train_config
+from red_explorer.engine.generation import DecodingSettings
 from red_explorer.engine.training import TrainConfig, epochs_for
+
+# The app's one decoding: Compare's defaults, Explore's generations and the demos' (greedy, a mild repetition penalty)
+APP_DECODING = DecodingSettings(max_new_tokens=48, repetition_penalty=1.1)
+
+
+def decoding_text(settings: DecodingSettings) -> str:
+    """The decoding in words, as Compare and Explore show it: 'greedy · repetition penalty 1.1 · 48 new tokens'."""
+    how = f"sampling at temperature {settings.temperature:g}" if settings.do_sample else "greedy"
+    parts = [how, f"repetition penalty {settings.repetition_penalty:g}"]
+    if settings.no_repeat_ngram_size:
+        parts.append(f"no repeated {settings.no_repeat_ngram_size}-grams")
+    return " · ".join([*parts, f"at most {settings.max_new_tokens} new tokens"])
 
 
 @dataclass

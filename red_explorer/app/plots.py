@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import zlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,8 +14,21 @@ from red_explorer.engine.analysis import EditorMagnitudes, LayerMagnitudes, Rout
 TEMPLATE = "plotly_white"
 RED = "#c0392b"
 PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
+RUN_PALETTE = (  # one colour per run: ten that are told apart at a glance, in the order runs are made
+    "#c0392b",
+    "#2471a3",
+    "#7d3c98",
+    "#d68910",
+    "#17a589",
+    "#e84393",
+    "#566573",
+    "#6e2c00",
+    "#1e8449",
+    "#0b5345",
+)
 METHOD_COLOURS = {"red": "#c0392b", "lora": "#2471a3", "tare": "#7d3c98", "full": "#566573", "base": "#7f8c8d"}
 KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
+LOSS_AREA = 260  # px: the loss plot's own area, whatever the number of runs in its legend
 MESSAGE_LINE_CHARACTERS = 56  # a blank figure's message wraps here: it fits a half-width plot at 700 px
 FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
 
@@ -46,9 +58,15 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     return styled_layout(figure, "", height=height)
 
 
-def run_colour(run_id: str) -> str:
-    """The fixed colour of a run everywhere (plots, cards, tables): PALETTE[crc32(run id) mod len(PALETTE)]."""
-    return PALETTE[zlib.crc32(run_id.encode()) % len(PALETTE)]
+def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
+    """The fixed colour of each of an owner's runs (ids oldest first): ``RUN_PALETTE`` in the order the runs were
+    made, so no two of any ten runs in a row share a colour, and every plot, card and table gives a run the same one."""
+    return {run_id: next_run_colour(index) for index, run_id in enumerate(run_ids)}
+
+
+def next_run_colour(made_before: int) -> str:
+    """The colour of the run made after ``made_before`` others (a run still training gets its colour to be)."""
+    return RUN_PALETTE[made_before % len(RUN_PALETTE)]
 
 
 def loss_figure(
@@ -58,7 +76,9 @@ def loss_figure(
 ) -> go.Figure:
     """Training loss per step (solid) and validation loss (dashed, markers) for each run label.
 
-    ``colours`` fixes a label's colour (``run_colour`` of its run id); others take the palette in order.
+    ``colours`` fixes a label's colour (its run's colour, ``run_colours``); others take the palette in order.
+    The legend has one entry per run (clicking it hides both its curves), and the plot grows with the runs,
+    so that on a narrow page the legend never takes the plot's place.
     """
     figure = go.Figure()
     colours = colours or {}
@@ -66,7 +86,14 @@ def loss_figure(
         colour = colours.get(label) or PALETTE[index % len(PALETTE)]
         steps = list(range(1, len(train_loss) + 1))
         figure.add_trace(
-            go.Scatter(x=steps, y=list(train_loss), mode="lines", name=f"{label} · train", line=dict(color=colour))
+            go.Scatter(
+                x=steps,
+                y=list(train_loss),
+                mode="lines",
+                name=f"{label} · train",
+                legendgroup=label,
+                line=dict(color=colour),
+            )
         )
         if eval_history:
             figure.add_trace(
@@ -75,16 +102,21 @@ def loss_figure(
                     y=[record["loss"] for record in eval_history],
                     mode="lines+markers",
                     name=f"{label} · validation",
+                    legendgroup=label,
+                    showlegend=False,
                     line=dict(color=colour, dash="dash"),
                     marker=dict(size=8, symbol="diamond"),
                 )
             )
     last = max([len(train_loss) for train_loss, _ in runs.values()] + [0])
-    figure.update_xaxes(title_text="optimizer step", rangemode="tozero", tick0=0, dtick=step_tick(last))
+    step_title = "optimizer step (solid: training loss · dashed ◆: validation loss)"
+    figure.update_xaxes(title_text=step_title, rangemode="tozero", tick0=0, dtick=step_tick(last))
     figure.update_yaxes(title_text="loss")
-    styled_layout(figure, title, height=420)
+    axis, legend_height = 64, 24 * len(runs)  # px under the plot area: its axis, then a row per run at most
+    styled_layout(figure, title, height=56 + LOSS_AREA + axis + legend_height)
     figure.update_layout(  # below the axis: long run labels wrap there instead of over the title
-        margin=dict(l=60, r=20, t=56, b=110), legend=dict(yanchor="top", y=-0.2, xanchor="left", x=0.0)
+        margin=dict(l=60, r=20, t=56, b=axis + legend_height),
+        legend=dict(yanchor="top", y=-(axis - 8) / LOSS_AREA, xanchor="left", x=0.0),
     )
     return figure
 

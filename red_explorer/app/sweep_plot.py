@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from red_explorer.app.method_card_plot import METRIC_TITLES
 from red_explorer.app.plots import METHOD_COLOURS, PALETTE, styled_layout
+from red_explorer.runs.labels import short_number
 
 BEST_SYMBOL = "star"
 
@@ -38,7 +39,7 @@ def best_points(points: Sequence[Mapping], higher_is_better: bool) -> dict[int, 
 
 
 def _hover(point: Mapping) -> str:
-    return f"{point['label']}<br>lr {point['learning_rate']:g}<br>{point['metric']} {point['after']:.4f}"
+    return f"{point['label']}<br>lr {short_number(point['learning_rate'])}<br>{point['metric']} {point['after']:.4f}"
 
 
 def sweep_figure(
@@ -69,7 +70,9 @@ def sweep_figure(
         if spec_index in best:
             figure.add_trace(_best_trace(best[spec_index], colour))
     metric = points[0]["metric"] if points else "val_loss"
-    figure.update_xaxes(type="log", title_text="learning rate (log scale)")
+    rates = sorted({point["learning_rate"] for point in points})  # a tick per rate tried, as the rates are typed
+    ticks = dict(tickvals=rates, ticktext=[short_number(rate) for rate in rates]) if rates else {}
+    figure.update_xaxes(type="log", title_text="learning rate (log scale)", **ticks)
     figure.update_yaxes(title_text=METRIC_TITLES.get(metric, metric))
     return styled_layout(figure, title, height=420)
 
@@ -79,7 +82,7 @@ def _best_trace(point: Mapping, colour: str) -> go.Scatter:
         x=[point["learning_rate"]],
         y=[point["after"]],
         mode="markers",
-        name=f"best {point['label']}: lr {point['learning_rate']:g}",
+        name=f"best {point['label']}: lr {short_number(point['learning_rate'])}",
         marker=dict(symbol=BEST_SYMBOL, size=20, color=colour, line=dict(width=1.5, color="white")),
         hovertext=[f"<b>best</b> {_hover(point)}"],
         hoverinfo="text",

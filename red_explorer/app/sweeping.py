@@ -73,6 +73,24 @@ def rates_preview(names: list[str] | None, rates: str | None) -> str:
     return "\n".join([head, *lines, *notes])
 
 
+def edge_hints(results: dict) -> list[str]:
+    """A hint per method whose best rate is the highest (or lowest) of its grid: the best may lie beyond it."""
+    hints = []
+    for best in sorted(results["best"], key=lambda record: record["spec_index"]):
+        rates = sorted(
+            {point["learning_rate"] for point in results["points"] if point["spec_index"] == best["spec_index"]}
+        )
+        if len(rates) < 2 or rates[0] < best["learning_rate"] < rates[-1]:
+            continue
+        way = "highest" if best["learning_rate"] == rates[-1] else "lowest"
+        further = "higher" if way == "highest" else "lower"
+        hints.append(
+            f"{best['label']}: the best rate {short_number(best['learning_rate'])} is the {way} tried, so the best may "
+            f"lie beyond it: try {further} rates"
+        )
+    return hints
+
+
 def write_files(result: SweepResult, folder: Path) -> list[Path]:
     """results.json (every point, the best per method) and results.md (the method card) in ``folder``."""
     results = write_results(result, folder)

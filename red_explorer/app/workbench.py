@@ -16,12 +16,14 @@ from pathlib import Path
 
 from red_explorer.app.data_state import LENGTH_PROBE, DataState, kept_copy
 from red_explorer.app.kept_runs import KeptRuns, SessionRun, app_store
+from red_explorer.app.last_choice import LastChoice, recall, remember
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.snippet import python_snippet
 from red_explorer.choice.sweep import SweepConfig, SweepResult, run_sweep
 from red_explorer.core.archive import safe_extract, zip_folder
+from red_explorer.core.checkpoint import read_tensors
 from red_explorer.core.merged import save_merged
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.prepared import PreparedData, prepare_data
@@ -136,7 +138,22 @@ class Workbench(KeptRuns):
         info = model_info(loaded)
         if replace(new_key, num_labels=None) != replace(old_key.resolved(), num_labels=None):
             info.notes += self._model_changed()
+        self._remember()
         return info
+
+    def _remember(self) -> None:
+        """Keep the model and data choice in the owner's folder of the store (a reload restores it)."""
+        remember(self.store, self.owner, self.key, self.data)
+
+    def restore_last(self) -> LastChoice | None:
+        """Load the owner's last model and data file again (after a reload); None when nothing was kept."""
+        choice = recall(self.store, self.owner)
+        if choice is None:
+            return None
+        self.load_model(choice.spec, choice.task, choice.device, choice.dtype)
+        if choice.data_path and self.data is None:
+            self.load_data(choice.data_path, choice.validation_fraction, choice.max_rows, name=choice.data_name)
+        return choice
 
     def _model_changed(self) -> list[str]:
         notes = []
@@ -172,6 +189,7 @@ class Workbench(KeptRuns):
         self.data = DataState(
             kept_copy(path, self.folder() / "data"), name or path.name, validation_fraction, max_rows, probe
         )
+        self._remember()
         return self.data
 
     def _data_config(self, max_length: int, validation_fraction: float, max_rows: int | None) -> DataConfig:
@@ -376,14 +394,11 @@ class Workbench(KeptRuns):
     # ------------------------------------------------------------ inspection
 
     def red_edits(self, label: str) -> list[SiteEdit]:
-        """The learned RED vectors of a run, per edited site."""
-        from red_explorer.core.red.edit import red_vectors
-
-        if self.run(label).spec.method != "red":
-            method = self.run(label).spec.method.upper()
-            raise ValueError(f"{label} is a {method} run; this view shows what RED runs learned")
-        with self.attached(label) as model:
-            return site_edits(red_vectors(model))
+        """The learned RED vectors of a run, per edited site, read from its files: a run of any base model."""
+        run = self.any_run(label)
+        if run.spec.method != "red":
+            raise ValueError(f"{label} is a {run.spec.method.upper()} run; this view shows what RED runs learned")
+        return site_edits(read_tensors(run.record.path))
 
     def tare_inspection(self, label: str, text: str) -> tuple[EditorMagnitudes, RoutingTable]:
         """A TARE run's editor magnitudes and the routing of ``text`` (token × site)."""

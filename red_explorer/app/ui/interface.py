@@ -10,7 +10,7 @@ from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
-from red_explorer.app.ui.handlers.model import model_status
+from red_explorer.app.ui.handlers.model import model_status, restore_last
 from red_explorer.app.ui.session import Session, keep_closing_idle
 
 DEFAULT_CONCURRENCY = 4
@@ -51,7 +51,10 @@ CSS = """
 .red-note {font-size: 13px; color: #566573;}
 .red-narrow {display: none;}
 #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
-@media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}}
+@media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
+  #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
+  #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
+  #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}}
 """
 
 
@@ -74,7 +77,15 @@ def theme() -> gr.themes.Base:
 
 def launch_options() -> dict:
     """What ``launch()`` needs besides the address (Gradio 6 takes theme and CSS there), with the upload limit."""
-    return {"theme": theme(), "css": CSS, "ssr_mode": False, "max_file_size": MAX_UPLOAD_BYTES}
+    # no run-history page: its footer link ("Runs ⟲") would lead away from the app to Gradio's own page
+    return {
+        "theme": theme(),
+        "css": CSS,
+        "ssr_mode": False,
+        "max_file_size": MAX_UPLOAD_BYTES,
+        "run_history": False,
+        "footer_links": ["api", "gradio", "settings"],
+    }
 
 
 def training_concurrency() -> int:
@@ -138,7 +149,15 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
         # delete_state() (below, when the tab closes) calls its delete_callback.
-        demo.load(_start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden")
+        demo.load(
+            _start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden"
+        ).then(  # the owner's last model and data again (kept in their run-store folder), and the Model tab's panels
+            ui_event(restore_last),
+            [state],
+            [*model_tab["shown"], *model_tab["controls"]],
+            api_visibility="private",
+            show_progress_on=[model_tab["shown"][0]],
+        )
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:

@@ -32,9 +32,12 @@ WHY = (
 And because the edit is affine on a linear layer's output, it **folds into the weights**
 ($W' = \mathrm{diag}(s)\,W$, $b' = s \odot b_W + b$): zero inference overhead after merging.
 
-**Tour:** ① **Model** pick the base model · ② **Data** upload a CSV/JSONL or take a sample · ③ **Train** RED, LoRA, TARE
-with live loss curves · ④ **Inspect** what each layer learned · ⑤ **Ablations** scale-only, bias-only, FFN vs
-attention · ⑥ **Compare** generations side by side · ⑦ **Export** the edits, the merged model, or a Python snippet.
+**Tour:** ① **Model** a one-minute demo (one click: a model, a sample, a few training steps, the change), or pick the
+base model · ② **Data** upload a CSV/JSONL or take a sample · ③ **Train** RED, LoRA, TARE and more with live loss
+curves · ④ **Inspect** what each layer learned · ⑤ **Ablations** scale-only, bias-only, FFN vs attention, and a
+learning-rate sweep · ⑥ **Compare** generations side by side · ⑦ **Explore** a run at any strength α, where its
+predictions drift from the base, which layers it needs, arithmetic on runs · ⑧ **Export** the edits, the merged
+model, or a Python snippet.
 
 """
     + TARE_SENTENCE

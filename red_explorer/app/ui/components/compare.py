@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.options import APP_DECODING
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as handlers
 
@@ -15,11 +16,24 @@ def _decoding() -> list:
     with gr.Accordion("Decoding (the same for every method)", open=False):
         with gr.Row():  # each control at least WIDE px: on a narrow screen they wrap instead of overlapping
             max_new_tokens = gr.Slider(
-                8, 256, value=48, step=8, label="Max new tokens", elem_id="max-new-tokens", min_width=WIDE
+                8,
+                256,
+                value=APP_DECODING.max_new_tokens,
+                step=8,
+                label="Max new tokens",
+                elem_id="max-new-tokens",
+                min_width=WIDE,
             )
             do_sample = gr.Checkbox(False, label="Sample (off = greedy)", min_width=WIDE)
             temperature = gr.Slider(0.1, 2.0, value=0.7, step=0.1, label="Temperature (sampling)", min_width=WIDE)
-            repetition_penalty = gr.Slider(1.0, 2.0, value=1.1, step=0.05, label="Repetition penalty", min_width=WIDE)
+            repetition_penalty = gr.Slider(
+                1.0,
+                2.0,
+                value=APP_DECODING.repetition_penalty,
+                step=0.05,
+                label="Repetition penalty (Explore uses the default)",
+                min_width=WIDE,
+            )
             no_repeat = gr.Number(0, precision=0, minimum=0, label="No-repeat n-gram (0 = off)", min_width=WIDE)
     return [max_new_tokens, do_sample, temperature, repetition_penalty, no_repeat]
 
@@ -51,7 +65,7 @@ def build(state: gr.State) -> dict:
         cards = gr.HTML(label="Generations", elem_id="compare-cards")
         table = gr.Dataframe(
             headers=handlers.TABLE_COLUMNS,
-            label="Latency (one timed generation after a warm-up) and ROUGE-L against the reference",
+            label="Per run: latency of a call of its own (rows of one batched call: see its time above) and ROUGE-L",
             elem_id="compare-table",
             wrap=True,
             column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps

@@ -61,7 +61,7 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
     ):
         loaded.success(**widths, **private)
         loaded.failure(**restore, **private).then(**widths, **private)
-    max_length.change(
-        ui_event(handlers.show_data), [state, max_length], outputs, api_visibility="private", show_progress="hidden"
-    )
+    show = dict(fn=ui_event(handlers.show_data), inputs=[state, max_length], outputs=outputs, **private)
+    max_length.change(**show)
+    tab.select(**show).then(**widths, **private)  # what is loaded now, also when a demo loaded it
     return {"tab": tab}

@@ -29,7 +29,14 @@ def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) 
     dose_plot = gr.Plot(placeholder_figure(DOSE_HINT), show_label=False, label="Dose-response", elem_id="dose-plot")
     inputs = [state, run, strength, prompt, tokens]
     generate.click(ui_event(handlers.generate), inputs, [base_card, run_card, generated], api_name="explore_generate")
-    strength.release(ui_event(handlers.regenerate), inputs, [run_card, generated], api_visibility="private")
+    # any new α (dragged or typed) regenerates the run's card; while one runs, only the latest α waits
+    strength.change(
+        ui_event(handlers.regenerate),
+        inputs,
+        [run_card, generated],
+        api_visibility="private",
+        trigger_mode="always_last",
+    )
     dose.click(ui_event(handlers.dose), [state, run, max_length], dose_plot, api_name="explore_dose")
     return prompt, generated, tokens
 
@@ -71,7 +78,7 @@ def _arithmetic_section(state: gr.State, run: gr.Dropdown) -> tuple[gr.Dropdown,
             make = gr.Button("Make the run", variant="primary")
         status = gr.Markdown()
         inputs = [state, operation, first, second, weight_first, weight_second, name]
-        make.click(ui_event(handlers.combine), inputs, [status, run], api_name="explore_combine")
+        make.click(ui_event(handlers.combine), inputs, [status, run, first, second], api_name="explore_combine")
         gr.Markdown("A bias-only RED run on the FFN outputs is a llama.cpp control vector (`--control-vector`).")
         with gr.Row(equal_height=True):
             export = gr.Button("Control vector (GGUF) of run A")

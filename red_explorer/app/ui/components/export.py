@@ -33,14 +33,16 @@ def build(state: gr.State, show_cli_runs: bool = False) -> dict:
         your_runs = _runs_section(state, run, show_cli_runs)
     edits_button.click(ui_event(handlers.export_edits), [state, run], [edits_file, snippet], api_name="export")
     merged_button.click(ui_event(handlers.export_merged), [state, run], [merged_file], api_name="export_merged")
-    upload.upload(ui_event(handlers.import_edits), [state, upload], [status, run], api_name="import_edits").failure(
+    imported = upload.upload(ui_event(handlers.import_edits), [state, upload], [status, run], api_name="import_edits")
+    imported.success(ui_event(runs.overview), [state], [your_runs["overview"]], api_visibility="private")
+    imported.failure(
         ui_event(handlers.restore_after_failure),
         [state, run],
         [status, run, upload],
         api_visibility="private",
         show_progress="hidden",
     )
-    run.change(ui_event(handlers.snippet_if_any), [state, run], [snippet], api_visibility="private")
+    run.change(ui_event(handlers.chosen), [state, run], [snippet, edits_file, merged_file], api_visibility="private")
     tab.select(ui_event(handlers.choices), [state, run], [run], queue=False, api_visibility="private")
     tab.select(ui_event(runs.overview), [state], [your_runs["overview"]], api_visibility="private")
     tab.select(ui_event(runs.local_choices), [state], [your_runs["local"]], api_visibility="private")

@@ -71,7 +71,11 @@ def build(state: gr.State) -> dict:
         api_visibility="private",
         show_progress="hidden",
     )
-    show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect").success(**visibility)
+    shown = show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect")
+    shown.success(**visibility)
+    shown.failure(  # a refused run leaves no panel of the run shown before
+        ui_event(handlers.restore_after_failure), [state], outputs, api_visibility="private", show_progress="hidden"
+    )
     refresh = tab.select(
         ui_event(handlers.choices),
         [state, run_a, run_b],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.plots import empty_figure
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import model as handlers
 from red_explorer.app.ui.texts import RED_EXPLANATION, TARE_EXPLANATION
@@ -21,20 +22,27 @@ DEMOS_HELP = (
 COMPARE_IDS = ("compare-prompt", "compare-runs", "compare-prompt-shown", "compare-cards", "compare-table")
 
 
-def _demos() -> tuple[list[gr.Button], gr.Markdown]:
+def _demos() -> tuple[list[gr.Button], gr.Markdown, gr.Plot]:
     gr.Markdown(DEMOS_HELP)
     with gr.Row(equal_height=True):
         buttons = [gr.Button(name, variant="secondary", elem_id=f"demo-{key}") for name, key in handlers.demo_buttons()]
     result = gr.Markdown(elem_id="demo-result")
+    loss = gr.Plot(
+        empty_figure("A demo's loss curves appear here as it trains", height=200),
+        show_label=False,
+        label="Demo loss curves",
+        elem_id="demo-loss",
+    )
     with gr.Row():
         gr.Markdown(RED_EXPLANATION, elem_classes=["red-note"])
         gr.Markdown(TARE_EXPLANATION, elem_classes=["red-note"])
-    return buttons, result
+    return buttons, result, loss
 
 
 def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: list) -> None:
     """Each demo button runs its preset; the outputs span this tab, the tabs and Compare (``COMPARE_IDS``)."""
-    outputs = [parts["demo_result"], *parts["shown"], *parts["controls"][:2], tabs, *compare_outputs]
+    outputs = [parts["demo_result"], parts["demo_loss"], *parts["shown"], *parts["controls"][:2], tabs]
+    outputs += compare_outputs
     for index, button in enumerate(parts["demo_buttons"]):
         button.click(
             ui_event(handlers.run_demo),
@@ -43,12 +51,13 @@ def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: lis
             api_name="run_demo" if index == 0 else None,
             api_visibility="public" if index == 0 else "private",
             concurrency_id="training",
+            show_progress="hidden",  # its own status line and bar say how far it is (one bar, not one per output)
         )
 
 
 def build(state: gr.State, status: gr.Markdown) -> dict:
     with gr.Tab("Model", id="model") as tab:
-        demo_buttons, demo_result = _demos()
+        demo_buttons, demo_result, demo_loss = _demos()
         gr.Markdown("#### Choose the frozen base model\n" + MODEL_HELP)
         with gr.Row(equal_height=True):
             spec = gr.Dropdown(
@@ -86,11 +95,19 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
         api_visibility="private",
         show_progress="hidden",
     )
+    tab.select(  # the panels agree with the header (e.g. the model finished loading after the page did)
+        ui_event(handlers.show_model),
+        [state],
+        [info, diagram, parameters],
+        api_visibility="private",
+        show_progress="hidden",
+    )
     return {
         "tab": tab,
         "task": task,
         "demo_buttons": demo_buttons,
         "demo_result": demo_result,
+        "demo_loss": demo_loss,
         "shown": [info, diagram, parameters, status],
         "controls": controls,
     }

@@ -66,6 +66,9 @@ def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
     return [epochs, max_steps, batch_size, max_length, seed, eval_every], note
 
 
+SUMMARY_WIDTHS = ["20%"] + ["10%"] * (len(handlers.SUMMARY_COLUMNS) - 1)
+
+
 def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
     with gr.Tab("Train", id="train") as tab:
         gr.Markdown("#### Train RED or any other method on your data (each run keeps only what it trained)")
@@ -82,9 +85,15 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
             stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=1)
         status = gr.HTML(handlers.IDLE, label="Training status", elem_id="train-status")
         shown = gr.Dropdown([], value=[], multiselect=True, label="Runs shown", elem_id="train-runs-shown")
-        listed = gr.State([])  # the runs the picker listed last: a run not among them is new, and joins the pick
+        listed = gr.State(None)  # the runs the picker listed last: a run not among them is new, and joins the pick
         loss = gr.Plot(show_label=False, label="Loss", elem_id="loss-plot")
-        summary = gr.Dataframe(headers=handlers.SUMMARY_COLUMNS, label="Summary", elem_id="train-summary", wrap=True)
+        summary = gr.Dataframe(
+            headers=handlers.SUMMARY_COLUMNS,
+            label="Summary",
+            elem_id="train-summary",
+            wrap=True,
+            column_widths=SUMMARY_WIDTHS,  # shares of the width: the table fits a narrow page instead of scrolling
+        )
         gr.Markdown(TIMING_NOTE, elem_classes=["red-note"])
     # the rates table and the pick go last: the API's positional arguments of /train stay as they were
     inputs = [state, methods, *method_inputs[:-1], *loop_inputs, method_inputs[-1], shown]

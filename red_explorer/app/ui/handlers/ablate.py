@@ -23,20 +23,13 @@ from red_explorer.app.ui.session import Session
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.engine.ablation import parse_row
 
-ROWS = {
-    "RED full · FFN": "red:full:ffn",
-    "RED scale only · FFN": "red:scale:ffn",
-    "RED bias only · FFN": "red:bias:ffn",
-    "RED full · attention": "red:full:attn",
-    "RED scale only · attention": "red:scale:attn",
-    "RED bias only · attention": "red:bias:attn",
-    "RED full · FFN + attention": "red:full:ffn+attn",
-    "RED scale only · FFN + attention": "red:scale:ffn+attn",
-    "RED bias only · FFN + attention": "red:bias:ffn+attn",
-    "LoRA r=8": "lora",
-    "TARE · FFN": "tare:ffn",
-}
-DEFAULT_ROWS = ["RED full · FFN", "RED bias only · FFN"]
+GRID = [  # the paper's grid: RED variants × sites, then LoRA and TARE
+    *(f"red:{variant}:{sites}" for sites in ("ffn", "attn", "ffn+attn") for variant in ("full", "scale", "bias")),
+    "lora",
+    "tare:ffn",
+]
+ROWS = {parse_row(row).label: row for row in GRID}  # named as the table, the chart and the kept runs name them
+DEFAULT_ROWS = ["RED full (ffn)", "RED bias (ffn)"]
 MODES = ("paper ablation", "learning-rate sweep")
 
 
@@ -73,8 +66,9 @@ def show_mode(mode: str) -> tuple[Visible, ...]:
 class _Tracker:
     """What the ablation thread reports (progress, finished rows) and the UI thread shows."""
 
-    def __init__(self, specs, progress):
+    def __init__(self, specs, progress, data_name: str = ""):
         self.specs, self.progress = specs, progress
+        self.title = f"Metric against trainable parameters on {data_name}"
         self.fraction, self.text, self.rows = 0.0, f"**Running** {plural(len(specs), 'row')}…", []
 
     def on_progress(self, index: int, total: int, event) -> None:
@@ -85,7 +79,7 @@ class _Tracker:
 
     def outputs(self, done: bool = False, stopping: bool = False) -> tuple:
         rows = list(self.rows)
-        chart = ablation_figure(rows) if rows else empty_figure("Results appear as rows finish")
+        chart = ablation_figure(rows, self.title) if rows else empty_figure("Results appear as rows finish")
         if done:
             stopped = " (stopped)" if len(rows) < len(self.specs) else ""
             return status_html(f"**Done:** {len(rows)}/{len(self.specs)} rows{stopped}."), results_table(rows), chart
@@ -113,7 +107,7 @@ def ablate(
     if workbench.data is None:
         raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then run the ablation")
     workbench.new_job()
-    tracker = _Tracker(specs, progress or no_progress)
+    tracker = _Tracker(specs, progress or no_progress, workbench.data.name)
     warning = length_warning(workbench.data, options.max_length)
     with session.running("ablation"):
         yield Notice(tracker.outputs(), warning) if warning else tracker.outputs()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
+from red_explorer.app.plots import next_run_colour, run_colours
 from red_explorer.app.workbench import Workbench
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 Progress = Callable[..., None]
 POLL_SECONDS = 1.0
 EXPECTED_ERRORS = (ValueError, OSError, KeyError)  # the user's input was refused: shown as a message
+LATEST_SHOWN = 3  # runs ticked by default where every run would be too many (Compare, the loss plot)
 GROUP_MARK = " › "  # between a run's group and its label in the run lists
 ROW_COLOURS = "row_colours"  # DataFrame.attrs key: each row's colour (its run's fixed colour), shown in column one
 
@@ -123,6 +125,11 @@ def grouped(runs: list[SessionRun]) -> list[SessionRun]:
     return [run for bucket in buckets.values() for run in bucket]
 
 
+def latest(workbench: Workbench, count: int = LATEST_SHOWN) -> list[str]:
+    """The labels of this model's ``count`` most recent runs, oldest first."""
+    return workbench.run_labels()[-count:]
+
+
 def run_name(run: SessionRun, other_model: str | None = None) -> str:
     """A run as the run lists show it: 'group › label', and '(other model: NAME)' for a run of another base."""
     name = f"{run.group}{GROUP_MARK}{run.label}" if run.group else run.label
@@ -149,6 +156,18 @@ def run_choices(
     value = keep if keep in labels else (here[-1].label if here else None)
     choices = labels + [run.label for run in grouped(elsewhere)]
     return Choices(choices, value, {label: name for label, name in names.items() if name != label})
+
+
+def colours(workbench: Workbench) -> dict[str, str]:
+    """Each of the owner's runs (any base model) by label → its fixed colour (``run_colours``)."""
+    runs = workbench.all_runs()
+    by_id = run_colours([run.id for run in runs])
+    return {run.label: by_id[run.id] for run in runs}
+
+
+def colour_to_be(workbench: Workbench) -> str:
+    """The colour the next kept run will have (a run still training is drawn in it)."""
+    return next_run_colour(len(workbench.all_runs()))
 
 
 def cell_text(value) -> str:

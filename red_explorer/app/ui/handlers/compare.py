@@ -6,8 +6,9 @@ from html import escape
 
 import pandas as pd
 
-from red_explorer.app.plots import run_colour
-from red_explorer.app.ui.handlers.common import Choices, run_choices
+from red_explorer.app.options import APP_DECODING, decoding_text
+from red_explorer.app.plots import METHOD_COLOURS
+from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choices, colours, latest, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.batched_compare import BatchedComparison
@@ -24,8 +25,8 @@ def _example_label(index: int, prompt: str) -> str:
 
 
 def choices(session: Session, current_runs: list[str] | None = None):
-    """(validation examples, runs to compare): examples labelled '#i: text'; this model's runs, groups together, all
-    ticked by default."""
+    """(validation examples, runs to compare): examples labelled '#i: text'; this model's runs, groups together, the
+    ticked ones kept, else the latest ``LATEST_SHOWN`` ticked (every run would make Generate slow)."""
     workbench = session.workbench
     examples = []
     if workbench.data is not None:
@@ -34,7 +35,7 @@ def choices(session: Session, current_runs: list[str] | None = None):
         for index in range(min(split.num_rows, EXAMPLE_LIMIT)):
             examples.append(_example_label(index, " | ".join(str(split[index][name]) for name in columns[:1])))
     runs = run_choices(workbench, other_models=False)
-    ticked = [label for label in current_runs or [] if label in runs.choices] or runs.choices
+    ticked = [label for label in current_runs or [] if label in runs.choices] or latest(workbench, LATEST_SHOWN)
     return Choices(examples, None), Choices(runs.choices, ticked, runs.names)
 
 
@@ -52,37 +53,79 @@ def _css_class(method: str) -> str:
     return METHOD_CLASS.get(method.split()[0], "other")
 
 
-def cards_html(generations: list[Generation], colours: dict[str, str] | None = None) -> str:
-    """Side-by-side cards: method, latency, tokens/s, the text, and ROUGE-L against the reference.
+def shared_call(batched: BatchedComparison | None) -> set[str]:
+    """The contenders that shared one batched generate call: that call's time is theirs together, not each one's."""
+    calls = batched.calls if batched is not None else []
+    return {label for call in calls if call.batched and len(call.labels) > 1 for label in call.labels}
 
-    ``colours`` gives a run's card its fixed colour (``run_colour`` of its run id).
+
+def _pills(generation: Generation, batched: set[str]) -> str:
+    if generation.method in batched:
+        return "<span class='pill'>batched call</span>"
+    return (
+        f"<span class='pill'>{generation.seconds:.2f} s</span>"
+        f"<span class='pill'>{generation.tokens_per_second:.1f} tok/s</span>"
+    )
+
+
+def cards_html(
+    generations: list[Generation], colours: dict[str, str] | None = None, batched: set[str] | None = None
+) -> str:
+    """Side-by-side cards: method, its own latency and tokens/s (only when its call was its own), the text, and
+    ROUGE-L against the reference.
+
+    ``colours`` gives a run's card its fixed colour; ``batched`` names the contenders of one shared call (their
+    time is reported once, for the call: ``timing_note``).
     """
-    cards, colours = [], colours or {}
+    cards, colours, batched = [], colours or {}, batched or set()
     for generation in generations:
         colour = colours.get(generation.method)
         style = f" style='border-top-color: {colour}'" if colour else ""
         rouge = "" if generation.rouge_l is None else f"<span class='pill'>ROUGE-L {generation.rouge_l:.3f}</span>"
         cards.append(
             f"<div class='gen-card {_css_class(generation.method)}'{style}>"
-            f"<div class='gen-head'><b>{plain(generation.method)}</b>"
-            f"<span class='pill'>{generation.seconds:.2f} s</span>"
-            f"<span class='pill'>{generation.tokens_per_second:.1f} tok/s</span>{rouge}</div>"
+            f"<div class='gen-head'><b>{plain(generation.method)}</b>{_pills(generation, batched)}{rouge}</div>"
             f"<div class='gen-text'>{escape(generation.text) or '<i>(empty)</i>'}</div></div>"
         )
     return f"<div class='gen-grid'>{''.join(cards)}</div>"
 
 
-def timing_note(device: str, batched: BatchedComparison | None = None) -> str:
-    """What the latency figures measure: each generate call, whose rows it held, and what was timed."""
+def timing_note(device: str, batched: BatchedComparison | None = None, settings: DecodingSettings | None = None) -> str:
+    """The decoding, then what the latency figures measure: each generate call once, with its rows and speed."""
+    decoding = f"*Decoding:* {decoding_text(settings or APP_DECODING)}."
     if batched is None:
-        return f"*Latency:* wall-clock seconds of generation on {device}, timed after an untimed warm-up."
-    lines = [f"*Latency* on {device}: every card shows the seconds of the generate call that produced it."]
+        return f"{decoding}\n\n*Latency:* wall-clock seconds of generation on {device}, timed after an untimed warm-up."
+    lines = [decoding, "", f"*Latency* on {device}, per generate call (a batched call's time is all its rows'):"]
     for call in batched.calls:
-        kind = "one batched call" if call.batched else "a call of its own"
-        lines.append(f"- {', '.join(map(plain, call.labels))}: {kind}, {call.seconds:.2f} s ({call.measured})")
+        speed = f"{call.new_tokens / call.seconds:.1f} tok/s" if call.seconds else "not timed"
+        kind = f"one batched call of {call.rows} rows" if call.batched and len(call.labels) > 1 else "a call of its own"
+        lines.append(
+            f"- {', '.join(map(plain, call.labels))}: {kind}, {call.seconds:.2f} s for {call.new_tokens} new tokens "
+            f"({speed}; {call.measured})"
+        )
     for label, reason in batched.separate.items():
         lines.append(f"- {plain(label)} ran apart: {reason}")
     return "\n".join(lines)
+
+
+def _table(generations: list[Generation], batched: set[str], colours: dict[str, str]) -> pd.DataFrame:
+    """One row per contender; seconds and tokens/s only for a contender timed in a call of its own."""
+    rows = []
+    for generation in generations:
+        alone = generation.method not in batched
+        rows.append(
+            {
+                "method": generation.method,
+                "seconds": round(generation.seconds, 3) if alone else None,
+                "new tokens": generation.new_tokens,
+                "tokens/s": round(generation.tokens_per_second, 1) if alone else None,
+                "ROUGE-L": None if generation.rouge_l is None else round(generation.rouge_l, 4),
+                "text": generation.text,
+            }
+        )
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table.attrs[ROW_COLOURS] = [colours.get(generation.method, METHOD_COLOURS["base"]) for generation in generations]
+    return table
 
 
 def compare(
@@ -90,10 +133,10 @@ def compare(
     prompt: str = "",
     example: str | None = None,
     runs: list[str] | None = None,
-    max_new_tokens: float = 48,
+    max_new_tokens: float = APP_DECODING.max_new_tokens,
     do_sample: bool = False,
     temperature: float = 0.7,
-    repetition_penalty: float = 1.1,
+    repetition_penalty: float = APP_DECODING.repetition_penalty,
     no_repeat_ngram_size: float = 0,
 ):
     """Generate with base + the ticked runs: (prompt and reference markdown, cards html, table)."""
@@ -111,20 +154,6 @@ def compare(
     shown = f"**Prompt** (as the model sees it):\n```text\n{formatted.strip()}\n```"
     if reference:
         shown += f"\n**Reference:** {reference}"
-    shown += "\n\n" + timing_note(session.workbench.key.resolved().device, comparison.batched)
-    table = pd.DataFrame(
-        [
-            {
-                "method": generation.method,
-                "seconds": round(generation.seconds, 3),
-                "new tokens": generation.new_tokens,
-                "tokens/s": round(generation.tokens_per_second, 1),
-                "ROUGE-L": None if generation.rouge_l is None else round(generation.rouge_l, 4),
-                "text": generation.text,
-            }
-            for generation in generations
-        ],
-        columns=TABLE_COLUMNS,
-    )
-    colours = {run.label: run_colour(run.id) for run in session.workbench.runs.values()}
-    return shown, cards_html(generations, colours), table
+    shown += "\n\n" + timing_note(session.workbench.key.resolved().device, comparison.batched, settings)
+    together, fixed = shared_call(comparison.batched), colours(session.workbench)
+    return shown, cards_html(generations, fixed, together), _table(generations, together, fixed)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from html import escape
 
 from red_explorer.app.explore_plots import dose_response_figure, layer_importance_figure, token_strip_html
-from red_explorer.app.exploring import OPERATIONS, STRENGTH_METHODS, Explorer
-from red_explorer.app.ui.handlers.common import Choices, pick_run, run_choices
+from red_explorer.app.exploring import BATCH_SIZE, MAX_BATCHES, OPERATIONS, STRENGTH_METHODS, Explorer
+from red_explorer.app.options import APP_DECODING, decoding_text
+from red_explorer.app.ui.handlers.common import Notice, colours, pick_run, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
+from red_explorer.runs.record import file_sha256
 
 
 def choices(session: Session, current: str | None = None, first: str | None = None, second: str | None = None):
@@ -19,11 +23,20 @@ def choices(session: Session, current: str | None = None, first: str | None = No
     return run_choices(workbench, STRENGTH_METHODS, current), red, second_choice
 
 
-def _card(title: str, text: str, css: str) -> str:
+def _card(title: str, text: str, css: str, colour: str | None = None, max_new_tokens: int = 48) -> str:
+    """A generation card: its title, the decoding (the app's one, ``APP_DECODING``), the text; a run's colour."""
+    style = f' style="border-top-color: {colour}"' if colour else ""
+    decoding = decoding_text(replace(APP_DECODING, max_new_tokens=int(max_new_tokens)))
     return (
-        f'<div class="gen-card {css}"><div class="gen-head"><b>{plain(title)}</b></div>'
+        f'<div class="gen-card {css}"{style}><div class="gen-head"><b>{plain(title)}</b>'
+        f'<span class="pill">{escape(decoding)}</span></div>'
         f'<div class="gen-text">{escape(text) or "<i>(empty)</i>"}</div></div>'
     )
+
+
+def _run_card(workbench: Workbench, label: str, result, max_new_tokens: int) -> str:
+    colour = colours(workbench).get(label)
+    return _card(result.edited.method, result.edited.text, workbench.run(label).spec.method, colour, max_new_tokens)
 
 
 def generate(session: Session, label: str | None, strength: float, prompt: str, max_new_tokens: int = 48):
@@ -31,20 +44,40 @@ def generate(session: Session, label: str | None, strength: float, prompt: str, 
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
     result = Explorer(workbench).generate_at(label, float(strength), prompt, int(max_new_tokens))
-    css = workbench.run(label).spec.method
     return (
-        _card("base", result.base.text, "base"),
-        _card(result.edited.method, result.edited.text, css),
+        _card("base", result.base.text, "base", max_new_tokens=max_new_tokens),
+        _run_card(workbench, label, result, max_new_tokens),
         result.edited.text,
     )
 
 
 def regenerate(session: Session, label: str | None, strength: float, prompt: str, max_new_tokens: int = 48):
-    """The run's card and text only (the base does not change with α): called when the slider is released."""
+    """The run's card and text only (the base does not change with α): called whenever α changes."""
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
     result = Explorer(workbench).generate_at(label, float(strength), prompt, int(max_new_tokens), with_base=False)
-    return _card(result.edited.method, result.edited.text, workbench.run(label).spec.method), result.edited.text
+    return _run_card(workbench, label, result, max_new_tokens), result.edited.text
+
+
+def data_used(workbench: Workbench, label: str) -> tuple[str, str]:
+    """(which data a measure reads, in words; a warning when the run was trained on other data, else '')."""
+    data = workbench.data
+    if data is None:
+        return "", ""
+    rows = min(data.detected.num_validation, MAX_BATCHES * BATCH_SIZE)
+    words = f"{rows} validation rows of {data.name}"
+    trained_on = workbench.run(label).record.data or {}
+    if trained_on.get("sha256") and trained_on["sha256"] != file_sha256(data.path):
+        return words, (
+            f"{label} was trained on {trained_on.get('name', 'other data')}, but the data loaded now is {data.name}: "
+            f"this measures the run on {data.name}. Load {trained_on.get('name', 'its data')} in the Data tab to "
+            "measure it on the data it learned."
+        )
+    return words, ""
+
+
+def _with_data(figure, warning: str):
+    return Notice(figure, warning) if warning else figure
 
 
 def dose(session: Session, label: str | None, max_length: int):
@@ -52,7 +85,9 @@ def dose(session: Session, label: str | None, max_length: int):
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
     points = Explorer(workbench).dose_response(label, int(max_length))
-    return dose_response_figure(points, f"{label}: validation loss and KL from the base against α")
+    words, warning = data_used(workbench, label)
+    colour = colours(workbench).get(label)
+    return _with_data(dose_response_figure(points, f"{label} on {words}: loss and KL from the base", colour), warning)
 
 
 def drift(session: Session, label: str | None, prompt: str, text: str, max_new_tokens: int = 48):
@@ -74,7 +109,9 @@ def layers(session: Session, label: str | None, max_length: int):
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
     importance = Explorer(workbench).layers(label, int(max_length))
-    return layer_importance_figure(importance, f"{label}: which layers matter")
+    words, warning = data_used(workbench, label)
+    figure = layer_importance_figure(importance, f"{label} on {words}: which layers matter", colours(workbench)[label])
+    return _with_data(figure, warning)
 
 
 def combine(
@@ -86,14 +123,15 @@ def combine(
     weight_second: float = 1.0,
     name: str = "",
 ):
-    """A new RED run from two kept ones (or one, for negate): (status, the explored run's new choices)."""
+    """A new RED run from two kept ones (or one, for negate): (status, the explored run's choices with the new run
+    chosen, run A's and run B's choices, both listing it), every list with its group names."""
     if operation not in OPERATIONS:
         raise ValueError(f"choose an operation: {', '.join(OPERATIONS)}")
     workbench = session.workbench
     first = pick_run(workbench, first, ("red",))
     run = Explorer(workbench).combine(operation, first, second, (float(weight_first), float(weight_second)), name)
     status = f"Kept **{plain(run.label)}** ({operation}): pick it in any tab."
-    return status, Choices(workbench.run_labels(STRENGTH_METHODS), run.label)
+    return status, *choices(session, run.label, first, second)
 
 
 def control_vector(session: Session, label: str | None) -> str:

@@ -48,15 +48,27 @@ def import_edits(session: Session, archive: str | None):
     return status, run_choices(workbench, EXPORTABLE, run.label)
 
 
+NAMES_LISTED = 5  # an error lists this many run names at most (the Export tab lists them all)
+
+
 def _runs_now(session: Session) -> str:
     labels = session.workbench.run_labels()
-    return f"Your runs on this model: {', '.join(labels)}." if labels else "You have no runs on this model yet."
+    if not labels:
+        return "You have no runs on this model yet."
+    more = f" and {len(labels) - NAMES_LISTED} more (see Your runs below)" if len(labels) > NAMES_LISTED else ""
+    return f"Your runs on this model: {', '.join(labels[-NAMES_LISTED:])}{more}."
 
 
 def restore_after_failure(session: Session, current: str | None):
     """After a refused zip: (status with the reason, the session's runs as they are, the upload box cleared)."""
     reason = plain(session.last_error or "The zip was not loaded.")
     return f"✕ **{reason}**", run_choices(session.workbench, EXPORTABLE, current), None
+
+
+def chosen(session: Session, label: str | None) -> tuple[str, None, None]:
+    """Another run was chosen: (its snippet, no edits file, no merged file): a download made for the run chosen
+    before would be the wrong one."""
+    return snippet_if_any(session, label), None, None
 
 
 def snippet_if_any(session: Session, label: str | None) -> str:

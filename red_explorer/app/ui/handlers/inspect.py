@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import pandas as pd
 
+from red_explorer.app.kept_runs import same_base
 from red_explorer.app.plots import (
     distribution_figure,
     edit_heatmap_figure,
@@ -13,7 +16,7 @@ from red_explorer.app.plots import (
     routing_figure,
     usage_figure,
 )
-from red_explorer.app.ui.handlers.common import Choices, Visible, pick_run, run_choices
+from red_explorer.app.ui.handlers.common import Choices, Visible, other_model_name, pick_run, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.engine.analysis import (
@@ -70,12 +73,24 @@ def _panel(label: str, edits: list[SiteEdit], bars: dict, colours: dict) -> tupl
     return tuple(panels)
 
 
+def _red_labels(session: Session) -> list[str]:
+    """Every RED run of the owner, on any base model (Inspect reads the stored vectors, no model needed)."""
+    return [run.label for run in session.workbench.all_runs() if run.spec.method in EDIT_METHODS]
+
+
+def _latest(session: Session) -> str:
+    """This model's latest RED run, else the latest RED run of any base model (an error says to train one)."""
+    workbench = session.workbench
+    here = workbench.run_labels(EDIT_METHODS)
+    return pick_run(workbench, (here or _red_labels(session) or [None])[-1], EDIT_METHODS)
+
+
 def panels_shown(session: Session, label_a: str | None, label_b: str | None = None) -> tuple[Visible, ...]:
     """Which heatmaps the page shows: (A scale, A bias, B scale, B bias); a vector a run does not learn is hidden."""
     workbench = session.workbench
-    labels = workbench.run_labels(EDIT_METHODS)
+    labels = _red_labels(session)
     shown = []
-    for label in (label_a or (labels[-1] if labels else None), label_b):
+    for label in (label_a or (_latest(session) if labels else None), label_b):
         if label in labels:
             vectors = learned(workbench.red_edits(label))
         else:  # no run here: A shows why in every panel, B only in its first (no column of empty panels)
@@ -84,10 +99,21 @@ def panels_shown(session: Session, label_a: str | None, label_b: str | None = No
     return tuple(shown)
 
 
-def _summary(label: str, edits) -> str:
+def _trained_on(session: Session, label: str) -> str:
+    """' (trained on NAME)' for a run of another base model than the one loaded, else ''."""
+    workbench = session.workbench
+    run, key = workbench.any_run(label), workbench.training_key().resolved()
+    return (
+        "" if same_base(run.record, key) else f" (trained on another base model: {plain(other_model_name(run, key))})"
+    )
+
+
+def _summary(label: str, edits, trained_on: str = "") -> str:
     """Sites, learned values, and how far the learned vectors are from the identity (only those it learns)."""
     numbers = edit_summary(edits)
-    parts = [f"**{plain(label)}**: {numbers['sites']} edited sites, {numbers['parameters']:,} learned values"]
+    parts = [
+        f"**{plain(label)}**{trained_on}: {numbers['sites']} edited sites, {numbers['parameters']:,} learned values"
+    ]
     vectors = learned(edits)
     if "scale" in vectors:
         parts.append(
@@ -120,14 +146,14 @@ def inspect(session: Session, label_a: str | None, label_b: str | None = None):
     A run's panels cover only the vectors it learns (no empty bias bars for a scale-only run).
     """
     workbench = session.workbench
-    label_a = pick_run(workbench, label_a, EDIT_METHODS)
+    label_a = label_a or _latest(session)
     edits_a = workbench.red_edits(label_a)
-    summary = [_summary(label_a, edits_a)]
+    summary = [_summary(label_a, edits_a, _trained_on(session, label_a))]
     if label_b and label_b != NONE:
         edits_b = workbench.red_edits(label_b)
         bars, colours = shared_ranges(edits_a, edits_b)
         panel_b = _panel(label_b, edits_b, bars, colours)
-        summary.append(_summary(label_b, edits_b))
+        summary.append(_summary(label_b, edits_b, _trained_on(session, label_b)))
     else:
         bars, colours = shared_ranges(edits_a)
         panel_b = tuple(empty_figure("Pick a second run to compare side by side") for _ in range(3))
@@ -150,7 +176,17 @@ def tare_view(session: Session, label: str | None, text: str):
 
 def inspect_if_any(session: Session, label_a: str | None, label_b: str | None = None):
     """``inspect`` when the session has a RED run; otherwise empty panels that say what to do."""
-    if session.workbench.run_labels(EDIT_METHODS):
+    if _red_labels(session):
         return inspect(session, label_a, label_b)
-    figures = [empty_figure("Train a RED run in the Train tab to see what it learned") for _ in range(7)]
-    return ("*No RED run on this model yet.*", *figures, pd.DataFrame(columns=TOP_COLUMNS))
+    return nothing_shown("*No RED run yet.*", "Train a RED run in the Train tab to see what it learned")
+
+
+def nothing_shown(summary: str, why: str) -> tuple:
+    """Every output of ``inspect`` cleared: the summary line, and panels that say ``why`` they are empty."""
+    return (summary, *[empty_figure(why) for _ in range(7)], pd.DataFrame(columns=TOP_COLUMNS))
+
+
+def restore_after_failure(session: Session) -> tuple:
+    """After a refused request: the reason, and no panel left from the run shown before (it is not the one chosen)."""
+    reason = session.last_error or "the run was not shown"
+    return nothing_shown(f"✕ **{escape(reason)}**", "Nothing shown: see the reason above")

@@ -10,8 +10,20 @@ from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.plots import empty_figure, parameter_figure
 from red_explorer.app.ui.diagram import block_style, responsive_svg
 from red_explorer.app.ui.handlers import compare as compare_handlers
-from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Choices, count, no_progress
+from red_explorer.app.ui.handlers.common import (
+    EXPECTED_ERRORS,
+    Choices,
+    colour_to_be,
+    colours,
+    count,
+    follow,
+    no_progress,
+    run_choices,
+    status_html,
+    stream,
+)
 from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
+from red_explorer.app.ui.handlers.train import LiveCurves
 from red_explorer.app.ui.session import Session, open_sessions
 
 MINILM = "MiniLM encoder (all-MiniLM-L6-v2)"
@@ -111,6 +123,43 @@ def _kept(choice: str, active: str, resolve) -> str:
         return active
 
 
+NOT_LOADED = "*{name} is not loaded yet: press **Load model** (or a demo above).*"
+
+
+def _panels(session: Session, head: str = "") -> tuple:
+    """(summary, diagram, chart) of the model in use; a line that says to load it while it is not ready."""
+    workbench = session.workbench
+    if workbench.model_status() != "ready":
+        key = workbench.key
+        text = head + NOT_LOADED.format(name=model_name(key.spec, key.task))
+        return text, "", empty_figure("Load a model to see what each method trains")
+    info = workbench.model_info()
+    figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
+    return head + info_markdown(info), diagram_html(info, activation=_activation(session)), figure
+
+
+def show_model(session: Session) -> tuple:
+    """The Model tab opened: (summary, diagram, chart) of the model in use now, as the header line says it."""
+    return _panels(session)
+
+
+def restore_last(session: Session):
+    """Page load: the model and data this browser's owner last loaded, loaded again (kept in their folder of the run
+    store), and the Model tab showing the model in use.
+
+    Returns (summary, diagram, chart, status, model, task, device, dtype).
+    """
+    workbench, head = session.workbench, ""
+    try:
+        choice = workbench.restore_last()
+    except EXPECTED_ERRORS as error:
+        choice, head = None, f"> ✕ **Your last model or data was not loaded again: {escape(str(error))}**\n\n"
+    if choice is not None and choice.data_name and workbench.data is not None:
+        head = f"> Restored your last model and data ({escape(choice.data_name)}).\n\n"
+    key = workbench.key
+    return (*_panels(session, head), model_status(session), key.spec, key.task, key.device, key.dtype)
+
+
 def restore_after_failure(session: Session, spec: str, task: str, device: str, dtype: str):
     """After a refused load: the active model's summary, diagram, chart, status and the controls set back to it.
 
@@ -119,13 +168,7 @@ def restore_after_failure(session: Session, spec: str, task: str, device: str, d
     workbench = session.workbench
     key = workbench.key
     failed = f"> ✕ **{escape(session.last_error or 'The model was not loaded.')}**\n\n"
-    if workbench.model_status() == "ready":
-        info = workbench.model_info()
-        shown = failed + info_markdown(info), diagram_html(info, activation=_activation(session))
-        figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
-    else:
-        shown = failed + f"*{model_name(key.spec, key.task)} is not loaded yet: press Load model.*", ""
-        figure = empty_figure("Load a model to see what each method trains")
+    *shown, figure = _panels(session, failed)
     device = _kept(device, key.device, lambda value: ModelKey(device=value).resolved().device)
     dtype = _kept(dtype, key.dtype, lambda value: ModelKey(device=key.device, dtype=value).resolved().dtype)
     return (*shown, figure, model_status(session), key.spec, key.task, device, dtype)
@@ -179,16 +222,51 @@ def demo_markdown(outcome: DemoOutcome) -> str:
     )
 
 
+DEMO_OUTPUTS = 14  # demo result, loss curves, summary, diagram, chart, status, model, task, tab, Compare's five
+
+
+class _DemoProgress:
+    """What the demo's thread reports (fraction, stage, loss curves) and the page's thread shows."""
+
+    def __init__(self, workbench):
+        self.workbench, self.fraction, self.text = workbench, 0.0, "starting"
+        self.live, self.recorders = LiveCurves(), {}
+
+    def report(self, fraction: float, text: str) -> None:
+        self.fraction, self.text = fraction, text
+
+    def on_event(self, label: str, event) -> None:
+        """A training event of ``label``: its curve, drawn in the colour its run will keep."""
+        if label not in self.recorders:
+            self.recorders[label] = self.live.recorder(label, colour_to_be(self.workbench))
+            self.live.data[label] = self.workbench.data.name  # the demo's sample, loaded before training
+        self.recorders[label](event)
+
+    def outputs(self, progress) -> tuple:
+        progress(self.fraction, desc=self.text)
+        shown = (status_html(f"**{self.text}**", self.fraction), self.live.figure("Loss curves appear as steps end"))
+        return shown + (UNCHANGED,) * (DEMO_OUTPUTS - 2)
+
+    def final_figure(self, preset, labels: list[str]):
+        """The curves under the kept runs' labels, with the validation loss before and after each run."""
+        fixed = colours(self.workbench)
+        for spec, label in zip(preset.methods, labels, strict=True):
+            self.live.add_endpoints(self.workbench.run(label), fixed[label], spec.label)
+        return self.live.figure()
+
+
 def run_demo(session: Session, key: str, progress=no_progress):
     """One click on a demo (its key or its button text): load its model and sample, train, show the change.
 
-    Returns (demo result, model summary, diagram, parameter chart, status, model choice, task, tab to show,
-    Compare's prompt, runs, prompt shown, cards, table); a classification demo leaves Compare as it is.
+    Yields (demo status, live loss curves, then the rest unchanged) while it runs; at the end (demo result, loss
+    curves, model summary, diagram, parameter chart, status, model choice, task, tab to show, Compare's prompt,
+    runs, prompt shown, cards, table); a classification demo leaves Compare as it is.
     """
     by_name = {preset.name: preset for preset in PRESETS.values()}
     preset = PRESETS.get(key) or by_name.get(key)
     if preset is None:
         raise ValueError(f"unknown demo {key!r}: pick one of {', '.join(by_name)}")
+    workbench, shown = session.workbench, _DemoProgress(session.workbench)
 
     def generate(labels: list[str]):  # Compare's outputs, made by Compare's own handler
         settings = preset.decoding()
@@ -196,15 +274,20 @@ def run_demo(session: Session, key: str, progress=no_progress):
             session, preset.prompt, None, labels, settings.max_new_tokens, False, 1.0, settings.repetition_penalty
         )
 
-    def report(fraction: float, text: str) -> None:
-        progress(fraction, desc=text)
+    def call():
+        return run_preset(workbench, preset, shown.report, generate=generate, on_event=shown.on_event)
 
-    outcome = run_preset(session.workbench, preset, report, generate=generate)
-    info = session.workbench.model_info()
+    yield shown.outputs(progress)  # at once: what it is doing (the page shows no other progress)
+    outcome = yield from stream(follow(workbench, call), lambda: shown.outputs(progress))
+    progress(1.0, desc=f"done in {outcome.total_seconds:.0f} s")
+    info = workbench.model_info()
     figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
-    shown = (demo_markdown(outcome), info_markdown(info), diagram_html(info, activation=_activation(session)), figure)
-    shown += (model_status(session), preset.model, preset.task)
+    result = (demo_markdown(outcome), shown.final_figure(preset, outcome.labels), info_markdown(info))
+    result += (diagram_html(info, activation=_activation(session)), figure, model_status(session), preset.model)
+    result += (preset.task,)
     if outcome.generation is None:
-        return (*shown, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED)
-    runs = Choices(session.workbench.run_labels(), outcome.labels)
-    return (*shown, SelectTab("compare"), preset.prompt, runs, *outcome.generation)
+        yield (*result, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED, UNCHANGED)
+        return
+    listed = run_choices(workbench, other_models=False)
+    runs = Choices(listed.choices, outcome.labels, listed.names)
+    yield (*result, SelectTab("compare"), preset.prompt, runs, *outcome.generation)

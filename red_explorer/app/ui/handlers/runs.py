@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from red_explorer.app.kept_runs import SessionRun, same_base
-from red_explorer.app.plots import run_colour
-from red_explorer.app.ui.handlers.common import Choices, grouped, other_model_name, run_choices
+from red_explorer.app.ui.handlers.common import Choices, colours, grouped, other_model_name, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
@@ -13,8 +12,8 @@ from red_explorer.runs.store import human_bytes
 ALL_METHODS = METHODS
 
 
-def _line(run: SessionRun) -> str:
-    swatch = f"<span style='color: {run_colour(run.id)}'>■</span>"
+def _line(run: SessionRun, colour: str) -> str:
+    swatch = f"<span style='color: {colour}'>■</span>"
     group = f" · in {plain(run.group)}" if run.group else ""
     kind = " · a whole model, kept on disk and loaded only when used" if run.whole_model else ""
     size = human_bytes(run.record.method_bytes)
@@ -25,8 +24,9 @@ def overview(session: Session) -> str:
     """Markdown: the quota line, one line per run of this model (its colour, method, size, group), then the runs
     of other base models, under the model to load to use them."""
     workbench = session.workbench
+    fixed = colours(workbench)
     lines = [f"**Disk:** {workbench.usage()}. Runs are kept until you delete them; nothing is removed for you."]
-    lines += [_line(run) for run in grouped(list(workbench.runs.values()))]
+    lines += [_line(run, fixed[run.label]) for run in grouped(list(workbench.runs.values()))]
     if len(lines) == 1:
         lines.append("*No runs for this model yet: train one in the Train tab.*")
     key = workbench.training_key().resolved()
@@ -36,7 +36,7 @@ def overview(session: Session) -> str:
             others.setdefault(other_model_name(run, key), []).append(run)
     for model, runs in sorted(others.items()):
         lines.append(f"\n**Other model: {plain(model)}** (load it in the Model tab to use these runs)")
-        lines += [_line(run) for run in grouped(runs)]
+        lines += [_line(run, fixed[run.label]) for run in grouped(runs)]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from red_explorer.app.method_card_plot import method_card_figure
 from red_explorer.app.plots import empty_figure
 from red_explorer.app.sweep_plot import sweep_figure
-from red_explorer.app.sweeping import method_specs, rates_preview, sweep_config, write_files
+from red_explorer.app.sweeping import edge_hints, method_specs, rates_preview, sweep_config, write_files
 from red_explorer.app.ui.handlers.common import (
     SWEEP_JOB,
     Notice,
@@ -52,8 +52,11 @@ def _cell(row: dict, key: str) -> str:
     return "—" if value is None or (key == "peak_memory_bytes" and not value) else SHOW[key](value)
 
 
-def card_table(best: list[dict]) -> pd.DataFrame:
-    """The method card: per method its best rate, its metric after training there and what that run cost."""
+def card_table(best: list[dict], device: str = "cpu") -> pd.DataFrame:
+    """The method card: per method its best rate, its metric after training there and what that run cost.
+
+    Peak memory only on a GPU, as in the Train tab: on a CPU the process's memory is shared by everything in it.
+    """
     rows = [
         {
             "method": row["label"],
@@ -67,7 +70,8 @@ def card_table(best: list[dict]) -> pd.DataFrame:
         }
         for row in best
     ]
-    return pd.DataFrame(rows, columns=CARD_TABLE_COLUMNS)
+    columns = [column for column in CARD_TABLE_COLUMNS if device.startswith("cuda") or column != "peak memory"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 class _Tracker:
@@ -76,15 +80,19 @@ class _Tracker:
     The figures are drawn again only when a point ends: building a figure costs more than a poll.
     """
 
-    def __init__(self, names: list[str], workbench, progress):
-        self.names, self.workbench, self.progress = names, workbench, progress
+    def __init__(self, names: list[str], workbench, progress, forgetting: bool = False):
+        self.names, self.workbench, self.progress, self.forgetting = names, workbench, progress, forgetting
+        self.title = sweep_title(workbench)
         self.fraction, self.text, self.started = 0.0, f"**Running** {plural(len(names), 'point')}…", False
         self.chart, self.charted = empty_figure("Points appear as they finish"), 0
-        self.waiting = card_table([]), empty_figure("The method card comes at the end"), None
+        device = workbench.key.device
+        self.waiting = card_table([], device), empty_figure("The method card comes at the end"), None
 
     def on_progress(self, index: int, total: int, event) -> None:
         self.started = True
         step = f", step {event.step}/{event.total_steps}" if event is not None else ""
+        if event is not None and event.step == event.total_steps:  # the steps are done; the point is not
+            step += ": validating" + (", then measuring forgetting …" if self.forgetting else " …")
         self.fraction = (index + (event.step / event.total_steps if event else 0)) / total
         self.text = f"**Running {self.names[index]}** (point {index + 1}/{total}{step})"
         self.progress(self.fraction, desc=f"{self.names[index]} {index + 1}/{total}{step}")
@@ -92,16 +100,23 @@ class _Tracker:
     def outputs(self, stopping: bool = False) -> tuple:
         points = list(self.workbench.sweep_points) if self.started else []  # this sweep's once it reports
         if len(points) != self.charted:
-            self.chart, self.charted = sweep_figure(points), len(points)
+            self.chart, self.charted = sweep_figure(points, title=self.title), len(points)
         text = "**Stopping** the sweep after this point…" if stopping else self.text
         return status_html(text, self.fraction), self.chart, *self.waiting
 
 
-def _outputs(results: dict, files: list[str], status: str) -> tuple:
+def sweep_title(workbench) -> str:
+    """The sweep chart's title, with the data file it reads."""
+    name = workbench.data.name if workbench.data is not None else "no data"
+    return f"Validation metric against learning rate on {name}"
+
+
+def _outputs(results: dict, files: list[str], status: str, device: str, title: str) -> tuple:
     """A finished sweep's outputs: status, chart, card table and figure, the two files."""
     rows = card_rows(results)
     figure = method_card_figure(rows) if rows else empty_figure("No point completed")
-    return status, sweep_figure(results["points"], results["higher_is_better"]), card_table(rows), figure, files
+    chart = sweep_figure(results["points"], results["higher_is_better"], title)
+    return status, chart, card_table(rows, device), figure, files
 
 
 def _done(session: Session, result, names: list[str]) -> tuple:
@@ -110,8 +125,10 @@ def _done(session: Session, result, names: list[str]) -> tuple:
     first = workbench.runs.get(result.points[0]["run_label"]) if result.points else None
     stopped = " (stopped)" if len(result.points) < len(names) else ""
     kept = f", kept as runs under “{first.group}” (Inspect, Compare and Export list them)" if first else ""
-    status = status_html(f"**Done:** {len(result.points)}/{len(names)} points{stopped}{kept}.")
-    return _outputs(result.to_dict(), files, status)
+    results = result.to_dict()
+    hints = "".join(f" {hint}." for hint in edge_hints(results))
+    status = status_html(f"**Done:** {len(result.points)}/{len(names)} points{stopped}{kept}.{hints}")
+    return _outputs(results, files, status, workbench.key.device, sweep_title(workbench))
 
 
 def sweep(
@@ -135,7 +152,7 @@ def sweep(
         raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then run the sweep")
     names = [f"{spec.label} lr {short_number(lr)}" for spec in specs for lr in config.rates_for(spec.entry)]
     workbench.new_job()
-    tracker = _Tracker(names, workbench, progress or no_progress)
+    tracker = _Tracker(names, workbench, progress or no_progress, config.forgetting)
     warning = length_warning(workbench.data, options.max_length)
     with session.running(JOB):
         yield Notice(tracker.outputs(), warning) if warning else tracker.outputs()
@@ -163,7 +180,14 @@ def restore_after_failure(session: Session):
     previous = _previous(session)
     if previous is not None:
         folder = session.workbench.folder() / JOB
-        return _outputs(previous, [str(folder / RESULTS_FILE), str(folder / CARD_FILE)], status)
+        files = [str(folder / RESULTS_FILE), str(folder / CARD_FILE)]
+        return _outputs(previous, files, status, session.workbench.key.device, sweep_title(session.workbench))
     points = session.workbench.sweep_points
     chart = sweep_figure(points) if points else empty_figure("No results: the sweep did not run")
-    return status, chart, card_table([]), empty_figure("No method card: the sweep did not finish"), None
+    return (
+        status,
+        chart,
+        card_table([], session.workbench.key.device),
+        empty_figure("No method card: the sweep did not finish"),
+        None,
+    )

@@ -11,13 +11,17 @@ from html import escape
 import pandas as pd
 
 from red_explorer.app.kept_runs import RunFigures
-from red_explorer.app.plots import empty_figure, loss_figure, run_colour
+from red_explorer.app.plots import empty_figure, loss_figure
 from red_explorer.app.ui.handlers.common import (
+    LATEST_SHOWN,
     ROW_COLOURS,
     Choices,
     Notice,
+    colour_to_be,
+    colours,
     count,
     follow,
+    latest,
     megabytes,
     no_progress,
     run_choices,
@@ -82,11 +86,15 @@ class LiveCurves:
     curves: dict[str, tuple[list[float], list[dict]]] = field(default_factory=dict)
     timings: dict[str, Timing] = field(default_factory=dict)
     last: StepEvent | None = None
-    colours: dict[str, str] = field(default_factory=dict)  # label -> run_colour(run id), once the run is kept
+    colours: dict[str, str] = field(default_factory=dict)  # label -> its run's fixed colour (``colours``)
+    data: dict[str, str] = field(default_factory=dict)  # label -> the name of the data file it trained on
 
-    def recorder(self, label: str, clock=time.perf_counter):
+    def recorder(self, label: str, colour: str | None = None, clock=time.perf_counter):
+        """A training callback that draws under ``label``, in ``colour`` (the colour the run will keep)."""
         train_loss, eval_history = self.curves.setdefault(label, ([], []))
         timing = self.timings[label] = Timing(clock())
+        if colour:
+            self.colours[label] = colour
 
         def record(event) -> None:
             if isinstance(event, StepEvent):
@@ -102,7 +110,7 @@ class LiveCurves:
         """The key a new run's curve is drawn under while it trains: its label, unless a kept run shown has it."""
         return label if label not in self.curves else f"{label} (training)"
 
-    def add_endpoints(self, run: SessionRun, trained_as: str | None = None) -> None:
+    def add_endpoints(self, run: SessionRun, colour: str, trained_as: str | None = None) -> None:
         """Put the validation loss before (step 0) and after training (last step) on the run's curve.
 
         ``trained_as`` is the label the curve was drawn under while training; it takes the kept run's label.
@@ -110,23 +118,28 @@ class LiveCurves:
         if trained_as and trained_as != run.label and trained_as in self.curves:
             self.curves[run.label] = self.curves.pop(trained_as)
             self.timings[run.label] = self.timings.pop(trained_as)
-        self.colours[run.label] = run_colour(run.id)
+            self.colours.pop(trained_as, None)
+            self.data[run.label] = self.data.pop(trained_as, "")
+        self.colours[run.label] = colour
         train_loss, history = self.curves.setdefault(run.label, ([], []))
         history[:] = with_endpoints(history, len(train_loss), run.result)
 
-    def show(self, run: SessionRun, timing: Timing | None = None) -> None:
+    def show(self, run: SessionRun, colour: str, timing: Timing | None = None) -> None:
         """Draw a kept run from its record (loss per step, validation with its endpoints) in its fixed colour."""
         result = run.result
         history = with_endpoints(result.eval_history, len(result.train_loss), result)
         self.curves[run.label] = (list(result.train_loss), history)
-        self.colours[run.label] = run_colour(run.id)
+        self.colours[run.label] = colour
+        self.data[run.label] = (run.record.data or {}).get("name", "")
         if timing is not None:
             self.timings[run.label] = timing
 
     def figure(self, empty: str = "The loss curves appear after the first step"):
         if not any(train for train, _ in self.curves.values()):
             return empty_figure(empty)
-        return loss_figure(self.curves, LOSS_TITLE, self.colours)
+        names = {self.data.get(label) or "unknown data" for label in self.curves}
+        on = f" on {names.pop()}" if len(names) == 1 else f" (runs on {len(names)} data files)"
+        return loss_figure(self.curves, LOSS_TITLE + on, self.colours)
 
 
 def with_endpoints(history: list[dict], last: int, result: RunFigures) -> list[dict]:
@@ -139,13 +152,16 @@ def _seconds(value: float | None, digits: int = 1):
     return None if value is None else round(value, digits)
 
 
-def summary_table(runs: list[SessionRun], total_parameters: int, timings=None, device: str = "cpu") -> pd.DataFrame:
+def summary_table(
+    runs: list[SessionRun], total_parameters: int, timings=None, device: str = "cpu", colours=None
+) -> pd.DataFrame:
     """One row per finished run: cost (set-up, steady s/step, time) and the validation metric before and after.
 
     Peak memory is shown on a GPU only: on a CPU the process's resident memory is shared by everything in it,
-    so its growth during one run is no per-run figure. ``attrs[ROW_COLOURS]`` holds each run's fixed colour.
+    so its growth during one run is no per-run figure. ``attrs[ROW_COLOURS]`` holds each run's fixed colour
+    (``colours``: label → colour).
     """
-    timings = timings or {}
+    timings, colours = timings or {}, colours or {}
     on_gpu = device.startswith("cuda")
     rows = []
     for run in runs:
@@ -168,7 +184,8 @@ def summary_table(runs: list[SessionRun], total_parameters: int, timings=None, d
         row["stopped"] = result.stopped_reason
         rows.append(row)
     table = pd.DataFrame(rows, columns=None if rows else SUMMARY_COLUMNS)
-    table.attrs[ROW_COLOURS] = [run_colour(run.id) for run in runs]
+    if all(run.label in colours for run in runs):
+        table.attrs[ROW_COLOURS] = [colours[run.label] for run in runs]
     return table
 
 
@@ -204,7 +221,8 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
     """
     live.last = None
     key = live.training_key(spec.label)
-    record = live.recorder(key)
+    record = live.recorder(key, colour_to_be(workbench))
+    live.data[key] = workbench.data.name
 
     def tick():
         event = live.last
@@ -216,7 +234,7 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
 
     ticks = follow(workbench, lambda: workbench.train(spec, options, record))
     run = yield from stream(ticks, tick)
-    live.add_endpoints(run, key)
+    live.add_endpoints(run, colours(workbench)[run.label], key)
     workbench.step_timings[run.id] = live.timings[run.label]
     return run
 
@@ -228,9 +246,9 @@ def _picked(workbench: Workbench, shown: list[str] | None) -> list[SessionRun]:
 
 
 def _shown_curves(workbench: Workbench, runs: list[SessionRun]) -> LiveCurves:
-    live = LiveCurves()
+    live, fixed = LiveCurves(), colours(workbench)
     for run in runs:
-        live.show(run, workbench.step_timings.get(run.id))
+        live.show(run, fixed[run.label], workbench.step_timings.get(run.id))
     return live
 
 
@@ -280,16 +298,16 @@ def _run_jobs(session: Session, jobs: list, shown: list[str] | None, max_length:
     warning = length_warning(workbench.data, max_length)
     with session.running("training"):
         first = status_html(_status(jobs[0][0], 0, len(jobs), live, False), 0.0)
-        table = summary_table(earlier, total_parameters, live.timings, device)
+        table = summary_table(earlier, total_parameters, live.timings, device, live.colours)
         yield Notice((first, live.figure(), table), warning) if warning else (first, live.figure(), table)
         for index, (spec, options) in enumerate(jobs):
-            table = summary_table(earlier + runs, total_parameters, live.timings, device)
+            table = summary_table(earlier + runs, total_parameters, live.timings, device, live.colours)
             render = lambda status, table=table: (status, live.figure(), table)  # noqa: E731
             runs.append((yield from _train_one(workbench, spec, options, live, progress, index, len(jobs), render)))
             if workbench.stop_event.is_set():
                 break
         done = status_html(_done(runs, workbench.stop_event.is_set()))
-        yield done, live.figure(), summary_table(earlier + runs, total_parameters, live.timings, device)
+        yield done, live.figure(), summary_table(earlier + runs, total_parameters, live.timings, device, live.colours)
 
 
 def restore_after_failure(session: Session, shown: list[str] | None = None):
@@ -302,15 +320,18 @@ def restore_after_failure(session: Session, shown: list[str] | None = None):
     reason = escape(session.last_error or "training did not finish")
     status = f"<div class='red-status'>✕ <b>Training did not run to the end:</b> {reason}</div>"
     total = workbench.model_info().total_parameters if runs else 1
-    table = summary_table(runs, total, device=workbench.key.device)
+    table = summary_table(runs, total, device=workbench.key.device, colours=colours(workbench))
     return status, empty_figure("No loss curve: the job did not start or did not finish"), table
 
 
 def shown_choices(session: Session, picked: list[str] | None = None, listed: list[str] | None = None):
     """The "Runs shown" picker: every run of this model, grouped as in the run lists; a run that was not
-    ``listed`` before (a new one) joins the ``picked`` ones. Returns (choices, the labels now listed)."""
+    ``listed`` before (a new one) joins the ``picked`` ones. The first listing of a page (``listed`` None) picks
+    the latest ``LATEST_SHOWN`` runs. Returns (choices, the labels now listed)."""
     runs = run_choices(session.workbench, other_models=False)
-    known, picked = set(listed or []), set(picked or [])
+    if listed is None:
+        picked, listed = [*(picked or []), *latest(session.workbench, LATEST_SHOWN)], runs.choices
+    known, picked = set(listed), set(picked or [])
     value = [label for label in runs.choices if label in picked or label not in known]
     return Choices(runs.choices, value, runs.names), list(runs.choices)
 
@@ -321,4 +342,4 @@ def show(session: Session, shown: list[str] | None):
     runs = _picked(workbench, shown)
     live = _shown_curves(workbench, runs)
     total = workbench.model_info().total_parameters if runs else 1
-    return live.figure(NONE_PICKED), summary_table(runs, total, live.timings, workbench.key.device)
+    return live.figure(NONE_PICKED), summary_table(runs, total, live.timings, workbench.key.device, live.colours)
