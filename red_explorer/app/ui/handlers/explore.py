@@ -99,4 +99,4 @@ def control_vector(session: Session, label: str | None) -> str:
     """The path of a control-vector GGUF of a bias-only RED run (for a download button)."""
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
-    return str(Explorer(workbench).control_vector(label))
+    return str(Explorer(workbench).control_vector(label).path)
