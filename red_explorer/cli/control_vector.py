@@ -40,18 +40,17 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from red_explorer.core.red.config import layer_spans
     from red_explorer.explore.control_vector import export_control_vector
     from red_explorer.explore.gguf_file import read_control_vector
     from red_explorer.models.loading import load_model
+    from red_explorer.runs.labels import layer_ranges
 
     model = load_model(args.model, device=args.device, dtype=args.dtype).model
     exported = export_control_vector(args.edits, args.out, model, bias_only=args.bias_only)
     for part in exported.dropped:
         print(f"warning: left out {part}", file=sys.stderr)
     width, path = read_control_vector(exported.path).width, exported.path
-    spans = layer_spans(exported.layers)
-    print(f"wrote {path}: {len(exported.layers)} directions of width {width} (layers {spans})")
+    print(f"wrote {path}: {len(exported.layers)} directions of width {width} ({layer_ranges(exported.layers)})")
     print(f"use it with llama.cpp: llama-cli -m MODEL.gguf --control-vector {path}")
 
 

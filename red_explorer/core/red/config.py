@@ -64,20 +64,3 @@ class RedConfig:
         if extra:
             raise ValueError(f"unknown RED config keys {extra}; expected some of {sorted(known)}")
         return cls(**data)
-
-
-def layer_spans(layers: list[int]) -> str:
-    """Layer indices in short: [1, 2, 3, 7] → '1-3,7'."""
-    runs: list[list[int]] = []
-    for index in sorted(layers):
-        if runs and index == runs[-1][1] + 1:
-            runs[-1][1] = index
-        else:
-            runs.append([index, index])
-    return ",".join(str(start) if start == end else f"{start}-{end}" for start, end in runs)
-
-
-def where_text(sites: list[str], layers: list[int] | None) -> str:
-    """Sites and layers in short, for a run's label: 'ffn' (every layer), 'ffn+attn, layers 1-3,7'."""
-    sites_text = "+".join(sites)
-    return sites_text if layers is None else f"{sites_text}, layers {layer_spans(layers)}"

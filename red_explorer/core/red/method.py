@@ -9,7 +9,7 @@ from torch import nn
 
 from red_explorer.core.checkpoint import CONFIG_FILE, read_record
 from red_explorer.core.method import Method
-from red_explorer.core.red.config import RedConfig, where_text
+from red_explorer.core.red.config import RedConfig
 from red_explorer.core.red.edit import attach_red, detach_red, red_disabled, red_parameter_count
 from red_explorer.core.red.merge import merge_and_unload
 from red_explorer.core.red.saving import load_red, save_red
@@ -42,7 +42,7 @@ class Red(Method):
     default_learning_rate = 3e-2
 
     def label(self, options: RedOptions) -> str:
-        return f"RED {options.variant} ({where_text(options.sites, options.layers)})"
+        return f"RED {options.variant} ({'+'.join(options.sites)})"
 
     def attach(self, model: nn.Module, options: RedOptions, task: str, head_parameter_names=()) -> nn.Module:
         attach_red(model, options.red_config())

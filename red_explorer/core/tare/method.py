@@ -8,7 +8,6 @@ from torch import nn
 
 from red_explorer.core.checkpoint import CONFIG_FILE, read_record
 from red_explorer.core.method import MergeError, Method
-from red_explorer.core.red.config import where_text
 from red_explorer.core.tare.config import TareConfig
 from red_explorer.core.tare.edit import attach_tare, detach_tare, tare_disabled, tare_parameter_count
 from red_explorer.core.tare.saving import load_tare, save_tare
@@ -22,7 +21,7 @@ class Tare(Method):
     default_learning_rate = 3e-2
 
     def label(self, options: TareConfig) -> str:
-        return f"TARE E={options.num_editors} k={options.top_k} ({where_text(options.sites, options.layers)})"
+        return f"TARE E={options.num_editors} k={options.top_k} ({'+'.join(options.sites)})"
 
     def attach(self, model: nn.Module, options: TareConfig, task: str, head_parameter_names=()) -> nn.Module:
         attach_tare(model, options)

@@ -8,8 +8,8 @@ from pathlib import Path
 from red_explorer.app.exploring import Explorer
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
 from red_explorer.app.ui.session import Session
-from red_explorer.core.red.config import layer_spans
 from red_explorer.core.registry import METHODS
+from red_explorer.runs.labels import layer_ranges
 
 EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole model
 
@@ -39,7 +39,7 @@ def export_control_vector(session: Session, label: str | None, bias_only: bool =
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
     exported = Explorer(workbench).control_vector(label, bool(bias_only))
-    status = f"**Control vector of {escape(label)}** ready: layers {layer_spans(exported.layers)}"
+    status = f"**Control vector of {escape(label)}** ready: {layer_ranges(exported.layers)}"
     if exported.dropped:
         status += "; left out: " + "; ".join(escape(part) for part in exported.dropped)
     return str(exported.path), status + ". Use it with `llama-cli --control-vector FILE.gguf`."
