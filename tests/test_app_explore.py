@@ -139,13 +139,15 @@ def test_control_vector_of_a_bias_only_run_holds_its_bias(session):
     (bias,) = run.vectors.values()
     assert list(vector.directions) == [1]
     torch.testing.assert_close(vector.directions[1], bias)
-    with pytest.raises(ValueError, match="scale part"):
+    with pytest.raises(ValueError, match="scale part .* \\(the Export tab's “bias only, layers ≥ 1”\\)$"):
         explore.control_vector(session, session.red)
 
 
 def test_the_export_tab_makes_a_control_vector_of_any_red_run(session):
     """A full run is refused by its label (no server path, no command-line flag); bias only, layers ≥ 1 passes."""
-    with pytest.raises(ValueError, match=r"^RED full \(ffn\) has a scale part") as refused:
+    with pytest.raises(
+        ValueError, match=r"^RED full \(ffn\) has a scale part.*\(tick “bias only, layers ≥ 1”\)$"
+    ) as refused:
         export.export_control_vector(session, session.red, False)
     assert session.workbench.owner not in str(refused.value) and "--" not in str(refused.value)
     path, status = export.export_control_vector(session, session.red, True)

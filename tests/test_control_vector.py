@@ -240,7 +240,7 @@ def test_control_vector_commands(tmp_path):
     full = save_random_run(load_model(str(model_dir), device="cpu").model, tmp_path / "full", RedConfig(layers=[1]))
     export = ("control-vector", "export", "--edits", full, "--model", model_dir, "--out", tmp_path / "f.gguf")
     refused = cli(*export, check=False)
-    assert refused.returncode == 1 and "has a scale part" in refused.stderr
+    assert refused.returncode == 1 and "has a scale part" in refused.stderr and "(add --bias-only)" in refused.stderr
     dropped = cli(*export, "--bias-only")
     assert "warning: left out the scale vectors of 1 layers" in dropped.stderr
 

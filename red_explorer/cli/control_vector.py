@@ -40,13 +40,16 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from red_explorer.explore.control_vector import export_control_vector
+    from red_explorer.explore.control_vector import NeedsBiasOnly, export_control_vector
     from red_explorer.explore.gguf_file import read_control_vector
     from red_explorer.models.loading import load_model
     from red_explorer.runs.labels import layer_ranges
 
     model = load_model(args.model, device=args.device, dtype=args.dtype).model
-    exported = export_control_vector(args.edits, args.out, model, bias_only=args.bias_only)
+    try:
+        exported = export_control_vector(args.edits, args.out, model, bias_only=args.bias_only)
+    except NeedsBiasOnly as error:
+        raise ValueError(f"{error} (add --bias-only)") from error
     for part in exported.dropped:
         print(f"warning: left out {part}", file=sys.stderr)
     width, path = read_control_vector(exported.path).width, exported.path

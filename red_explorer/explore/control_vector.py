@@ -36,6 +36,10 @@ from red_explorer.explore.runs import RedRun, read_red_run
 from red_explorer.explore.strength import check_strength
 
 
+class NeedsBiasOnly(ValueError):
+    """The run has parts a control vector cannot hold (a scale, layer 0) that a bias-only export leaves out."""
+
+
 @dataclass
 class ExportedVector:
     """A written control vector: its file, the layers it steers, and what of the run it left out (said in words)."""
@@ -59,7 +63,7 @@ def _scale_part(run: RedRun, name: str, bias_only: bool, dropped: list[str]) -> 
     if not any(bool((vector != 1).any()) for vector in scales):
         return
     if not bias_only:
-        raise ValueError(
+        raise NeedsBiasOnly(
             f"{name} has a scale part (scale ⊙ h multiplies the FFN output per token; a control vector only "
             "adds): export its bias only (layers 1 and up), or train it bias-only"
         )
@@ -93,7 +97,7 @@ def directions_from_run(
         del directions[0]
         dropped.append("the bias of layer 0 (llama.cpp never steers layer 0)")
     if 0 in directions:
-        raise ValueError(
+        raise NeedsBiasOnly(
             f"{name} edits layer 0, which llama.cpp never steers (its loader rejects direction.0 and keeps no control "
             "tensor for layer 0): export its bias only (layers 1 and up), or train on layers 1 and up"
         )

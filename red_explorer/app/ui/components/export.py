@@ -8,7 +8,7 @@ from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import export as handlers
 from red_explorer.app.ui.handlers import runs
 
-BIAS_ONLY_LABEL = "Control vector: bias only, layers ≥ 1 (leave out a scale part and layer 0, and say so)"
+BIAS_ONLY_LABEL = f"Control vector: {handlers.BIAS_ONLY} (leave out a scale part and layer 0, and say so)"
 
 
 def build(state: gr.State) -> dict:

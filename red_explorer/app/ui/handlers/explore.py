@@ -8,6 +8,7 @@ from red_explorer.app.explore_plots import dose_response_figure, layer_importanc
 from red_explorer.app.exploring import OPERATIONS, STRENGTH_METHODS, Explorer
 from red_explorer.app.ui.handlers.common import Choices, pick_run, run_choices
 from red_explorer.app.ui.session import Session
+from red_explorer.explore.control_vector import NeedsBiasOnly
 
 
 def choices(session: Session, current: str | None = None, first: str | None = None, second: str | None = None):
@@ -96,7 +97,10 @@ def combine(
 
 
 def control_vector(session: Session, label: str | None) -> str:
-    """The path of a control-vector GGUF of a bias-only RED run (for a download button)."""
+    """The path of a control-vector GGUF of a bias-only RED run on layers 1 and up (for a download button)."""
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
-    return str(Explorer(workbench).control_vector(label).path)
+    try:
+        return str(Explorer(workbench).control_vector(label).path)
+    except NeedsBiasOnly as error:
+        raise ValueError(f"{error} (the Export tab's “bias only, layers ≥ 1”)") from error

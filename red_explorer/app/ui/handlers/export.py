@@ -9,8 +9,10 @@ from red_explorer.app.exploring import Explorer
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
+from red_explorer.explore.control_vector import NeedsBiasOnly
 from red_explorer.runs.labels import layer_ranges
 
+BIAS_ONLY = "bias only, layers ≥ 1"  # the Export tab's control-vector option
 EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole model
 
 
@@ -38,7 +40,10 @@ def export_control_vector(session: Session, label: str | None, bias_only: bool =
     """(path of a control-vector GGUF of a RED run, status: the layers it steers and what it left out)."""
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
-    exported = Explorer(workbench).control_vector(label, bool(bias_only))
+    try:
+        exported = Explorer(workbench).control_vector(label, bool(bias_only))
+    except NeedsBiasOnly as error:
+        raise ValueError(f"{error} (tick “{BIAS_ONLY}”)") from error
     status = f"**Control vector of {escape(label)}** ready: {layer_ranges(exported.layers)}"
     if exported.dropped:
         status += "; left out: " + "; ".join(escape(part) for part in exported.dropped)
