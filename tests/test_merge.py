@@ -9,12 +9,13 @@ from test_edit import SITE_CHOICES, VARIANTS, randomize
 from tiny_models import ARCHITECTURES, DECODER, logits, sample_inputs, tiny_model
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
+from red_explorer.core import merged as merged_module
 from red_explorer.core.merged import merge_tolerance, save_merged, verify_merged
 from red_explorer.core.method import MergeError
 from red_explorer.core.red import merge as merge_module
 from red_explorer.core.red.config import RedConfig
 from red_explorer.core.red.edit import attach_red, red_disabled, red_vectors
-from red_explorer.core.red.merge import fold, merge_red, unmerge_red
+from red_explorer.core.red.merge import fold, merge_and_unload, merge_red, unmerge_red
 
 # (architecture, site) pairs where transformers hard-codes bias=False on the edited module
 NO_BIAS_SLOT = {
@@ -139,10 +140,31 @@ def test_a_trained_scale_merges_within_the_stated_rounding_tolerance(dtype, tmp_
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_a_wrong_fold_is_still_refused(dtype, tmp_path, monkeypatch):
-    model = trained_like_llama(dtype)
-    monkeypatch.setattr(merge_module, "fold", lambda weight, bias, scale, shift, transposed: (weight, bias))
-    with pytest.raises(MergeError, match=r"differs from the edited one by .* more than the .* over 8 layers"):
+    """One layer's bias left out of the fold: in bfloat16 on a deep model its logits alone could not tell."""
+    model, real, calls = trained_like_llama(dtype), merge_module.fold, []
+
+    def layer_four_loses_its_bias(weight, bias, scale, shift, transposed):
+        calls.append(shift)
+        return real(weight, bias, scale, None if len(calls) == 5 else shift, transposed)
+
+    monkeypatch.setattr(merge_module, "fold", layer_four_loses_its_bias)
+    with pytest.raises(MergeError, match=r"the merged model\.layers\.4\.mlp\.down_proj\.bias is not the folded edit"):
         save_merged(model, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_a_merged_model_wrong_elsewhere_is_refused_by_its_logits(dtype, tmp_path, monkeypatch):
+    def doubled_final_norm(edited):
+        merged = merge_and_unload(edited)
+        merged.model.norm.weight.data.mul_(2)
+        return merged
+
+    monkeypatch.setattr(merged_module, "merge_and_unload", doubled_final_norm)
+    with pytest.raises(
+        MergeError, match=r"differs from the edited one by 1\.0e\+00 of the logit scale.* 8 layers"
+    ):
+        save_merged(trained_like_llama(dtype), tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
 
 
