@@ -44,7 +44,7 @@ def residual_factor(model: nn.Module) -> float:
     if not layers:
         raise ValueError(f"this '{model.config.model_type}' model has no dense FFN output to carry a control vector")
     site, layer = layers[max(layers)]
-    factor = float(getattr(model.config, MULTIPLIER_KEY, None) or 1.0)  # absent or 0: no multiplier
+    factor = float(getattr(model.config, MULTIPLIER_KEY, None) or 1.0)  # 1 without one (a 0 fails the probe)
     after, before, moved, added = _probe(model, site, layer)
     if after:
         raise ValueError(
