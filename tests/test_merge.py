@@ -161,9 +161,7 @@ def test_a_merged_model_wrong_elsewhere_is_refused_by_its_logits(dtype, tmp_path
         return merged
 
     monkeypatch.setattr(merged_module, "merge_and_unload", doubled_final_norm)
-    with pytest.raises(
-        MergeError, match=r"differs from the edited one by 1\.0e\+00 of the logit scale.* 8 layers"
-    ):
+    with pytest.raises(MergeError, match=r"differs from the edited one by 1\.0e\+00 of the logit scale.* 8 layers"):
         save_merged(trained_like_llama(dtype), tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
 
