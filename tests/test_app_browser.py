@@ -200,6 +200,7 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     expect(page.locator("#snippet")).to_contain_text("load_method")
     shot(page, "09_export")
     a_bad_edits_zip_keeps_the_runs(page, tmp_path)
+    a_refused_control_vector_stays_on_the_page(page)
     a_reload_finds_the_runs_again(page)
     every_tab_at_phone_width(page)
 
@@ -306,6 +307,25 @@ def a_bad_edits_zip_keeps_the_runs(page, tmp_path: Path) -> None:
     expect(page.locator("#import-file a[href$='bad.zip']")).to_have_count(0)
     no_error_badges(page, "import-status", "export-run")
     shot(page, "10_bad_edits_zip")
+
+
+def a_refused_control_vector_stays_on_the_page(page) -> None:
+    """The ablation's bias-only run edits layer 0: refused by its label, the reason kept; bias only passes."""
+    from playwright.sync_api import expect
+
+    page.click("#export-control-vector")
+    toast = page.locator(".toast-body").filter(has_text="edits layer 0").first
+    expect(toast).to_be_visible()
+    toast.locator(".toast-close").click()
+    status = page.locator("#export-status")
+    expect(status).to_contain_text("RED bias (ffn) edits layer 0, which llama.cpp never steers")
+    expect(status).to_contain_text("bias only, layers ≥ 1")
+    no_error_badges(page, "control-vector-file", "export-status")
+    page.locator("#export-bias-only input").check()
+    page.click("#export-control-vector")
+    expect(status).to_contain_text("ready: layers 1-29; left out: the bias of layer 0", timeout=SLOW)
+    expect(page.locator("#control-vector-file a").first).to_be_visible()
+    shot(page, "10b_control_vector")
 
 
 def test_closing_a_tab_frees_its_session(page, app_url):

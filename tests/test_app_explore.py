@@ -6,12 +6,12 @@ from html import unescape
 
 import pytest
 import torch
-from app_helpers import save_tiny_llama, tiny_rows, write_csv
+from app_helpers import TRAIN, save_tiny_llama, tiny_rows, write_csv
 
 from red_explorer.app.exploring import DOSE_STRENGTHS, Explorer
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import APP_DECODING, TrainOptions, decoding_text
-from red_explorer.app.ui.handlers import common, compare, data, explore, model
+from red_explorer.app.ui.handlers import common, compare, data, explore, export, model, train
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
@@ -148,7 +148,7 @@ def test_control_vector_of_a_bias_only_run_holds_its_bias(session):
     (bias,) = run.vectors.values()
     assert list(vector.directions) == [1]
     torch.testing.assert_close(vector.directions[1], bias)
-    with pytest.raises(ValueError, match="scale part"):
+    with pytest.raises(ValueError, match="scale part .* \\(the Export tab's “bias only, layers ≥ 1”\\)$"):
         explore.control_vector(session, session.red)
 
 
@@ -181,3 +181,27 @@ def test_explore_plots_name_their_data_and_warn_when_it_is_not_the_runs(session,
         assert "Load words.csv in the Data tab" in explore.layers(session, session.red, MAX_LENGTH).warning
     finally:
         data.load_data(session, str(trained_on), None, 0.1, 0, MAX_LENGTH)
+
+
+def test_the_export_tab_makes_a_control_vector_of_any_red_run(session):
+    """A full run is refused by its label (no server path, no command-line flag); bias only, layers ≥ 1 passes."""
+    with pytest.raises(
+        ValueError, match=r"^RED full \(ffn\) has a scale part.*\(tick “bias only, layers ≥ 1”\)$"
+    ) as refused:
+        export.export_control_vector(session, session.red, False)
+    assert session.workbench.owner not in str(refused.value) and "--" not in str(refused.value)
+    path, status = export.export_control_vector(session, session.red, True)
+    assert list(read_control_vector(path).directions) == [1]
+    assert status.startswith("**Control vector of RED full (ffn)** ready: layers 1; left out: the scale vectors of")
+    assert "the bias of layer 0 (llama.cpp never steers layer 0)" in status
+
+
+def test_a_bias_only_run_trained_on_chosen_layers_in_the_train_tab_exports_whole(session):
+    outputs = list(train.train(session, ["RED"], "bias", ["ffn"], red_layers="last:1", **TRAIN))
+    label = session.workbench.run_labels()[-1]  # the newest run
+    assert label.startswith("RED bias (ffn)") and session.workbench.run(label).spec.layers == [1]
+    assert outputs[-1][2]["method"].tolist() == [label]
+    path, status = export.export_control_vector(session, label, False)
+    assert list(read_control_vector(path).directions) == [1] and "left out" not in status
+    with pytest.raises(ValueError, match="layer 7 does not exist: the model has 2 layers"):
+        list(train.train(session, ["RED"], "bias", ["ffn"], red_layers="1,7", **TRAIN))

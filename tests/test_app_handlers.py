@@ -192,8 +192,8 @@ def test_compare_shows_every_method_with_latency(session):
 def test_export_import_and_snippet(session, tmp_path):
     path, snippet = export.export_edits(session, "RED full (ffn)")
     assert zipfile.ZipFile(path).namelist() and "load_method" in snippet and path.endswith("edits.zip")
-    merged = export.export_merged(session, "RED full (ffn)")
-    assert "config.json" in zipfile.ZipFile(merged).namelist()
+    merged, status = export.export_merged(session, "RED full (ffn)")
+    assert "config.json" in zipfile.ZipFile(merged).namelist() and "Merged model of RED full (ffn)** ready" in status
     other = Session(Workbench(session.workbench.registry))
     other.workbench.load_model(session.workbench.key.spec)
     status, choices = export.import_edits(other, path)
@@ -317,3 +317,17 @@ def test_compare_is_one_batched_call_and_says_what_it_timed(session, monkeypatch
     assert calls == [(["RED full (ffn)"], 8)]
     assert "base, RED full (ffn): one batched call" in shown and "untimed 2-token warm-up" in shown
     assert list(table.columns) == compare.TABLE_COLUMNS
+
+
+def test_a_refused_merge_stays_on_the_export_tab(session, monkeypatch):
+    from red_explorer.app import workbench as workbench_module
+    from red_explorer.core.method import MergeError
+
+    def refuse(model, target, tokenizer=None):
+        raise MergeError("the merged model differs from the edited one by 1e-01 of the logit scale")
+
+    monkeypatch.setattr(workbench_module, "save_merged", refuse)
+    with pytest.raises(gr.Error, match="differs from the edited one"):
+        ui_event(export.export_merged)(session, "RED full (ffn)")
+    file, status = ui_event(export.export_failed)(session)
+    assert file is None and status == "✕ **the merged model differs from the edited one by 1e-01 of the logit scale**"

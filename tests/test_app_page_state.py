@@ -123,7 +123,7 @@ def test_inspect_shows_a_run_of_another_base_and_a_refusal_leaves_nothing_of_the
     summary, *figures, top = inspect.restore_after_failure(session)
     assert summary.startswith("✕ **no run called &#x27;gone&#x27;") and top.empty
     assert all(figure.layout.annotations[0].text.startswith("Nothing shown") for figure in figures)
-    assert export.chosen(session, None)[1:] == (None, None)
+    assert export.chosen(session, None)[1:] == (None, None, None, "")
     session.close()
 
 

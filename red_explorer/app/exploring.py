@@ -14,7 +14,7 @@ from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import attached_method
 from red_explorer.engine.generation import Contender, Generation, chat_prompt, generate_one
 from red_explorer.explore.arithmetic import compose_runs, mix_runs, negate_run
-from red_explorer.explore.control_vector import export_control_vector
+from red_explorer.explore.control_vector import ExportedVector, export_control_vector
 from red_explorer.explore.drift import TokenDrift, token_drift
 from red_explorer.explore.layers import LayerImportance, layer_importance
 from red_explorer.explore.strength import DosePoint, at_strength, check_strength, dose_response
@@ -137,8 +137,13 @@ class Explorer:
             release(model, spec)
         return SessionRun(workbench.store.import_edits(workbench.owner, folder, spec, loaded, label.strip()))
 
-    def control_vector(self, label: str) -> Path:
-        """A bias-only RED run as a llama.cpp control-vector GGUF file in the session's folder."""
-        run = self._run(label, ("red",))
-        path = self.workbench.folder() / f"{slug(label)}-control-vector.gguf"
-        return export_control_vector(run.record.path, path)
+    def control_vector(self, label: str, bias_only: bool = False) -> ExportedVector:
+        """A RED run's FFN bias as a llama.cpp control-vector GGUF file in the session's folder.
+
+        ``bias_only``: the bias of layers 1 and up, leaving out a scale part and layer 0 (listed in
+        ``dropped``) instead of refusing. The shared base decides how the bias reaches the residual stream.
+        """
+        run, workbench = self._run(label, ("red",)), self.workbench
+        path = workbench.folder() / f"{slug(label)}-control-vector.gguf"
+        with workbench.registry.base_lock(workbench.training_key()):
+            return export_control_vector(run.record.path, path, workbench.loaded().model, bias_only, label)

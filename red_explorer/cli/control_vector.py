@@ -16,9 +16,12 @@ def register(commands) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     export = actions.add_parser("export", help="write the bias of a RED run as FILE.gguf (llama.cpp --control-vector)")
     export.add_argument("--edits", required=True, help="a RED edits directory (bias on FFN sites, layers 1 and up)")
+    add_model_arguments(export)  # the run's base: it decides how an FFN bias reaches the residual stream
     export.add_argument("--out", required=True, help="the control-vector file to write, e.g. vector.gguf")
     export.add_argument(
-        "--bias-only", action="store_true", help="drop a scale part (with a warning) instead of refusing"
+        "--bias-only",
+        action="store_true",
+        help="export the FFN bias of layers 1 and up: leave out a scale part and layer 0 (said) instead of refusing",
     )
     imported = actions.add_parser("import", help="save a control-vector GGUF as a bias-only RED run on --model")
     imported.add_argument("file", help="a control-vector GGUF (llama.cpp cvector-generator, repeng, or an export)")
@@ -37,13 +40,20 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from red_explorer.explore.control_vector import export_control_vector
+    from red_explorer.explore.control_vector import NeedsBiasOnly, export_control_vector
     from red_explorer.explore.gguf_file import read_control_vector
+    from red_explorer.models.loading import load_model
+    from red_explorer.runs.labels import layer_ranges
 
-    path = export_control_vector(args.edits, args.out, bias_only=args.bias_only)
-    vector = read_control_vector(path)
-    layers = ",".join(str(layer) for layer in sorted(vector.directions))
-    print(f"wrote {path}: {len(vector.directions)} directions of width {vector.width} (layers {layers})")
+    model = load_model(args.model, device=args.device, dtype=args.dtype).model
+    try:
+        exported = export_control_vector(args.edits, args.out, model, bias_only=args.bias_only)
+    except NeedsBiasOnly as error:
+        raise ValueError(f"{error} (add --bias-only)") from error
+    for part in exported.dropped:
+        print(f"warning: left out {part}", file=sys.stderr)
+    width, path = read_control_vector(exported.path).width, exported.path
+    print(f"wrote {path}: {len(exported.layers)} directions of width {width} ({layer_ranges(exported.layers)})")
     print(f"use it with llama.cpp: llama-cli -m MODEL.gguf --control-vector {path}")
 
 

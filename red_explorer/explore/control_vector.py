@@ -4,10 +4,13 @@ In a pre-norm decoder the block's output is x + attn + ffn_out, with nothing bet
 down-projection and that residual add. A RED bias b on the FFN output of layer N therefore adds
 b to the residual stream after layer N, which is what llama.cpp's ``--control-vector`` does with
 ``direction.N`` (``cur = build_cvec(cur, il)`` right after the FFN residual add of layer il, e.g.
-src/models/llama.cpp). Not representable, and refused with the reason: a scale part (it multiplies
-per token), attention sites (their bias feeds the FFN of the same layer), a bias on layer 0
-(llama.cpp never steers it), post-norm encoders (BERT: the sum is normalised after the add), and
-blocks that normalise the FFN output before the add (Gemma 2/3, OLMo 2: post_feedforward_layernorm).
+src/models/llama.cpp). Where the add multiplies the FFN output by a constant (Granite's
+``residual_multiplier``), direction.N = constant · b. Which models qualify is decided by one rule
+for export and import alike (``explore.residual.residual_factor``): nothing may run on the FFN
+output before the layer ends (refused: post-norm encoders such as BERT, blocks that normalise the
+FFN output such as Gemma 2/3, GLM-4, OLMo 2). Not representable in a run: a scale part (it
+multiplies per token), attention sites (their bias feeds the FFN of the same layer) and a bias on
+layer 0 (llama.cpp never steers it); ``bias_only`` leaves the scale and layer 0 out and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -25,122 +29,119 @@ from torch import nn
 from red_explorer.core.red.config import RedConfig
 from red_explorer.core.red.edit import BIAS, SCALE, attach_red, detach_red, red_vectors
 from red_explorer.core.red.saving import save_red
-from red_explorer.core.sites import SCHEMES, find_scheme, output_size
+from red_explorer.core.sites import SCHEMES, output_size
 from red_explorer.explore.gguf_file import ControlVectorFile, read_control_vector, write_control_vector
+from red_explorer.explore.residual import ffn_layers, residual_factor
 from red_explorer.explore.runs import RedRun, read_red_run
 from red_explorer.explore.strength import check_strength
 
-POST_NORM_FAMILIES = ("bert",)  # LayerNorm(x + ffn_out): the bias is normalised with the sum
-POST_FFN_NORM_MODULES = ("post_feedforward_layernorm", "post_mlp_layernorm", "ffn_post_norm")
-POST_FFN_NORM_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text", "olmo2", "olmo3")
+
+class NeedsBiasOnly(ValueError):
+    """The run has parts a control vector cannot hold (a scale, layer 0) that a bias-only export leaves out."""
 
 
-def ffn_site(module_name: str) -> tuple[str, int] | None:
-    """(family, layer index) when ``module_name`` is the FFN output site of a known family, else None."""
+@dataclass
+class ExportedVector:
+    """A written control vector: its file, the layers it steers, and what of the run it left out (said in words)."""
+
+    path: Path
+    layers: list[int]
+    dropped: list[str] = field(default_factory=list)
+
+
+def ffn_site(module_name: str) -> int | None:
+    """The layer index when ``module_name`` is the FFN output site of a known family, else None."""
     for scheme in SCHEMES:
         match = re.fullmatch(scheme.ffn, module_name)
         if match:
-            return scheme.family, int(match.group(1))
+            return int(match.group(1))
     return None
 
 
-def check_architecture(model_type: str, family: str) -> None:
-    """Refuse architectures where an FFN-output bias is not a residual-stream addition, saying why."""
-    if family in POST_NORM_FAMILIES:
-        raise ValueError(
-            f"a '{model_type}' model is a post-norm encoder: its FFN output is added to the residual and the "
-            "sum is normalised, so a bias there is not a control vector (which adds after the layer)"
+def _scale_part(run: RedRun, name: str, bias_only: bool, dropped: list[str]) -> None:
+    scales = [vector for key, vector in run.vectors.items() if key.endswith(f".{SCALE}")]
+    if not any(bool((vector != 1).any()) for vector in scales):
+        return
+    if not bias_only:
+        raise NeedsBiasOnly(
+            f"{name} has a scale part (scale ⊙ h multiplies the FFN output per token; a control vector only "
+            "adds): export its bias only (layers 1 and up), or train it bias-only"
         )
-    if model_type in POST_FFN_NORM_MODEL_TYPES:
-        raise ValueError(
-            f"a '{model_type}' model normalises the FFN output (post_feedforward_layernorm) before the residual "
-            "add, so a bias on the FFN output is rescaled per token and is not a control vector"
-        )
+    dropped.append(f"the scale vectors of {len(scales)} layers")
 
 
-def check_model(model: nn.Module) -> None:
-    """The structural check on a loaded model: a pre-norm family, no norm between the FFN and the residual add."""
-    model_type = model.config.model_type
-    check_architecture(model_type, find_scheme(model).family)
-    normed = [name for name, _ in model.named_modules() if name.rpartition(".")[2] in POST_FFN_NORM_MODULES]
-    if normed:
-        raise ValueError(
-            f"this '{model_type}' model normalises the FFN output ({normed[0]}) before the residual add, "
-            "so a bias on the FFN output is not a control vector"
-        )
-    if getattr(model.config, "do_layer_norm_before", True) is False:
-        raise ValueError(f"this '{model_type}' model normalises after the residual add (post-norm): not representable")
+def directions_from_run(
+    run: RedRun, factor: float = 1.0, bias_only: bool = False, name: str | None = None, dropped: list | None = None
+) -> dict[int, torch.Tensor]:
+    """The control-vector directions of a RED run: direction.N = ``factor`` · the bias on layer N's FFN output.
 
-
-def directions_from_run(run: RedRun, bias_only: bool = False) -> dict[int, torch.Tensor]:
-    """The control-vector directions of a RED run: direction.N = the bias on layer N's FFN output.
-
-    Refuses what a control vector cannot represent (see the module docstring). A scale part is
-    refused unless ``bias_only=True``, which drops it with a warning.
+    ``factor`` is ``residual_factor`` of the run's base. Refuses what a control vector cannot represent
+    (module docstring); ``bias_only=True`` leaves out a scale part and the bias of layer 0 instead, and
+    appends what it left out to ``dropped``. ``name`` names the run in messages (default: its folder).
     """
-    model_type = run.record.get("model_type", "?")
-    scales = {name: vector for name, vector in run.vectors.items() if name.endswith(f".{SCALE}")}
-    if any(bool((vector != 1).any()) for vector in scales.values()):
-        if not bias_only:
-            raise ValueError(
-                f"{run.directory} has a scale part (scale ⊙ h multiplies the FFN output per token; a control vector "
-                "only adds). Export with bias_only=True (CLI --bias-only) to drop it, or train with --no-scale"
-            )
-        warnings.warn(
-            f"{run.directory}: the scale vectors are dropped; the control vector holds the biases only", stacklevel=2
-        )
+    name, dropped = name or str(run.directory), dropped if dropped is not None else []
+    _scale_part(run, name, bias_only, dropped)
     directions = {}
-    for name, bias in run.vectors.items():
-        if not name.endswith(f".{BIAS}") or not bool(bias.any()):
+    for key, bias in run.vectors.items():
+        if not key.endswith(f".{BIAS}") or not bool(bias.any()):
             continue  # a zero bias adds nothing anywhere
-        module = name.rpartition(".")[0]
-        site = ffn_site(module)
-        if site is None:
+        module = key.rpartition(".")[0]
+        layer = ffn_site(module)
+        if layer is None:
             raise ValueError(
-                f"{module} is not an FFN output site: only a bias on the FFN output is added to the residual stream "
-                "after its layer; train with --sites ffn"
+                f"{name} edits {module}, which is not an FFN output: only a bias on the FFN output is added to the "
+                "residual stream after its layer; train on the FFN sites"
             )
-        check_architecture(model_type, site[0])
-        directions[site[1]] = bias.detach().float().clone()
+        directions[layer] = bias.detach().float().clone() * factor
+    if 0 in directions and bias_only:
+        del directions[0]
+        dropped.append("the bias of layer 0 (llama.cpp never steers layer 0)")
     if 0 in directions:
-        others = ",".join(str(layer) for layer in run.record.get("layers", []) if layer != 0) or "1,2,..."
-        raise ValueError(
-            f"{run.directory} edits layer 0, which llama.cpp never steers (its loader rejects direction.0 and keeps "
-            f"no control tensor for layer 0). Train with --layers that leave it out, e.g. --layers {others}"
+        raise NeedsBiasOnly(
+            f"{name} edits layer 0, which llama.cpp never steers (its loader rejects direction.0 and keeps no control "
+            "tensor for layer 0): export its bias only (layers 1 and up), or train on layers 1 and up"
         )
     if not directions:
-        raise ValueError(f"{run.directory} has no non-zero bias: there is nothing to export")
+        raise ValueError(f"{name} has no non-zero bias on layers 1 and up: there is nothing to export")
     return directions
 
 
-def export_control_vector(directory: str | Path, path: str | Path, bias_only: bool = False) -> Path:
-    """Write the bias of a RED run as a control-vector GGUF (``model_hint`` = the run's model_type, as repeng does)."""
+def export_control_vector(
+    directory: str | Path, path: str | Path, model: nn.Module, bias_only: bool = False, name: str | None = None
+) -> ExportedVector:
+    """Write the bias of a RED run as a control-vector GGUF (``model_hint`` = the run's model_type, as repeng does).
+
+    ``model`` is the run's base model (plain, no edits attached): it decides how the bias reaches the
+    residual stream (``residual_factor``). ``name`` names the run in messages.
+    """
     run = read_red_run(directory)
-    directions = directions_from_run(run, bias_only)
-    return write_control_vector(path, ControlVectorFile(run.record.get("model_type", ""), directions))
-
-
-def _ffn_layers(model: nn.Module) -> dict[int, tuple[str, str]]:
-    """Per layer index: (FFN output module, decoder layer): ('model.layers.3.mlp.down_proj', 'model.layers.3')."""
-    scheme = find_scheme(model)
-    layers = {}
-    for name, _ in model.named_modules():
-        match = re.fullmatch(scheme.ffn, name)
-        if match:
-            layers[int(match.group(1))] = (name, name[: match.end(1)])
-    return layers
+    name = name or str(run.directory)
+    model_type = run.record.get("model_type", "")
+    if model_type != model.config.model_type:
+        raise ValueError(
+            f"{name} was trained on a '{model_type}' model, not on this '{model.config.model_type}' model: "
+            "export it with its own base model"
+        )
+    dropped: list[str] = []
+    directions = directions_from_run(run, residual_factor(model), bias_only, name, dropped)
+    written = write_control_vector(path, ControlVectorFile(model_type, directions))
+    return ExportedVector(written, sorted(directions), dropped)
 
 
 def ffn_sites_by_layer(model: nn.Module) -> dict[int, str]:
     """The FFN output module of every layer, by layer index."""
-    return {index: names[0] for index, names in _ffn_layers(model).items()}
+    return {index: names[0] for index, names in ffn_layers(model).items()}
 
 
 def control_vector_biases(
     model: nn.Module, vector: ControlVectorFile, strength: float = 1.0
 ) -> dict[str, torch.Tensor]:
-    """RED bias vectors (``<ffn module>.red_bias``) equal to ``strength`` times the control vector on ``model``."""
-    check_model(model)
+    """RED bias vectors (``<ffn module>.red_bias``) that add ``strength`` times the control vector after each layer.
+
+    The bias is direction / ``residual_factor(model)``: what the FFN output needs so that the residual
+    stream moves by the direction (Granite multiplies the FFN output before the add).
+    """
+    factor = residual_factor(model)
     strength = check_strength(strength)
     if vector.model_hint and vector.model_hint != model.config.model_type:
         warnings.warn(
@@ -161,7 +162,7 @@ def control_vector_biases(
             raise ValueError(
                 f"direction.{layer} has {direction.shape[0]} values; this model's residual width is {width}"
             )
-        biases[f"{sites[layer]}.{BIAS}"] = direction.float() * strength
+        biases[f"{sites[layer]}.{BIAS}"] = direction.float() * (strength / factor)
     return biases
 
 
@@ -190,7 +191,7 @@ def control_vector_applied(
     model: nn.Module, directions: Mapping[int, torch.Tensor], strength: float = 1.0
 ) -> Iterator[None]:
     """llama.cpp's reading of a control vector, with forward hooks: h ← h + strength · direction.N after layer N."""
-    layers = _ffn_layers(model)
+    layers = ffn_layers(model)
     missing = sorted(index for index in directions if index not in layers)
     if missing:
         raise ValueError(f"direction.{missing[0]}: this model has no decoder layer {missing[0]}")

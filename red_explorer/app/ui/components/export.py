@@ -9,6 +9,8 @@ from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import export as handlers
 from red_explorer.app.ui.handlers import runs
 
+BIAS_ONLY_LABEL = f"Control vector: {handlers.BIAS_ONLY} (leave out a scale part and layer 0, and say so)"
+
 
 def build(state: gr.State, show_cli_runs: bool = False) -> dict:
     with gr.Tab("Export", id="export") as tab:
@@ -16,33 +18,53 @@ def build(state: gr.State, show_cli_runs: bool = False) -> dict:
             "#### Take the edits with you\n"
             "**Edits** are tiny (RED: two vectors per layer, as safetensors + JSON). The **merged model** folds "
             "them into the weights (`W' = diag(scale)·W`, `b' = scale ⊙ b + bias`): a plain checkpoint with zero "
-            "inference overhead. TARE edits depend on the token, so they cannot be merged."
+            "inference overhead. TARE edits depend on the token, so they cannot be merged. A RED run's FFN bias is "
+            "a llama.cpp **control vector** (`--control-vector`): a vector added to the residual stream after each "
+            "layer from 1 up."
         )
         run = gr.Dropdown([], label="Run", allow_custom_value=True, elem_id="export-run")
         with gr.Row():
             edits_button = gr.Button("Download edits (.zip)", variant="primary", elem_id="export-edits")
             merged_button = gr.Button("Download merged model (.zip)", elem_id="export-merged")
+            vector_button = gr.Button("Download control vector (.gguf)", elem_id="export-control-vector")
+        bias_only = gr.Checkbox(False, label=BIAS_ONLY_LABEL, elem_id="export-bias-only")
         with gr.Row():
             edits_file = gr.File(label="Edits", elem_id="edits-file")
             merged_file = gr.File(label="Merged model", elem_id="merged-file")
+            vector_file = gr.File(label="Control vector", elem_id="control-vector-file")
+        status = gr.Markdown(elem_id="export-status")
         snippet = gr.Code(language="python", label="Apply the downloaded edits in Python", elem_id="snippet")
         gr.Markdown("#### Load edits from a zip")
         with gr.Row():
             upload = gr.File(label="Edits zip", file_types=[".zip"], type="filepath", elem_id="import-file")
-            status = gr.Markdown(label="Import status", elem_id="import-status")
+            import_status = gr.Markdown(label="Import status", elem_id="import-status")
         your_runs = _runs_section(state, run, show_cli_runs)
     edits_button.click(ui_event(handlers.export_edits), [state, run], [edits_file, snippet], api_name="export")
-    merged_button.click(ui_event(handlers.export_merged), [state, run], [merged_file], api_name="export_merged")
-    imported = upload.upload(ui_event(handlers.import_edits), [state, upload], [status, run], api_name="import_edits")
+    failed = dict(api_visibility="private", show_progress="hidden")
+    merged = merged_button.click(
+        ui_event(handlers.export_merged), [state, run], [merged_file, status], api_name="export_merged"
+    )
+    merged.failure(ui_event(handlers.export_failed), [state], [merged_file, status], **failed)
+    vector = vector_button.click(
+        ui_event(handlers.export_control_vector),
+        [state, run, bias_only],
+        [vector_file, status],
+        api_name="export_control_vector",
+    )
+    vector.failure(ui_event(handlers.export_failed), [state], [vector_file, status], **failed)
+    imported = upload.upload(
+        ui_event(handlers.import_edits), [state, upload], [import_status, run], api_name="import_edits"
+    )
     imported.success(ui_event(runs.overview), [state], [your_runs["overview"]], api_visibility="private")
     imported.failure(
         ui_event(handlers.restore_after_failure),
         [state, run],
-        [status, run, upload],
+        [import_status, run, upload],
         api_visibility="private",
         show_progress="hidden",
     )
-    run.change(ui_event(handlers.chosen), [state, run], [snippet, edits_file, merged_file], api_visibility="private")
+    chosen_outputs = [snippet, edits_file, merged_file, vector_file, status]
+    run.change(ui_event(handlers.chosen), [state, run], chosen_outputs, api_visibility="private")
     tab.select(ui_event(handlers.choices), [state, run], [run], queue=False, api_visibility="private")
     tab.select(ui_event(runs.overview), [state], [your_runs["overview"]], api_visibility="private")
     tab.select(ui_event(runs.local_choices), [state], [your_runs["local"]], api_visibility="private")

@@ -21,6 +21,12 @@ def _method_settings() -> list:
     with gr.Accordion("RED / TARE settings", open=True):
         variant = gr.Radio(VARIANTS, value="full", label="RED vectors")
         sites = gr.CheckboxGroup(SITES, value=["ffn"], label="Edit sites")
+        layers = gr.Textbox(
+            "",
+            label="Layers (RED and TARE; empty = all)",
+            placeholder="e.g. 1-29, last:8 or 0,2,5-9 (a control vector needs layers 1 and up)",
+            elem_id="train-layers",
+        )
         red_lr = gr.Number(DEFAULT_LEARNING_RATES["red"], label="RED learning rate")
     with gr.Accordion("LoRA settings", open=False):
         lora_rank = gr.Number(8, precision=0, minimum=1, label="LoRA rank r (α = 2r, attention q/v)")
@@ -31,7 +37,7 @@ def _method_settings() -> list:
             editors = gr.Number(4, precision=0, minimum=1, label="Editors per site (E)")
             top_k = gr.Number(2, precision=0, minimum=1, label="Active per token (k)")
         tare_lr = gr.Number(DEFAULT_LEARNING_RATES["tare"], label="TARE learning rate")
-    return [variant, sites, lora_rank, editors, top_k, red_lr, lora_lr, tare_lr]
+    return [variant, sites, lora_rank, editors, top_k, red_lr, lora_lr, tare_lr, layers]
 
 
 def _other_rates() -> gr.Dataframe:
@@ -95,8 +101,9 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
             column_widths=SUMMARY_WIDTHS,  # shares of the width: the table fits a narrow page instead of scrolling
         )
         gr.Markdown(TIMING_NOTE, elem_classes=["red-note"])
-    # the rates table and the pick go last: the API's positional arguments of /train stay as they were
-    inputs = [state, methods, *method_inputs[:-1], *loop_inputs, method_inputs[-1], shown]
+    # the rates table, the pick and the layers go last: the API's earlier positional arguments of /train stay
+    *red_tare, layers, rates = method_inputs
+    inputs = [state, methods, *red_tare, *loop_inputs, rates, shown, layers]
     job = start.click(
         ui_event(handlers.train),
         inputs,

@@ -12,6 +12,7 @@ from red_explorer.app.ui.handlers.common import Notice, colours, pick_run, run_c
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
+from red_explorer.explore.control_vector import NeedsBiasOnly
 from red_explorer.runs.record import file_sha256
 
 
@@ -135,7 +136,10 @@ def combine(
 
 
 def control_vector(session: Session, label: str | None) -> str:
-    """The path of a control-vector GGUF of a bias-only RED run (for a download button)."""
+    """The path of a control-vector GGUF of a bias-only RED run on layers 1 and up (for a download button)."""
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
-    return str(Explorer(workbench).control_vector(label))
+    try:
+        return str(Explorer(workbench).control_vector(label).path)
+    except NeedsBiasOnly as error:
+        raise ValueError(f"{error} (the Export tab's “bias only, layers ≥ 1”)") from error

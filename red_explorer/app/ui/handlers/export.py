@@ -1,14 +1,18 @@
-"""Export tab: download a run's edits or the merged model, import edits from a zip, and a snippet to apply them."""
+"""Export tab: download a run's edits, the merged model or a control vector, import edits, a snippet to apply them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from red_explorer.app.exploring import Explorer
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
+from red_explorer.explore.control_vector import NeedsBiasOnly
+from red_explorer.runs.labels import layer_ranges
 
+BIAS_ONLY = "bias only, layers ≥ 1"  # the Export tab's control-vector option
 EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole model
 
 
@@ -24,10 +28,32 @@ def export_edits(session: Session, label: str | None):
     return str(archive), workbench.python_snippet(label, archive.name)
 
 
-def export_merged(session: Session, label: str | None) -> str:
-    """Zip path of a plain checkpoint with the edits folded in (a clear error when merging is impossible)."""
+def export_merged(session: Session, label: str | None) -> tuple[str, str]:
+    """(zip path of a plain checkpoint with the edits folded in, status); a clear error when merging is impossible."""
     workbench = session.workbench
-    return str(workbench.export_merged_zip(pick_run(workbench, label)))
+    label = pick_run(workbench, label)
+    archive = workbench.export_merged_zip(label)
+    return str(archive), f"**Merged model of {plain(label)}** ready: {plain(archive.name)} (a plain checkpoint)."
+
+
+def export_control_vector(session: Session, label: str | None, bias_only: bool = False) -> tuple[str, str]:
+    """(path of a control-vector GGUF of a RED run, status: the layers it steers and what it left out)."""
+    workbench = session.workbench
+    label = pick_run(workbench, label, ("red",))
+    try:
+        exported = Explorer(workbench).control_vector(label, bool(bias_only))
+    except NeedsBiasOnly as error:
+        raise ValueError(f"{error} (tick “{BIAS_ONLY}”)") from error
+    status = f"**Control vector of {plain(label)}** ready: {layer_ranges(exported.layers)}"
+    if exported.dropped:
+        status += "; left out: " + "; ".join(plain(part) for part in exported.dropped)
+    return str(exported.path), status + ". Use it with `llama-cli --control-vector FILE.gguf`."
+
+
+def export_failed(session: Session):
+    """After a refused download: (no file, the reason, kept on the page until the next download)."""
+    reason = plain(session.last_error or "The download was not made.")
+    return None, f"✕ **{reason}**"
 
 
 def snippet(session: Session, label: str | None) -> str:
@@ -65,10 +91,10 @@ def restore_after_failure(session: Session, current: str | None):
     return f"✕ **{reason}**", run_choices(session.workbench, EXPORTABLE, current), None
 
 
-def chosen(session: Session, label: str | None) -> tuple[str, None, None]:
-    """Another run was chosen: (its snippet, no edits file, no merged file): a download made for the run chosen
-    before would be the wrong one."""
-    return snippet_if_any(session, label), None, None
+def chosen(session: Session, label: str | None) -> tuple[str, None, None, None, str]:
+    """Another run was chosen: (its snippet, no edits, merged or control-vector file, no status): a download made
+    for the run chosen before would be the wrong one."""
+    return snippet_if_any(session, label), None, None, None, ""
 
 
 def snippet_if_any(session: Session, label: str | None) -> str:

@@ -30,7 +30,7 @@ from red_explorer.app.ui.handlers.common import (
     train_options,
 )
 from red_explorer.app.ui.handlers.data import length_warning
-from red_explorer.app.ui.handlers.train_methods import METHOD_CHOICES, build_specs, learning_rates
+from red_explorer.app.ui.handlers.train_methods import METHOD_CHOICES, build_specs, chosen_layers, learning_rates
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import SessionRun, Workbench
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
@@ -271,15 +271,18 @@ def train(
     eval_every: float | None = 10,
     other_rates=None,
     shown: list[str] | None = None,
+    red_layers: str | None = "",
     progress=None,
 ):
     """Train each ticked method; yields (status, loss figure, summary table) while it runs.
 
     A learning rate left empty is the method's registry default; ``other_rates`` is the table (method,
-    learning rate) of the methods without settings of their own. The plot and the table show the kept runs
-    picked in ``shown`` and the new runs, each in its fixed colour.
+    learning rate) of the methods without settings of their own; ``red_layers`` the layers RED and TARE
+    edit ("1-29", "last:8"; empty: all). The plot and the table show the kept runs picked in ``shown`` and
+    the new runs, each in its fixed colour.
     """
-    specs = build_specs(methods, red_variant, red_sites or ["ffn"], lora_rank, tare_editors, tare_top_k)
+    layers = chosen_layers(red_layers, session.workbench.model_info().num_layers) if red_layers else None
+    specs = build_specs(methods, red_variant, red_sites or ["ffn"], lora_rank, tare_editors, tare_top_k, layers)
     rates = learning_rates(red_lr, lora_lr, tare_lr, other_rates)
     loop = (epochs, max_steps, batch_size, max_length, seed, eval_every)
     jobs = [(spec, train_options(*loop, rates[spec.method])) for spec in specs]

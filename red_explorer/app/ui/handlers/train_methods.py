@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES, REGISTRY, MethodSpec
+from red_explorer.explore.layers import parse_layers
 
 WITH_SETTINGS = ("red", "lora", "tare")  # methods with settings widgets of their own (learning rate among them)
 ORDER = (
@@ -85,11 +86,13 @@ def learning_rates(red_lr, lora_lr, tare_lr, other_rates=None) -> dict[str, floa
     return rates
 
 
-def build_specs(methods, red_variant, red_sites, lora_rank, tare_editors, tare_top_k) -> list[MethodSpec]:
+def build_specs(
+    methods, red_variant, red_sites, lora_rank, tare_editors, tare_top_k, layers: list[int] | None = None
+) -> list[MethodSpec]:
     """The MethodSpecs of the ticked methods, in the order RED, LoRA, TARE, then the others as listed.
 
-    RED and TARE take the variant, sites, editors and k of their settings, LoRA its rank (α = 2r); every
-    other method trains with its registry defaults.
+    RED and TARE take the variant, sites, layers (None: all), editors and k of their settings, LoRA its
+    rank (α = 2r); every other method trains with its registry defaults.
     """
     chosen = {method_name(method) for method in methods or []}
     if not chosen:
@@ -99,8 +102,15 @@ def build_specs(methods, red_variant, red_sites, lora_rank, tare_editors, tare_t
         raise ValueError("tick at least one site for RED/TARE: FFN and/or attention")
     rank = int(lora_rank or 8)
     options = {
-        "red": dict(variant=red_variant or "full", sites=sites),
+        "red": dict(variant=red_variant or "full", sites=sites, layers=layers),
         "lora": dict(rank=rank, alpha=2 * rank),
-        "tare": dict(sites=sites, num_editors=int(tare_editors), top_k=int(tare_top_k)),
+        "tare": dict(sites=sites, layers=layers, num_editors=int(tare_editors), top_k=int(tare_top_k)),
     }
     return [MethodSpec(name, **options.get(name, {})) for name in ORDER if name in chosen]
+
+
+def chosen_layers(text: str | None, num_layers: int) -> list[int] | None:
+    """The layers RED/TARE edit, from the Layers box ("1-29", "last:8", "0,2,5-9"); None (all) when it is empty."""
+    if text is None or not str(text).strip():
+        return None
+    return parse_layers(str(text), num_layers)
