@@ -1,6 +1,7 @@
 """The Explore tab's handlers called as plain functions: strength, dose-response, token drift, layers, arithmetic."""
 
 import re
+import shutil
 from dataclasses import replace
 from html import unescape
 
@@ -166,7 +167,7 @@ def test_explore_decodes_as_compare_does_and_says_how(session):
 
 def test_explore_plots_name_their_data_and_warn_when_it_is_not_the_runs(session, tmp_path):
     workbench = session.workbench
-    trained_on = workbench.data.path
+    trained_on = shutil.copy(workbench.data.path, tmp_path / "words.csv")  # the session's own copy goes with a new file
     figure = explore.dose(session, session.red, MAX_LENGTH)
     rows = workbench.data.detected.num_validation
     assert f"{session.red} on {rows} validation rows of words.csv" in figure.layout.title.text

@@ -12,6 +12,7 @@ from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.handlers import compare, data, model, train
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.interface import launch_options
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -96,7 +97,8 @@ def _events(demo: gr.Blocks, elem_id: str, event: str) -> list[list[str]]:
 
 def test_export_clears_the_downloads_of_the_run_chosen_before_and_an_import_joins_your_runs():
     demo = build_demo(preload=False)
-    assert ["snippet", "edits-file", "merged-file"] in _events(demo, "export-run", "change")
+    chosen = ["snippet", "edits-file", "merged-file", "control-vector-file", "export-status"]
+    assert chosen in _events(demo, "export-run", "change")
     assert ["runs-overview"] in _events(demo, "import-file", "upload")
     assert ["inspect-summary"] == _events(demo, "inspect-button", "click")[-1][:1]  # a refusal clears the panels
     demos = [function for function in demo.fns.values() if function.name == "run_demo"]
@@ -116,7 +118,7 @@ def test_inspect_shows_a_run_of_another_base_and_a_refusal_leaves_nothing_of_the
     elsewhere = session.workbench.train(MethodSpec("red"), TrainOptions(max_steps=1, max_length=32)).label
     session.workbench.load_model(str(files[0]))
     summary, *panels, top = inspect.inspect(session, elsewhere)
-    assert summary.startswith(f"**{elsewhere}** (trained on another base model: {other_model}): 2 edited sites")
+    assert summary.startswith(f"**{elsewhere}** (trained on another base model: {plain(other_model)}): 2 edited sites")
     assert len(top) == 12 and len(panels[0].data[0].y) == 2  # one bar per layer
     with pytest.raises(gr.Error, match="no run called .*gone"):
         ui_event(inspect.inspect)(session, "gone")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import shutil
 import tempfile
@@ -20,11 +19,9 @@ from red_explorer.app.last_choice import LastChoice, recall, remember
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
-from red_explorer.app.snippet import python_snippet
+from red_explorer.app.run_files import RunFiles
 from red_explorer.choice.sweep import SweepConfig, SweepResult, run_sweep
-from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.checkpoint import read_tensors
-from red_explorer.core.merged import save_merged
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.prepared import PreparedData, prepare_data
 from red_explorer.data.render import prompt_text, reference_text
@@ -43,7 +40,6 @@ from red_explorer.engine.experiment import default_train_config, trained_run
 from red_explorer.engine.generation import DecodingSettings, Generation, chat_prompt, rouge_l
 from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
-from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.labels import short_number
 from red_explorer.runs.record import data_fingerprint
 from red_explorer.runs.size import estimated_run_bytes
@@ -60,16 +56,12 @@ class Comparison:
     batched: BatchedComparison
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
-
-
 def new_owner_key() -> str:
     """A random owner key for a new browser (kept there, it finds the browser's runs again)."""
     return secrets.token_hex(16)
 
 
-class Workbench(KeptRuns):
+class Workbench(RunFiles, KeptRuns):
     """Everything one user has: a model choice (the base model itself is shared), data, kept runs, results.
 
     Runs live in the run store under ``owner``, never as model copies: nothing is capped or evicted,
@@ -354,42 +346,6 @@ class Workbench(KeptRuns):
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="red-explorer-"))
         return self._folder
-
-    def _fresh(self, name: str) -> Path:
-        target = self.folder() / name
-        shutil.rmtree(target, ignore_errors=True)
-        target.with_suffix(".zip").unlink(missing_ok=True)
-        return target
-
-    def export_edits_zip(self, label: str) -> Path:
-        """The run's method files as kept (RED/TARE edits, a LoRA adapter) and metrics.json, zipped."""
-        run = self.run(label)
-        if run.whole_model:
-            raise ValueError("full fine-tuning has no separate edits: download the merged model instead")
-        target = self._fresh(f"{_slug(label)}-edits")
-        return self.store.export_zip(self.owner, run.id, target).replace(target.with_suffix(".zip"))
-
-    def export_merged_zip(self, label: str) -> Path:
-        """A plain checkpoint with the edits folded into the weights, zipped; MergeError when it cannot be exact."""
-        target = self._fresh(f"{_slug(label)}-merged")
-        with self.attached(label) as model:
-            save_merged(model, target, self.loaded().tokenizer)
-        return zip_folder(target, target.with_suffix(".zip"), compress=False)
-
-    def import_edits_zip(self, archive: str | Path) -> SessionRun:
-        """Validate and unpack an edits zip (attached once to the base and released), then keep it as a run."""
-        target, loaded = self._fresh("imported"), self.loaded()
-        safe_extract(archive, target)
-        with self.registry.base_lock(self.training_key()):
-            model, spec = attach_saved(loaded.model, target)
-            release(model, spec)
-        return SessionRun(self.store.import_edits(self.owner, target, spec, loaded))
-
-    def python_snippet(self, label: str, zip_name: str | None = None) -> str:
-        run = self.run(label)
-        zip_name = zip_name or f"{_slug(label)}-edits.zip"
-        key = self.training_key()
-        return python_snippet(zip_name, label, run.spec.method, key.spec, key.task, key.num_labels)
 
     # ------------------------------------------------------------ inspection
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+DEFAULT_STEPS = 20  # training steps per method
+
 
 @dataclass
 class CheckResult:

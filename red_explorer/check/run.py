@@ -12,7 +12,7 @@ import transformers
 from red_explorer.bench.setup import RANDOM_SHAPES, load_bench_model
 from red_explorer.check.flows import check_app, check_compare
 from red_explorer.check.methods import CHECKED_METHODS, check_method
-from red_explorer.check.report import CheckReport
+from red_explorer.check.report import DEFAULT_STEPS, CheckReport
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.bundled import TRAINING_SAMPLE
 from red_explorer.data.prepared import prepare_data
@@ -20,7 +20,6 @@ from red_explorer.data.tables import DataConfig
 from red_explorer.engine.batched_compare import SavedRun
 from red_explorer.models.loading import DTYPES, LoadedModel, load_model, resolve_device
 
-DEFAULT_STEPS = 20
 DATA = DataConfig(task="causal-lm", max_length=64, max_rows=200)  # 180 training rows of the bundled sample
 COMPARE_TOKENS = 16
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from red_explorer.check.run import DEFAULT_STEPS
+from red_explorer.check.report import DEFAULT_STEPS
 
 
 def register(commands) -> None:
