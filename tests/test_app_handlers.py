@@ -320,13 +320,13 @@ def test_compare_is_one_batched_call_and_says_what_it_timed(session, monkeypatch
 
 
 def test_a_refused_merge_stays_on_the_export_tab(session, monkeypatch):
-    from red_explorer.app import workbench as workbench_module
+    from red_explorer.app import run_files
     from red_explorer.core.method import MergeError
 
     def refuse(model, target, tokenizer=None):
         raise MergeError("the merged model differs from the edited one by 1e-01 of the logit scale")
 
-    monkeypatch.setattr(workbench_module, "save_merged", refuse)
+    monkeypatch.setattr(run_files, "save_merged", refuse)
     with pytest.raises(gr.Error, match="differs from the edited one"):
         ui_event(export.export_merged)(session, "RED full (ffn)")
     file, status = ui_event(export.export_failed)(session)
