@@ -9,11 +9,14 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.data.bundled import SAMPLE_FOLDER
 from red_explorer.runs.store import RunStore, check_owner
 
 CHOICE_FILE = "last-choice.json"  # beside the owner's run folders (the store lists only run-id folders)
+CHOICE_LOCK = ".last-choice.lock"
 DATA_FOLDER = "last-data"  # a copy of the owner's last uploaded file (uploads are temporary files)
 MAX_DATA_BYTES = 50_000_000  # a larger upload is not kept: after a reload it has to be uploaded again
 
@@ -59,7 +62,11 @@ def _kept_data(folder: Path, path: Path, name: str) -> Path | None:
 def remember(store: RunStore, owner: str, key: ModelKey, data=None) -> LastChoice:
     """Keep ``key`` and ``data`` (a DataState or None) as the owner's last choice; written whole, owner-only."""
     folder = _folder(store, owner)
-    choice = LastChoice(key.spec, key.task, key.device, key.dtype)
+    with FileLock(str(folder / CHOICE_LOCK), mode=0o600, thread_local=False):  # two tabs of one browser, or two apps
+        return _write(folder, LastChoice(key.spec, key.task, key.device, key.dtype), data)
+
+
+def _write(folder: Path, choice: LastChoice, data) -> LastChoice:
     if data is not None:
         kept = _kept_data(folder, Path(data.path), data.name)
         if kept is not None:
