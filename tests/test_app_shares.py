@@ -73,6 +73,7 @@ def test_the_student_sees_the_shared_run_read_only_and_nothing_else(teacher_and_
     shown = runs.overview(student)
     assert f"**{SHARED}** (RED, " in shown and "shared with you, read-only" in shown
     assert "in 1 run." in shown and "RED bias" not in shown  # the student's disk use: their own run only
+    assert teacher.workbench.owner not in shown + note and shares.links(student, BASE)[0] == shares.NO_LINKS
     refused = re.escape(f"'{SHARED}' is shared with you read-only: only its owner can")
     with pytest.raises(ValueError, match=f"{refused} rename it"):
         runs.rename(student, SHARED, "mine")

@@ -109,13 +109,17 @@ def _share_section(state: gr.State, run: gr.Dropdown) -> list:
     return [listed, chosen]
 
 
+# the links use the address the owner's page was opened at (the request's headers), so these take gr.Request
 def _share(session, label, request: gr.Request):
+    """Share the chosen run: (its link, the owner's links, the links to revoke)."""
     return ui_event(shares.share)(session, label, shares.app_url(request.headers))
 
 
 def _revoke(session, token, request: gr.Request):
+    """Revoke the chosen link: (the owner's links, the links to revoke, no link shown)."""
     return ui_event(shares.revoke)(session, token, shares.app_url(request.headers))
 
 
 def _links(session, request: gr.Request):
+    """(The owner's links, the links to revoke)."""
     return ui_event(shares.links)(session, shares.app_url(request.headers))
