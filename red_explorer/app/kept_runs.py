@@ -16,10 +16,13 @@ from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.ablation import result_row
 from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.home import default_home, restart_warning
+from red_explorer.runs.labels import unique_label
 from red_explorer.runs.record import RunRecord
+from red_explorer.runs.shares import Share, ShareNotFoundError
 from red_explorer.runs.store import METRICS_FILE, RunStore, human_bytes
 
 LOCAL_OWNER = "local"  # the owner of the runs the CLI keeps
+SHARED_MARK = " (shared)"  # after the label of a run opened from another owner's share link
 DEFAULT_QUOTA_MB = 500
 
 
@@ -40,9 +43,13 @@ class RunFigures:
 
 @dataclass
 class SessionRun:
-    """One kept run of an owner: its record on disk (the method's small files), applied on demand."""
+    """One kept run of an owner: its record on disk (the method's small files), applied on demand.
+
+    ``shared_label`` is set for a run of another owner opened from a share link: read-only, listed under it.
+    """
 
     record: RunRecord
+    shared_label: str | None = None
 
     @property
     def id(self) -> str:
@@ -50,7 +57,11 @@ class SessionRun:
 
     @property
     def label(self) -> str:
-        return self.record.label
+        return self.shared_label or self.record.label
+
+    @property
+    def shared(self) -> bool:
+        return self.shared_label is not None
 
     @property
     def spec(self) -> MethodSpec:
@@ -117,13 +128,33 @@ def on_a_space() -> bool:
 class KeptRuns:
     """The owner's kept runs, for a workbench: listed from the store, renamed, deleted, applied on demand.
 
-    Needs ``store``, ``owner``, ``show_cli_runs``, ``registry``, ``training_key()`` and ``loaded()`` from the class
-    using it.
+    Runs opened from share links (``shared_tokens``) are listed after the owner's, read-only, marked "(shared)".
+    Needs ``store``, ``owner``, ``show_cli_runs``, ``shared_tokens``, ``registry``, ``training_key()`` and
+    ``loaded()`` from the class using it.
     """
 
-    def all_runs(self) -> list[SessionRun]:
+    def own_runs(self) -> list[SessionRun]:
         """Every run of the owner, on any base model, oldest first."""
         return [SessionRun(record) for record in self.store.list(self.owner)]
+
+    def all_runs(self) -> list[SessionRun]:
+        """The owner's runs, then the runs shared with this page (any base model)."""
+        own = self.own_runs()
+        return own + self.shared_runs({run.label for run in own})
+
+    def shared_runs(self, taken: set[str] | None = None) -> list[SessionRun]:
+        """The runs this page opened from share links, still shared, labelled apart from ``taken`` labels."""
+        taken = set(taken if taken is not None else (run.label for run in self.own_runs()))
+        runs = []
+        for token in self.shared_tokens:
+            try:
+                record = self.store.shares.resolve(token)
+            except ShareNotFoundError:
+                continue  # revoked, or the run deleted: gone from every list
+            label = unique_label(record.label + SHARED_MARK, taken)
+            taken.add(label)
+            runs.append(SessionRun(record, label))
+        return runs
 
     @property
     def runs(self) -> OrderedDict[str, SessionRun]:
@@ -157,15 +188,47 @@ class KeptRuns:
 
     def rename_run(self, label: str, new_label: str) -> SessionRun:
         """Give a run a new label (unique among the owner's runs)."""
-        return SessionRun(self.store.rename(self.owner, self.run(label).id, new_label))
+        return SessionRun(self.store.rename(self.owner, self._own(label, "rename").id, new_label))
 
     def delete_run(self, label: str) -> SessionRun:
-        """Delete one run from disk: the only way a run goes away."""
-        return SessionRun(self.store.delete(self.owner, self.run(label).id))
+        """Delete one run from disk (and its share links): the only way a run goes away."""
+        return SessionRun(self.store.delete(self.owner, self._own(label, "delete").id))
+
+    def _own(self, label: str, doing: str) -> SessionRun:
+        """The owner's run ``label``; a clear refusal for a run shared with this page (it is read-only)."""
+        run = self.run(label)
+        if run.shared:
+            raise ValueError(
+                f"{label!r} is shared with you read-only: only its owner can {doing} it "
+                "(download its edits and load the zip to keep a copy of your own)"
+            )
+        return run
+
+    def open_share(self, token: str) -> SessionRun | None:
+        """List the run a share link opens on this page, read-only; None when it is one of the owner's own runs."""
+        record = self.store.shares.resolve(token)
+        if record.owner == self.owner:
+            return None
+        if token not in self.shared_tokens:
+            self.shared_tokens.append(token)
+        return next(run for run in self.shared_runs() if (run.record.owner, run.id) == (record.owner, record.id))
+
+    def share_run(self, label: str) -> Share:
+        """A new share link to one of the owner's runs."""
+        return self.store.shares.create(self.owner, self._own(label, "share").id)
+
+    def share_links(self) -> list[tuple[Share, str]]:
+        """The owner's active share links with the label of the run each opens, oldest first."""
+        labels = {run.id: run.label for run in self.own_runs()}
+        return [(share, labels[share.run_id]) for share in self.store.shares.list(self.owner) if share.run_id in labels]
+
+    def revoke_share(self, token: str) -> Share:
+        """End one of the owner's share links: whoever opened it no longer sees the run."""
+        return self.store.shares.revoke(self.owner, token)
 
     def usage(self) -> str:
         """'1.2 MB of 500.0 MB in 3 runs': the owner's disk use against the quota."""
-        used, runs = self.store.usage_bytes(self.owner), len(self.all_runs())
+        used, runs = self.store.usage_bytes(self.owner), len(self.own_runs())
         quota = f" of {human_bytes(self.store.quota_bytes)}" if self.store.quota_bytes else ""
         return f"{human_bytes(used)}{quota} in {runs} run{'s' if runs != 1 else ''}"
 

@@ -32,7 +32,7 @@ class RunFiles:
         if run.whole_model:
             raise ValueError("full fine-tuning has no separate edits: download the merged model instead")
         target = self._fresh(f"{_slug(label)}-edits")
-        return self.store.export_zip(self.owner, run.id, target).replace(target.with_suffix(".zip"))
+        return self.store.export_zip(run.record.owner, run.id, target).replace(target.with_suffix(".zip"))
 
     def export_merged_zip(self, label: str) -> Path:
         """A plain checkpoint with the edits folded into the weights, zipped; MergeError when it cannot be exact."""

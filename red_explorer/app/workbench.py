@@ -87,6 +87,7 @@ class Workbench(RunFiles, KeptRuns):
         self.store = store if store is not None else app_store()
         self.owner = owner or new_owner_key()
         self.show_cli_runs = show_cli_runs
+        self.shared_tokens: list[str] = []  # the share links opened on this page (their runs are listed read-only)
         self.key = ModelKey()
         self.data: DataState | None = None
         self.ablation_rows: list[dict] = []

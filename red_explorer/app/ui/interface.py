@@ -10,6 +10,7 @@ from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import shares
 from red_explorer.app.ui.handlers.model import model_status, restore_last
 from red_explorer.app.ui.session import Session, keep_closing_idle
 
@@ -108,6 +109,11 @@ def _start(session: Session, owner: str | None = None) -> tuple[str, Session, st
     return model_status(session), session, key
 
 
+def _open_shared(session: Session, request: gr.Request) -> str:
+    """A page opened from a share link (``?run=TOKEN``): that run listed read-only, or why it cannot be."""
+    return ui_event(shares.open_link)(session, request.query_params.get(shares.LINK_PARAMETER))
+
+
 def _component(demo: gr.Blocks, elem_id: str):
     """The component of ``demo`` (built so far) whose elem_id is ``elem_id``."""
     found = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id]
@@ -126,6 +132,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         owner = gr.BrowserState("", storage_key=OWNER_STORAGE_KEY, secret=browser_secret())
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
+        shared_note = gr.Markdown(elem_id="shared-note")
         max_length = gr.Slider(
             16,
             1024,
@@ -151,6 +158,8 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         # delete_state() (below, when the tab closes) calls its delete_callback.
         demo.load(
             _start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden"
+        ).then(
+            _open_shared, [state], [shared_note], api_visibility="private", show_progress="hidden"
         ).then(  # the owner's last model and data again (kept in their run-store folder), and the Model tab's panels
             ui_event(restore_last),
             [state],

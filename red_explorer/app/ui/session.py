@@ -35,6 +35,7 @@ class Session:
         self._workbench = workbench
         self._owner = workbench.owner if workbench is not None else None
         self.show_cli_runs = show_cli_runs  # offer the command line's runs (an app on loopback only)
+        self.shared_tokens = workbench.shared_tokens if workbench is not None else []  # outlive an idle close
         self.job: str | None = None  # "training" or "ablation" while one runs (what Stop would stop)
         self.last_error = ""  # the reason of the last refused request (shown when the page is restored)
         self.last_used = time.monotonic()
@@ -66,6 +67,7 @@ class Session:
         self.last_used = time.monotonic()
         if self._workbench is None:
             self._workbench = Workbench(owner=self._owner, show_cli_runs=self.show_cli_runs)
+            self._workbench.shared_tokens = self.shared_tokens
             self._owner = self._workbench.owner
             _OPEN.add(self)
         return self._workbench

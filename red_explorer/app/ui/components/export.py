@@ -7,7 +7,7 @@ import gradio as gr
 from red_explorer.app.kept_runs import restart_note
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import export as handlers
-from red_explorer.app.ui.handlers import runs
+from red_explorer.app.ui.handlers import runs, shares
 
 BIAS_ONLY_LABEL = f"Control vector: {handlers.BIAS_ONLY} (leave out a scale part and layer 0, and say so)"
 
@@ -68,6 +68,7 @@ def build(state: gr.State, show_cli_runs: bool = False) -> dict:
     tab.select(ui_event(handlers.choices), [state, run], [run], queue=False, api_visibility="private")
     tab.select(ui_event(runs.overview), [state], [your_runs["overview"]], api_visibility="private")
     tab.select(ui_event(runs.local_choices), [state], [your_runs["local"]], api_visibility="private")
+    tab.select(_links, [state], your_runs["links"], api_visibility="private")
     return {"tab": tab}
 
 
@@ -87,6 +88,38 @@ def _runs_section(state: gr.State, run: gr.Dropdown, show_cli_runs: bool) -> dic
         local = gr.Dropdown([], label="Runs saved from the command line (local only)", elem_id="local-runs")
         import_button = gr.Button("Copy into my runs", elem_id="local-import")
     rename_button.click(ui_event(runs.rename), [state, run, new_label], [shown, run], api_name="rename_run")
-    delete_button.click(ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run")
+    deleted = delete_button.click(ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run")
     import_button.click(ui_event(runs.import_local), [state, local], [shown, run], api_visibility="private")
-    return {"overview": shown, "local": local}
+    links = _share_section(state, run)
+    deleted.success(_links, [state], links, api_visibility="private")  # deleting a run ends its links
+    return {"overview": shown, "local": local, "links": links}
+
+
+def _share_section(state: gr.State, run: gr.Dropdown) -> list:
+    """Share the chosen run by link (read-only for whoever opens it), list the owner's links, revoke one."""
+    with gr.Row():
+        share_button = gr.Button("Share (read-only link)", elem_id="run-share")
+        link = gr.Textbox(label="Link to the chosen run", interactive=False, buttons=["copy"], elem_id="share-link")
+    listed = gr.Markdown(shares.NO_LINKS, elem_id="share-links")
+    with gr.Row():
+        chosen = gr.Dropdown([], label="Share link to revoke", elem_id="share-revoke-choice")
+        revoke_button = gr.Button("Revoke", variant="stop", elem_id="share-revoke")
+    share_button.click(_share, [state, run], [link, listed, chosen], api_visibility="private")
+    revoke_button.click(_revoke, [state, chosen], [listed, chosen, link], api_visibility="private")
+    return [listed, chosen]
+
+
+# the links use the address the owner's page was opened at (the request's headers), so these take gr.Request
+def _share(session, label, request: gr.Request):
+    """Share the chosen run: (its link, the owner's links, the links to revoke)."""
+    return ui_event(shares.share)(session, label, shares.app_url(request.headers))
+
+
+def _revoke(session, token, request: gr.Request):
+    """Revoke the chosen link: (the owner's links, the links to revoke, no link shown)."""
+    return ui_event(shares.revoke)(session, token, shares.app_url(request.headers))
+
+
+def _links(session, request: gr.Request):
+    """(The owner's links, the links to revoke)."""
+    return ui_event(shares.links)(session, shares.app_url(request.headers))

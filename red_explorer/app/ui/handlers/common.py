@@ -167,7 +167,7 @@ def colours(workbench: Workbench) -> dict[str, str]:
 
 def colour_to_be(workbench: Workbench) -> str:
     """The colour the next kept run will have (a run still training is drawn in it)."""
-    return next_run_colour(len(workbench.all_runs()))
+    return next_run_colour(len(workbench.own_runs()))
 
 
 def cell_text(value) -> str:
