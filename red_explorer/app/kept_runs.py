@@ -18,7 +18,7 @@ from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.home import default_home, restart_warning
 from red_explorer.runs.labels import unique_label
 from red_explorer.runs.record import RunRecord
-from red_explorer.runs.shares import Share, ShareNotFoundError
+from red_explorer.runs.shares import Share, ShareNotFoundError, Shares
 from red_explorer.runs.store import METRICS_FILE, RunStore, human_bytes
 
 LOCAL_OWNER = "local"  # the owner of the runs the CLI keeps
@@ -148,7 +148,7 @@ class KeptRuns:
         runs = []
         for token in self.shared_tokens:
             try:
-                record = self.store.shares.resolve(token)
+                record = Shares(self.store).resolve(token)
             except ShareNotFoundError:
                 continue  # revoked, or the run deleted: gone from every list
             label = unique_label(record.label + SHARED_MARK, taken)
@@ -192,7 +192,9 @@ class KeptRuns:
 
     def delete_run(self, label: str) -> SessionRun:
         """Delete one run from disk (and its share links): the only way a run goes away."""
-        return SessionRun(self.store.delete(self.owner, self._own(label, "delete").id))
+        run = self._own(label, "delete")
+        Shares(self.store).revoke_run(self.owner, run.id)
+        return SessionRun(self.store.delete(self.owner, run.id))
 
     def _own(self, label: str, doing: str) -> SessionRun:
         """The owner's run ``label``; a clear refusal for a run shared with this page (it is read-only)."""
@@ -206,7 +208,7 @@ class KeptRuns:
 
     def open_share(self, token: str) -> SessionRun | None:
         """List the run a share link opens on this page, read-only; None when it is one of the owner's own runs."""
-        record = self.store.shares.resolve(token)
+        record = Shares(self.store).resolve(token)
         if record.owner == self.owner:
             return None
         if token not in self.shared_tokens:
@@ -215,16 +217,18 @@ class KeptRuns:
 
     def share_run(self, label: str) -> Share:
         """A new share link to one of the owner's runs."""
-        return self.store.shares.create(self.owner, self._own(label, "share").id)
+        return Shares(self.store).create(self.owner, self._own(label, "share").id)
 
     def share_links(self) -> list[tuple[Share, str]]:
         """The owner's active share links with the label of the run each opens, oldest first."""
         labels = {run.id: run.label for run in self.own_runs()}
-        return [(share, labels[share.run_id]) for share in self.store.shares.list(self.owner) if share.run_id in labels]
+        return [
+            (share, labels[share.run_id]) for share in Shares(self.store).list(self.owner) if share.run_id in labels
+        ]
 
     def revoke_share(self, token: str) -> Share:
         """End one of the owner's share links: whoever opened it no longer sees the run."""
-        return self.store.shares.revoke(self.owner, token)
+        return Shares(self.store).revoke(self.owner, token)
 
     def usage(self) -> str:
         """'1.2 MB of 500.0 MB in 3 runs': the owner's disk use against the quota."""

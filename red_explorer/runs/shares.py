@@ -66,8 +66,10 @@ class Shares:
         check_owner(owner)
         if not self.folder.is_dir():
             return []
+        runs = {record.id for record in self.store.list(owner)}  # a deleted run's links open nothing: not listed
         found = [self._read(path.stem) for path in self.folder.glob("*.json")]
-        return sorted((share for share in found if share and share.owner == owner), key=lambda share: share.created)
+        shares = [share for share in found if share and share.owner == owner and share.run_id in runs]
+        return sorted(shares, key=lambda share: share.created)
 
     def revoke(self, owner: str, token: str) -> Share:
         """End one of the owner's links (anyone else's token, or an unknown one, is a ShareNotFoundError)."""

@@ -30,7 +30,6 @@ from red_explorer.runs.record import BaseModelKey, RunRecord
 if TYPE_CHECKING:
     from red_explorer.engine.experiment import RunResult
     from red_explorer.models.loading import LoadedModel
-    from red_explorer.runs.shares import Shares
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
@@ -323,21 +322,13 @@ class RunStore:
         return record
 
     def delete(self, owner: str, run_id: str) -> RunRecord:
-        """Delete one run (what the user asked for, nothing else) and end its share links; returns its record."""
+        """Delete one run (what the user asked for, nothing else; its share links open nothing more); its record."""
         with self._locked():
             record = self.get(owner, run_id)
             doomed = record.path.with_name(f"{DELETING}{run_id}-{secrets.token_hex(3)}")
             os.rename(record.path, doomed)  # gone from listings at once, even if removal is interrupted
-            self.shares.revoke_run(owner, run_id)
         shutil.rmtree(doomed, ignore_errors=True)
         return record
-
-    @property
-    def shares(self) -> Shares:
-        """The store's share links (read-only links to single runs)."""
-        from red_explorer.runs.shares import Shares  # it reads runs through this store
-
-        return Shares(self)
 
     # ------------------------------------------------------------ using
 
