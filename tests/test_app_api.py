@@ -138,3 +138,29 @@ def test_stop_ends_a_running_training_job(ready):
     status, _, summary = job.result(timeout=120)
     row = dict(zip(summary["headers"], summary["data"][0], strict=True))
     assert "<b>Stopped.</b>" in status and row["stopped"] == "stopped by user"
+
+
+def test_concurrent_api_users_each_keep_and_see_only_their_own_runs(url, files, tmp_path):
+    """A load test: USERS clients at once load, train, rename and export; nothing is lost or seen across them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    users = 4
+
+    def one_user(index: int) -> tuple[Client, str]:
+        api = client(url, tmp_path / f"user{index}")
+        api.predict(str(files[0]), "causal-lm", "auto", "auto", api_name="/load_model")
+        api.predict(handle_file(str(files[1])), None, 0.1, 0, 64, api_name="/load_data")
+        train(api, steps=1)
+        label = f"run of user {index}"
+        api.predict("RED full (ffn)", label, api_name="/rename_run")
+        return api, label
+
+    with ThreadPoolExecutor(users) as pool:
+        done = list(pool.map(one_user, range(users)))
+    for api, label in done:
+        path, _ = api.predict(label, api_name="/export")  # its own run is kept
+        assert "red_config.json" in zipfile.ZipFile(path).namelist()
+        for _, other in done:
+            if other != label:
+                with pytest.raises(AppError, match="no run called"):
+                    api.predict(other, api_name="/export")
