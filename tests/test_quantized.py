@@ -1,0 +1,152 @@
+"""Quantized bases: loading in 8 and 4 bits, training on them, moving edits between bases, merging."""
+
+import argparse
+import copy
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from tiny_models import logits, sample_inputs, save_tiny_causal_lm
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+from red_explorer.cli.main import build_parser
+from red_explorer.core.merged import merge_tolerance, save_merged
+from red_explorer.core.registry import MethodSpec, apply_method, load_method, save_method
+from red_explorer.data.prepared import prepare_data
+from red_explorer.data.tables import DataConfig
+from red_explorer.engine.experiment import default_train_config, train_method
+from red_explorer.models import loading
+from red_explorer.models.loading import load_model
+from red_explorer.models.quantization import is_quantized, quantization_config
+from red_explorer.runs.record import BaseModelKey
+
+pytest.importorskip("torchao")
+
+SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
+# How far an unedited tiny Llama's logits move when its weights are quantized (measured: 0.002 and 0.045).
+BASE_SHIFT = {"8bit": 0.01, "4bit": 0.1}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("quantized") / "model")
+
+
+@pytest.fixture(scope="module")
+def plain(folder):
+    return load_model(str(folder), device="cpu")
+
+
+@pytest.fixture(scope="module", params=["8bit", "4bit"])
+def quantized(request, folder):
+    return load_model(str(folder), device="cpu", quantize=request.param)
+
+
+@pytest.fixture(scope="module")
+def data(plain):
+    return prepare_data(SAMPLE, plain.tokenizer, DataConfig(max_length=256, max_rows=40))
+
+
+def shift(first: torch.nn.Module, second: torch.nn.Module) -> float:
+    """The largest |Δlogit| between two models on the sample inputs."""
+    return (logits(first, sample_inputs()) - logits(second, sample_inputs())).abs().max().item()
+
+
+def test_a_quantized_base_holds_quantized_weights_and_computes_nearly_the_base(plain, quantized):
+    weight = quantized.model.model.layers[0].mlp.down_proj.weight
+    assert quantized.quantize in ("8bit", "4bit") and is_quantized(quantized.model)
+    assert type(weight).__name__ in ("Int8Tensor", "IntxUnpackedToInt8Tensor")
+    assert not any(parameter.requires_grad for parameter in quantized.model.parameters())
+    assert 0 < shift(plain.model, quantized.model) < BASE_SHIFT[quantized.quantize]
+    assert BaseModelKey.of(quantized).quantize == quantized.quantize
+    assert BaseModelKey.of(plain).quantize is None
+
+
+def test_bitsandbytes_configs_reach_from_pretrained_on_cuda(folder, monkeypatch):
+    seen = {}
+
+    def spy(source, **options):
+        seen.update(options)
+        raise OSError("stopped by the test")
+
+    monkeypatch.setattr(loading, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", spy)
+    with pytest.raises(loading.ModelLoadError, match="stopped by the test"):
+        load_model(str(folder), device="cuda", dtype="bfloat16", quantize="4bit")
+    config = seen["quantization_config"]
+    assert isinstance(config, BitsAndBytesConfig) and config.load_in_4bit and not config.load_in_8bit
+    assert config.bnb_4bit_quant_type == "nf4" and config.bnb_4bit_use_double_quant
+    assert config.bnb_4bit_compute_dtype == torch.bfloat16
+    assert seen["device_map"] == {"": torch.device("cuda")} and seen["dtype"] == torch.bfloat16
+    eight = quantization_config("8bit", torch.device("cuda"), torch.float16)
+    assert eight.load_in_8bit and not eight.load_in_4bit
+
+
+def test_bad_quantize_choices_say_what_works():
+    with pytest.raises(ValueError, match="use None .* '8bit' or '4bit'"):
+        quantization_config("3bit", torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match="CUDA .* and CPU .*not on mps"):
+        quantization_config("4bit", torch.device("mps"), torch.float32)
+    assert quantization_config(None, torch.device("cpu"), torch.float32) is None
+
+
+@pytest.mark.parametrize("method", ["full", "bitfit"])
+def test_methods_that_train_the_base_itself_refuse_a_quantized_base(quantized, method):
+    with pytest.raises(ValueError, match="cannot train on a quantized base: .*Load the base without quantization"):
+        apply_method(copy.deepcopy(quantized.model), MethodSpec(method), "causal-lm")
+
+
+@pytest.mark.parametrize("method", ["red", "lora"])
+def test_training_on_a_quantized_base_moves_to_the_plain_base_and_merges_plainly(
+    plain, quantized, data, method, tmp_path
+):
+    """The loss falls; the edits load on the unquantized base and change its logits by at most twice
+    what quantization changes the unedited base's; merging writes a plain float32 checkpoint."""
+    spec = MethodSpec(method)
+    config = default_train_config(spec, epochs=2, batch_size=8, **({"learning_rate": 1e-2} if method == "lora" else {}))
+    result = train_method(replace(quantized, model=copy.deepcopy(quantized.model)), data, spec, config)
+    assert result.metrics_after["loss"] < result.metrics_before["loss"] - 0.03
+    save_method(result.model, spec, tmp_path / "run")
+    moved, _ = load_method(copy.deepcopy(plain.model), tmp_path / "run")
+    assert shift(moved, plain.model) > 0.2  # the edit does something ...
+    assert shift(moved, result.model) <= 2 * shift(plain.model, quantized.model)  # ... the same on both bases
+
+    merged_folder = save_merged(result.model, tmp_path / "merged")
+    saved = json.loads((merged_folder / "config.json").read_text())
+    assert "quantization_config" not in saved and saved["dtype"] == "float32"
+    merged = AutoModelForCausalLM.from_pretrained(merged_folder)
+    assert all(type(parameter.data) is torch.Tensor for parameter in merged.parameters())
+    scale = logits(result.model, sample_inputs()).abs().max().item()
+    assert shift(merged, result.model) <= merge_tolerance(torch.float32, 2) * scale
+
+
+def test_red_trained_on_the_plain_base_moves_onto_a_quantized_base(plain, quantized, data, tmp_path):
+    spec = MethodSpec("red")
+    result = train_method(
+        replace(plain, model=copy.deepcopy(plain.model)), data, spec, default_train_config(spec, max_steps=3)
+    )
+    save_method(result.model, spec, tmp_path / "run")
+    moved, _ = load_method(copy.deepcopy(quantized.model), tmp_path / "run")
+    assert shift(moved, quantized.model) > 0.05
+    assert shift(moved, result.model) <= 2 * shift(plain.model, quantized.model)
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    actions = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return actions[0].choices if actions else {}
+
+
+def _has(parser: argparse.ArgumentParser, option: str) -> bool:
+    return any(option in action.option_strings for action in parser._actions)
+
+
+@pytest.mark.parametrize("command", ["train", "ablate", "sweep", "generate", "explore", "bench", "merge"])
+def test_every_model_command_takes_quantize(command):
+    parser = _subparsers(build_parser())[command]
+    leaves = [leaf for leaf in list(_subparsers(parser).values()) or [parser] if _has(leaf, "--model")]
+    assert leaves  # explore: each action that loads a model
+    for leaf in leaves:
+        option = next(action for action in leaf._actions if "--quantize" in action.option_strings)
+        assert option.choices == ["4bit", "8bit"] and option.default is None
