@@ -150,3 +150,17 @@ def test_every_model_command_takes_quantize(command):
     for leaf in leaves:
         option = next(action for action in leaf._actions if "--quantize" in action.option_strings)
         assert option.choices == ["4bit", "8bit"] and option.default is None
+
+
+def test_the_app_keys_loads_and_describes_a_quantized_base(folder):
+    from red_explorer.app.model_info import model_info
+    from red_explorer.app.model_registry import ModelKey, ModelRegistry
+    from red_explorer.app.ui.handlers.model import info_markdown
+
+    assert ModelKey(str(folder), quantize="none").resolved() == ModelKey(str(folder), device="cpu").resolved()
+    with pytest.raises(ValueError, match="unknown quantize '2bit'"):
+        ModelKey(str(folder), quantize="2bit").resolved()
+    key = ModelKey(str(folder), device="cpu", quantize="8bit")
+    loaded = ModelRegistry().get(key)
+    assert loaded.quantize == "8bit" and is_quantized(loaded.model)
+    assert "cpu · float32 · weights stored in 8 bits" in info_markdown(model_info(loaded))

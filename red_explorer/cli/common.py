@@ -28,7 +28,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--quantize",
         choices=["4bit", "8bit"],
-        help="store the frozen base quantized (bitsandbytes on CUDA, torchao on CPU); --dtype is then the compute dtype",
+        help="store the frozen base quantized (bitsandbytes on CUDA, torchao on CPU); --dtype: the compute dtype",
     )
 
 
