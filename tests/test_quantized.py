@@ -10,18 +10,18 @@ import torch
 from tiny_models import logits, sample_inputs, save_tiny_causal_lm
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+from red_explorer.bench.setup import load_bench_model
 from red_explorer.cli.main import build_parser
 from red_explorer.core.merged import merge_tolerance, save_merged
-from red_explorer.core.registry import MethodSpec, apply_method, load_method, save_method
+from red_explorer.core.method import MergeError
+from red_explorer.core.registry import METHODS, MethodSpec, apply_method, load_method, save_method
 from red_explorer.data.prepared import prepare_data
 from red_explorer.data.tables import DataConfig
 from red_explorer.engine.experiment import default_train_config, train_method
 from red_explorer.models import loading
 from red_explorer.models.loading import load_model
 from red_explorer.models.quantization import is_quantized, quantization_config
-from red_explorer.runs.record import BaseModelKey
-
-pytest.importorskip("torchao")
+from red_explorer.runs.record import BaseModelKey, RunRecord
 
 SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
 # How far an unedited tiny Llama's logits move when its weights are quantized (measured: 0.002 and 0.045).
@@ -41,6 +41,11 @@ def plain(folder):
 @pytest.fixture(scope="module", params=["8bit", "4bit"])
 def quantized(request, folder):
     return load_model(str(folder), device="cpu", quantize=request.param)
+
+
+@pytest.fixture(scope="module")
+def int8(folder):
+    return load_model(str(folder), device="cpu", quantize="8bit")
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +169,35 @@ def test_the_app_keys_loads_and_describes_a_quantized_base(folder):
     loaded = ModelRegistry().get(key)
     assert loaded.quantize == "8bit" and is_quantized(loaded.model)
     assert "cpu · float32 · weights stored in 8 bits" in info_markdown(model_info(loaded))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_on_a_quantized_base_and_merges_plainly_or_says_why_not(int8, data, method, tmp_path):
+    spec = MethodSpec(method)
+    loaded = replace(int8, model=copy.deepcopy(int8.model))
+    if method in ("full", "bitfit"):
+        with pytest.raises(ValueError, match="cannot train on a quantized base"):
+            train_method(loaded, data, spec, default_train_config(spec, max_steps=1))
+        return
+    result = train_method(loaded, data, spec, default_train_config(spec, max_steps=2, batch_size=8))
+    assert result.stopped_reason == "completed" and result.trainable_parameters > 0
+    try:
+        merged_folder = save_merged(result.model, tmp_path / "merged")
+    except MergeError as error:  # TARE and LoReFT edit per token: no fixed weights compute them
+        assert method in ("tare", "loreft") and "cannot be merged" in str(error)
+        return
+    assert "quantization_config" not in json.loads((merged_folder / "config.json").read_text())
+
+
+def test_a_run_records_its_quantization_and_older_runs_read_as_unquantized(quantized):
+    base = BaseModelKey.of(quantized)
+    record = RunRecord("id", "label", "owner", "2026-01-01", None, base, {}, {}, None, [], [], 0, [])
+    assert RunRecord.from_dict(record.to_dict()).base.quantize == quantized.quantize
+    older = record.to_dict()
+    del older["base"]["quantize"]
+    assert RunRecord.from_dict(older).base.quantize is None
+
+
+def test_bench_quantizes_only_a_loaded_model():
+    with pytest.raises(ValueError, match="--quantize applies to a loaded model, not to the random 'tiny'"):
+        load_bench_model("tiny", device="cpu", quantize="8bit")
