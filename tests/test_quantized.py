@@ -201,3 +201,29 @@ def test_a_run_records_its_quantization_and_older_runs_read_as_unquantized(quant
 def test_bench_quantizes_only_a_loaded_model():
     with pytest.raises(ValueError, match="--quantize applies to a loaded model, not to the random 'tiny'"):
         load_bench_model("tiny", device="cpu", quantize="8bit")
+
+
+def test_the_app_trains_on_a_quantized_base_and_exports_a_plain_merge(tmp_path):
+    import zipfile
+
+    from app_helpers import save_tiny_llama, tiny_rows, write_csv
+
+    from red_explorer.app.model_registry import ModelRegistry
+    from red_explorer.app.options import TrainOptions
+    from red_explorer.app.workbench import Workbench
+
+    bench = Workbench(ModelRegistry())
+    bench.load_model(str(save_tiny_llama(tmp_path / "model")), "causal-lm", "cpu", "auto", "4bit")
+    bench.load_data(write_csv(tmp_path / "words.csv", tiny_rows(40)))
+    base = logits(bench.loaded().model, sample_inputs())
+    options = TrainOptions(max_steps=3, max_length=64, batch_size=8, eval_every=None)
+    for spec in (MethodSpec("red"), MethodSpec("lora")):  # the second reuses the reset training replica
+        label = bench.train(spec, options).label
+        with bench.attached(label) as model:
+            assert (logits(model, sample_inputs()) - base).abs().max() > 0.05
+        with zipfile.ZipFile(bench.export_merged_zip(label)) as archive:
+            names = [name for name in archive.namelist() if name.rpartition("/")[2] == "config.json"]
+            config = json.loads(archive.read(names[0]))
+        assert "quantization_config" not in config
+    assert torch.equal(logits(bench.loaded().model, sample_inputs()), base)  # the shared base is as loaded
+    bench.close()
