@@ -227,3 +227,17 @@ def test_the_app_trains_on_a_quantized_base_and_exports_a_plain_merge(tmp_path):
         assert "quantization_config" not in config
     assert torch.equal(logits(bench.loaded().model, sample_inputs()), base)  # the shared base is as loaded
     bench.close()
+
+
+def test_the_cli_trains_on_a_quantized_base_keeps_the_quantization_and_merges_plainly(folder, tmp_path, capsys):
+    from red_explorer.cli.main import main
+    from red_explorer.cli.runs import OWNER, store_for
+
+    home, out = tmp_path / "home", tmp_path / "run"
+    common = ["--model", str(folder), "--device", "cpu", "--quantize", "8bit"]
+    train = ["train", *common, "--data", SAMPLE, "--max-rows", "20", "--max-steps", "2", "--out", str(out)]
+    assert main([*train, "--home", str(home)]) == 0
+    (record,) = store_for(str(home)).list(OWNER)
+    assert record.base.quantize == "8bit" and f'"run_id": "{record.id}"' in capsys.readouterr().out
+    assert main(["merge", *common, "--edits", str(out), "--out", str(tmp_path / "merged")]) == 0
+    assert "quantization_config" not in json.loads((tmp_path / "merged" / "config.json").read_text())
