@@ -20,7 +20,7 @@ from red_explorer.data.tables import DataConfig
 from red_explorer.engine.experiment import default_train_config, train_method
 from red_explorer.models import loading
 from red_explorer.models.loading import load_model
-from red_explorer.models.quantization import is_quantized, quantization_config
+from red_explorer.models.quantization import dequantize_base, is_quantized, quantization_config
 from red_explorer.runs.record import BaseModelKey, RunRecord
 
 SAMPLE = "red_explorer/samples/restaurants_e2e.csv"
@@ -241,3 +241,21 @@ def test_the_cli_trains_on_a_quantized_base_keeps_the_quantization_and_merges_pl
     assert record.base.quantize == "8bit" and f'"run_id": "{record.id}"' in capsys.readouterr().out
     assert main(["merge", *common, "--edits", str(out), "--out", str(tmp_path / "merged")]) == 0
     assert "quantization_config" not in json.loads((tmp_path / "merged" / "config.json").read_text())
+
+
+def test_a_merge_whose_dequantized_base_is_wrong_is_refused_not_written(int8, data, monkeypatch, tmp_path):
+    from red_explorer.core import merged as merged_module
+
+    def off_by_a_little(model, dtype):
+        plain = dequantize_base(model, dtype)
+        with torch.no_grad():
+            plain.model.layers[1].mlp.down_proj.weight.mul_(1.05)  # what a wrong dequantization would do
+        return plain
+
+    spec = MethodSpec("red")
+    config = default_train_config(spec, max_steps=1)
+    result = train_method(replace(int8, model=copy.deepcopy(int8.model)), data, spec, config)
+    monkeypatch.setattr(merged_module, "dequantize_base", off_by_a_little)
+    with pytest.raises(MergeError, match="differs from the edited one .* not written"):
+        save_merged(result.model, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
