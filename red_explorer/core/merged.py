@@ -57,7 +57,8 @@ def _merge_dequantized(model: nn.Module) -> nn.Module:
     folded there: folding into quantized weights would round them again (PEFT re-quantizes on merge).
     """
     method = attached_method(model)
-    dtype = base_of(model).config.dtype or torch.float32
+    dtype = base_of(model).config.dtype or torch.float32  # the compute dtype the base was loaded in
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     with tempfile.TemporaryDirectory(prefix="red-merge-") as folder:
         method.save(model, Path(folder), None, ())
         plain = dequantize_base(method.detach(copy.deepcopy(model)), dtype)
