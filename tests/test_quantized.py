@@ -259,3 +259,16 @@ def test_a_merge_whose_dequantized_base_is_wrong_is_refused_not_written(int8, da
     with pytest.raises(MergeError, match="differs from the edited one .* not written"):
         save_merged(result.model, tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_torchaos_harmless_import_notices_are_quiet_and_its_other_warnings_are_not(caplog):
+    import logging
+
+    import red_explorer  # noqa: F401  (installs the filters)
+
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torchao").warning("Failed to load /site-packages/torchao/_C_cutlass_90a.abi3.so: no CUDA")
+        logging.getLogger("torchao").warning("int4 weights need a group size that divides the input features")
+    assert [record.getMessage() for record in caplog.records] == [
+        "int4 weights need a group size that divides the input features"
+    ]
