@@ -272,3 +272,22 @@ def test_torchaos_harmless_import_notices_are_quiet_and_its_other_warnings_are_n
     assert [record.getMessage() for record in caplog.records] == [
         "int4 weights need a group size that divides the input features"
     ]
+
+
+def test_red_refuses_to_fold_into_quantized_weights_in_place_and_the_bench_leaves_those_rows_out(int8):
+    from red_explorer.bench.serve import generation_factories
+    from red_explorer.bench.setup import BenchModel, choose_shape
+    from red_explorer.bench.train import train_specs
+    from red_explorer.core.red.config import RedConfig
+    from red_explorer.core.red.edit import attach_red, detach_red
+    from red_explorer.core.red.merge import merge_red
+
+    model = copy.deepcopy(int8.model)
+    attach_red(model, RedConfig())
+    with pytest.raises(MergeError, match="does not fold into quantized weights in place.* save_merged"):
+        merge_red(model)
+    detach_red(model)
+    assert list(train_specs(model)) == ["red_ffn", "red_ffn_attn", "lora_r8", "tare"]
+    bench = BenchModel(model, int8.tokenizer, "tiny-int8", "", int8.device, int8.dtype)
+    shape = choose_shape(int8.device, True, "tiny-int8")
+    assert list(generation_factories(bench, shape)) == ["base", "red_attached", "lora_attached", "tare_attached"]
