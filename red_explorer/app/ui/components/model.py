@@ -16,8 +16,9 @@ MODEL_HELP = (
 )
 
 QUANTIZE_HELP = (
-    "store the frozen base in 8 or 4 bits: about 1/2 or 1/4 of bf16's memory (CUDA, bitsandbytes), "
-    "a little quality lost; CPU (torchao) saves less; full fine-tuning and BitFit cannot train on it"
+    "store the frozen base in 8 or 4 bits: about 1/2 or 1/4 of bf16's memory on CUDA (bitsandbytes), less on "
+    "CPU (torchao); 8 bits lose little quality, 4 bits more (most on small models); full fine-tuning and BitFit "
+    "cannot train on it"
 )
 
 DEMOS_HELP = (
