@@ -4,6 +4,7 @@ The public API, in PEFT's terms: configs, attach / detach, a disabled context, s
 unmerge, ``merge_and_unload``, ``save_merged``, the edit bank with per-row edits, and swaps.
 """
 
+from red_explorer import quiet_imports  # noqa: F401  (first: before transformers imports torchao)
 from red_explorer.core.checkpoint import EditsFileError
 from red_explorer.core.merged import save_merged
 from red_explorer.core.method import MergeError, Method

@@ -27,12 +27,13 @@ def test_a_refused_model_keeps_the_working_one_and_the_page_shows_it(files):
     with pytest.raises(gr.Error, match="was not loaded.*still uses"):
         ui_event(model.load_model)(session, "/no/such/model", "classification", "auto", "auto")
     assert session.workbench.key.spec == str(files[0]) and session.workbench.model_status() == "ready"
-    info, diagram, figure, status, spec, task, device, dtype = model.restore_after_failure(
-        session, "/no/such/model", "classification", "auto", "auto"
+    info, diagram, figure, status, spec, task, device, dtype, quantize = model.restore_after_failure(
+        session, "/no/such/model", "classification", "auto", "auto", "8bit"
     )
     assert info.startswith("> ✕ **/no/such/model was not loaded") and "| layers | 2 |" in info
     assert "<svg" in diagram and "RED (FFN)" in figure.data[0].y and "ready" in status
     assert (spec, task, device, dtype) == (str(files[0]), "causal-lm", "auto", "auto")  # the controls say what runs
+    assert quantize == "none"
 
 
 def test_default_for_classification_says_it_means_minilm():

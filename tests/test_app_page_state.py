@@ -36,8 +36,8 @@ def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
 
     page = Session(Workbench(ModelRegistry()))  # the reloaded page: a new session, the same owner key
     page.adopt_owner(owner)
-    summary, diagram, figure, status, spec, task, device, dtype = model.restore_last(page)
-    assert (spec, task, device, dtype) == (str(files[0]), "causal-lm", "cpu", "float32")
+    summary, diagram, figure, status, spec, task, device, dtype, quantize = model.restore_last(page)
+    assert (spec, task, device, dtype, quantize) == (str(files[0]), "causal-lm", "cpu", "float32", "none")
     assert summary.startswith("> Restored your last model and data (my rows.csv).") and "| layers | 2 |" in summary
     assert "<svg" in diagram and "ready" in status
     assert model.show_model(page)[0] == summary.split("\n\n", 1)[1]  # the tab opened later: the same model
@@ -48,7 +48,7 @@ def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
     stranger = Session(Workbench(ModelRegistry()))  # another owner restores nothing of it
     stranger.adopt_owner("")
     assert recall(stranger.workbench.store, stranger.workbench.owner) is None
-    summary, *_, spec, _, _, _ = model.restore_last(stranger)
+    summary, *_, spec, _, _, _, _ = model.restore_last(stranger)
     assert spec == "default" and stranger.workbench.data is None and "Restored" not in summary
 
 

@@ -29,13 +29,14 @@ class LastChoice:
     task: str = "causal-lm"
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None
     data_path: str | None = None  # a bundled sample, or the kept copy of an upload
     data_name: str | None = None
     validation_fraction: float = 0.1
     max_rows: int | None = None
 
     def key(self) -> ModelKey:
-        return ModelKey(self.spec, self.task, None, self.device, self.dtype)
+        return ModelKey(self.spec, self.task, None, self.device, self.dtype, self.quantize)
 
 
 def _folder(store: RunStore, owner: str) -> Path:
@@ -62,8 +63,9 @@ def _kept_data(folder: Path, path: Path, name: str) -> Path | None:
 def remember(store: RunStore, owner: str, key: ModelKey, data=None) -> LastChoice:
     """Keep ``key`` and ``data`` (a DataState or None) as the owner's last choice; written whole, owner-only."""
     folder = _folder(store, owner)
+    choice = LastChoice(key.spec, key.task, key.device, key.dtype, key.quantize)
     with FileLock(str(folder / CHOICE_LOCK), mode=0o600, thread_local=False):  # two tabs of one browser, or two apps
-        return _write(folder, LastChoice(key.spec, key.task, key.device, key.dtype), data)
+        return _write(folder, choice, data)
 
 
 def _write(folder: Path, choice: LastChoice, data) -> LastChoice:

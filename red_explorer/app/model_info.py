@@ -40,6 +40,7 @@ class ModelInfo:
     dtype: str
     parameter_counts: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    quantize: str | None = None  # how the frozen weights are stored: None, "8bit", "4bit"
 
 
 def _sites(model: nn.Module, kind: str) -> list[Site]:
@@ -122,4 +123,5 @@ def model_info(loaded: LoadedModel) -> ModelInfo:
         dtype=str(loaded.dtype).removeprefix("torch."),
         parameter_counts=method_parameter_counts(model, loaded.task),
         notes=notes,
+        quantize=loaded.quantize,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from red_explorer.app.training_replica import TrainingReplicas
 from red_explorer.models.loading import DTYPES, LoadedModel, load_model, resolve_device, resolve_dtype
+from red_explorer.models.quantization import check_quantize
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,15 @@ class ModelKey:
     num_labels: int | None = None
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str | None = None  # None, "8bit" or "4bit" (``load_model``'s quantize)
 
     def resolved(self) -> ModelKey:
         """The same key with "auto" device and dtype replaced by what they mean on this machine."""
         device = resolve_device(self.device)
         dtype = resolve_dtype(self.dtype, device)
         dtype_name = next(name for name, value in DTYPES.items() if value == dtype)
-        return replace(self, spec=self.spec.strip() or "default", device=str(device), dtype=dtype_name)
+        spec, quantize = self.spec.strip() or "default", check_quantize(self.quantize)
+        return replace(self, spec=spec, device=str(device), dtype=dtype_name, quantize=quantize)
 
 
 @dataclass
@@ -80,7 +83,8 @@ class ModelRegistry:
 
     def _load(self, key: ModelKey, entry: _Entry) -> None:
         try:
-            entry.model = self._loader(key.spec, key.task, key.num_labels, key.device, key.dtype)
+            quantized = {"quantize": key.quantize} if key.quantize else {}
+            entry.model = self._loader(key.spec, key.task, key.num_labels, key.device, key.dtype, **quantized)
         except BaseException as error:  # kept for every waiter, re-raised by get()
             entry.error = error
         with self._lock:

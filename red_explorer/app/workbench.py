@@ -119,9 +119,16 @@ class Workbench(RunFiles, KeptRuns):
     def model_status(self) -> str:
         return self.registry.status(self.training_key())
 
-    def load_model(self, spec: str = "default", task: str = "causal-lm", device: str = "auto", dtype: str = "auto"):
+    def load_model(
+        self,
+        spec: str = "default",
+        task: str = "causal-lm",
+        device: str = "auto",
+        dtype: str = "auto",
+        quantize: str | None = None,
+    ):
         """Choose and load a base model; a new model lists its own runs (the others stay kept) and re-reads the data."""
-        new_key = ModelKey(spec.strip() or "default", task, None, device, dtype).resolved()
+        new_key = ModelKey(spec.strip() or "default", task, None, device, dtype, quantize).resolved()
         old_key, self.key = self.key, new_key
         try:
             loaded = self.loaded()
@@ -143,7 +150,7 @@ class Workbench(RunFiles, KeptRuns):
         choice = recall(self.store, self.owner)
         if choice is None:
             return None
-        self.load_model(choice.spec, choice.task, choice.device, choice.dtype)
+        self.load_model(choice.spec, choice.task, choice.device, choice.dtype, choice.quantize)
         if choice.data_path and self.data is None:
             self.load_data(choice.data_path, choice.validation_fraction, choice.max_rows, name=choice.data_name)
         return choice

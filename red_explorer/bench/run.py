@@ -159,7 +159,12 @@ def _keeper(result: dict, path: Path) -> Callable[[str, object], object]:
 
 
 def run_benchmark(
-    model: str, device: str = "auto", dtype: str = "auto", quick: bool = False, out: str = "bench"
+    model: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    quick: bool = False,
+    out: str = "bench",
+    quantize: str | None = None,
 ) -> dict:
     """Run the benchmark on ``model`` ('default', a folder, 'tiny', 'random:smollm2', 'random:llama-7b').
 
@@ -167,7 +172,7 @@ def run_benchmark(
     """
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
-    bench = load_bench_model(model, device=device, dtype=dtype)
+    bench = load_bench_model(model, device=device, dtype=dtype, quantize=quantize)
     result = {
         "model": bench.name,
         "model_description": bench.description,

@@ -15,6 +15,7 @@ from red_explorer.core.red.edit import SCALE, attach_red, detach_red, red_vector
 from red_explorer.core.red.merge import merge_red
 from red_explorer.core.registry import MethodSpec, apply_method
 from red_explorer.core.tare.edit import attach_tare, detach_tare
+from red_explorer.models.quantization import is_quantized
 
 GENERATE_VARIANTS = ("base", "red_attached", "red_merged", "lora_attached", "lora_merged", "tare_attached")
 
@@ -156,6 +157,8 @@ def generation_factories(bench: BenchModel, shape: BenchShape) -> dict:
         "lora_merged": lambda: lora_variant(model, merged=True),
         "tare_attached": lambda: tare_variant(model),
     }
+    if is_quantized(model):  # edits do not fold into quantized weights in place (save_merged dequantizes)
+        factories = {name: factory for name, factory in factories.items() if not name.endswith("_merged")}
     return {name: _wrap(factory, workload) for name, factory in factories.items()}
 
 
@@ -184,7 +187,7 @@ def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dic
         warm_every_turn=False,
         reference="base",
     )
-    return timings, _rows(timings, GENERATE_VARIANTS, shape.generate_batch * shape.new_tokens, "base")
+    return timings, _rows(timings, list(factories), shape.generate_batch * shape.new_tokens, "base")
 
 
 def bench_many_edits(bench: BenchModel, shape: BenchShape) -> dict:

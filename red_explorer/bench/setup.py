@@ -152,10 +152,12 @@ def random_model(name: str, device: torch.device, dtype: torch.dtype) -> nn.Modu
     return model
 
 
-def load_bench_model(name: str, device: str = "auto", dtype: str = "auto") -> BenchModel:
+def load_bench_model(name: str, device: str = "auto", dtype: str = "auto", quantize: str | None = None) -> BenchModel:
     """'tiny', 'random:smollm2', 'random:llama-7b' (random weights), or anything ``load_model`` takes."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    if quantize and (name in RANDOM_SHAPES or name.startswith("random:")):
+        raise ValueError(f"--quantize applies to a loaded model, not to the random {name!r}; pass a folder or hub id")
     if name in RANDOM_SHAPES:
         model = random_model(name, torch_device, torch_dtype)
         tokenizer = local_tokenizer(model.config.vocab_size)
@@ -163,7 +165,7 @@ def load_bench_model(name: str, device: str = "auto", dtype: str = "auto") -> Be
     elif name.startswith("random:"):
         raise ValueError(f"unknown random model {name!r}; use one of {sorted(RANDOM_SHAPES)}")
     else:
-        loaded = load_model(name, device=device, dtype=dtype)
+        loaded = load_model(name, device=device, dtype=dtype, quantize=quantize)
         model, tokenizer, weights = loaded.model, loaded.tokenizer, "pretrained weights"
     model.eval()
     for parameter in model.parameters():

@@ -44,7 +44,8 @@ def live_tensor_bytes() -> int:
     for value in tensors:
         try:
             storage = value.untyped_storage()
-        except (RuntimeError, NotImplementedError):  # tensors without a plain storage (sparse, meta, ...)
+            storage.data_ptr()
+        except (RuntimeError, NotImplementedError):  # no plain storage (sparse, meta, a quantized weight)
             continue
         if storage.data_ptr():
             storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())

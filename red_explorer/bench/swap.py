@@ -10,7 +10,7 @@ from torch import nn
 
 from red_explorer.bench.serve import random_red_vectors, randomize_lora
 from red_explorer.bench.setup import BenchModel, BenchShape
-from red_explorer.bench.timing import synchronize, timed
+from red_explorer.bench.timing import storage_of, synchronize, timed
 from red_explorer.core.red.bank import swap_edits
 from red_explorer.core.red.edit import attach_red, detach_red
 from red_explorer.core.registry import MethodSpec, apply_method, load_edits, save_edits
@@ -103,10 +103,11 @@ def _tare_directory(bench: BenchModel, folder: Path) -> Path:
 
 
 def checkpoint_bytes(model: nn.Module) -> int:
-    """What a full fine-tuned checkpoint holds: every distinct weight tensor (tied ones once)."""
+    """What a full fine-tuned checkpoint holds: every distinct weight tensor (tied ones once), in the compute dtype."""
     seen, total = set(), 0
     for parameter in model.parameters():
-        pointer = parameter.untyped_storage().data_ptr()
+        storage = storage_of(parameter)
+        pointer = storage.data_ptr() if storage is not None else id(parameter)
         if pointer not in seen:
             seen.add(pointer)
             total += parameter.numel() * parameter.element_size()

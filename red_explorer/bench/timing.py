@@ -61,16 +61,27 @@ def timed(workload: Workload, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def storage_of(tensor: torch.Tensor) -> torch.UntypedStorage | None:
+    """The tensor's storage, or None for a quantized weight (a tensor subclass holds no storage of its own)."""
+    try:
+        storage = tensor.untyped_storage()
+        storage.data_ptr()
+    except RuntimeError:
+        return None
+    return storage
+
+
 class SavedTensorMeter:
     """Counts the bytes autograd saves for backward (the activations), each storage once, parameters excluded."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.excluded = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
+        storages = (storage_of(parameter) for parameter in model.parameters())
+        self.excluded = {storage.data_ptr() for storage in storages if storage is not None}
         self.storages: dict[int, int] = {}
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        pointer = storage.data_ptr()
+        storage = storage_of(tensor)  # None: a quantized weight, saved for backward (a parameter, excluded)
+        pointer = storage.data_ptr() if storage is not None else 0
         if pointer and pointer not in self.excluded:
             self.storages[pointer] = max(self.storages.get(pointer, 0), storage.nbytes())
         return tensor

@@ -16,6 +16,7 @@ from red_explorer.core.red.edit import attach_red, detach_red
 from red_explorer.core.registry import MethodSpec, apply_method
 from red_explorer.data.bundled import TRAINING_SAMPLE
 from red_explorer.engine.evaluation import move
+from red_explorer.models.quantization import is_quantized
 
 TRAIN_VARIANTS = ("floor", "red_ffn", "red_ffn_attn", "lora_r8", "tare", "full")
 LEARNING_RATE = 1e-3
@@ -73,20 +74,23 @@ def remove_method(model: nn.Module, trained: nn.Module, spec: MethodSpec) -> Non
         parameter.grad = None
 
 
-def train_specs() -> dict[str, MethodSpec]:
-    return {
+def train_specs(model: nn.Module) -> dict[str, MethodSpec]:
+    """The benchmarked methods that can train ``model`` (on a quantized base, full fine-tuning cannot)."""
+    specs = {
         "red_ffn": MethodSpec("red"),
         "red_ffn_attn": MethodSpec("red", sites=["ffn", "attn"]),
         "lora_r8": MethodSpec("lora", rank=8, alpha=16),
         "tare": MethodSpec("tare"),
         "full": MethodSpec("full"),
     }
+    quantized = is_quantized(model)
+    return {name: spec for name, spec in specs.items() if not (quantized and spec.entry.quantized_base_refusal)}
 
 
 def bench_training_steps(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
     """Item 1: one training step per method on one batch, as medians; returns timings and a record."""
     batch = token_batch(bench, shape.train_batch, shape.train_length)
-    specs = train_specs()
+    specs = train_specs(bench.model)
     variants = {"floor": lambda: floor_variant(bench.model, batch)}
     variants |= {name: (lambda spec=spec: method_variant(bench.model, spec, batch)) for name, spec in specs.items()}
     timings = interleaved(

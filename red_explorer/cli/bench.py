@@ -18,5 +18,7 @@ def register(commands) -> None:
 def run(args: argparse.Namespace) -> None:
     from red_explorer.bench.run import run_benchmark
 
-    result = run_benchmark(args.model, device=args.device, dtype=args.dtype, quick=args.quick, out=args.out)
+    result = run_benchmark(
+        args.model, device=args.device, dtype=args.dtype, quick=args.quick, out=args.out, quantize=args.quantize
+    )
     print_json(result["summary"])

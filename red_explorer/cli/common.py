@@ -25,6 +25,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="let transformers fetch optimized kernels from the Hub (online only; same as RED_EXPLORER_HUB_KERNELS=1)",
     )
+    parser.add_argument(
+        "--quantize",
+        choices=["4bit", "8bit"],
+        help="store the frozen base quantized (bitsandbytes on CUDA, torchao on CPU); --dtype: the compute dtype",
+    )
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,7 +132,9 @@ def load_for_training(args: argparse.Namespace):
     labels = None
     if args.task == "classification":
         labels = len(load_table(args.data, config, args.validation_data)[1].labels)
-    loaded = load_model(args.model, task=args.task, num_labels=labels, device=args.device, dtype=args.dtype)
+    loaded = load_model(
+        args.model, task=args.task, num_labels=labels, device=args.device, dtype=args.dtype, quantize=args.quantize
+    )
     data = prepare_data(args.data, loaded.tokenizer, config, args.validation_data)
     print(f"data: {data.detected.description}", flush=True)
     return loaded, data

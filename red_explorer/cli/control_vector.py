@@ -45,7 +45,7 @@ def run_export(args: argparse.Namespace) -> None:
     from red_explorer.models.loading import load_model
     from red_explorer.runs.labels import layer_ranges
 
-    model = load_model(args.model, device=args.device, dtype=args.dtype).model
+    model = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize).model
     try:
         exported = export_control_vector(args.edits, args.out, model, bias_only=args.bias_only)
     except NeedsBiasOnly as error:
@@ -61,6 +61,6 @@ def run_import(args: argparse.Namespace) -> None:
     from red_explorer.explore.control_vector import import_control_vector
     from red_explorer.models.loading import load_model
 
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     directory = import_control_vector(loaded.model, args.file, args.out, args.strength, loaded.base_name)
     print(f"wrote a bias-only RED run at strength {args.strength:g} to {directory}; load it with load_edits")

@@ -101,7 +101,12 @@ def _load_edited(args: argparse.Namespace):
     record = read_record(args.edits) if (Path(args.edits) / CONFIG_FILE).is_file() else {}
     task = "classification" if record.get("head_parameters") else "causal-lm"
     loaded = load_model(
-        args.model, task=task, num_labels=record.get("num_labels"), device=args.device, dtype=args.dtype
+        args.model,
+        task=task,
+        num_labels=record.get("num_labels"),
+        device=args.device,
+        dtype=args.dtype,
+        quantize=args.quantize,
     )
     model, _ = attach_saved(loaded.model, args.edits)  # keeps the base's head: a strength of 0 is the base
     return loaded, model, task

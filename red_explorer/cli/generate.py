@@ -43,7 +43,7 @@ def _at_strength(model, strength: float | None) -> tuple:
 def run(args: argparse.Namespace) -> None:
     from red_explorer.engine.generation import Contender, DecodingSettings, chat_prompt, compare_generations
 
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     settings = DecodingSettings(
         max_new_tokens=args.max_new_tokens,
         do_sample=args.sample,

@@ -26,7 +26,12 @@ def run(args: argparse.Namespace) -> None:
     record = read_record(args.edits) if (Path(args.edits) / CONFIG_FILE).is_file() else {}
     task = "classification" if record.get("head_parameters") else "causal-lm"
     loaded = load_model(
-        args.model, task=task, num_labels=record.get("num_labels"), device=args.device, dtype=args.dtype
+        args.model,
+        task=task,
+        num_labels=record.get("num_labels"),
+        device=args.device,
+        dtype=args.dtype,
+        quantize=args.quantize,
     )
     model, spec = load_method(loaded.model, args.edits)
     directory = save_merged(model, args.out, loaded.tokenizer)

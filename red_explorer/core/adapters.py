@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from red_explorer.core.method import Method
+from red_explorer.models.quantization import is_quantized
 
 ADAPTER_CONFIG = "adapter_config.json"
 PEFT_KINDS = {"IA3": "ia3", "LN_TUNING": "lntuning"}  # PEFT's peft_type -> registry name (LORA: lora or dora)
@@ -81,8 +82,10 @@ class PeftAdapter(Method):
         raise NotImplementedError
 
     def attach(self, model: nn.Module, options, task: str, head_parameter_names=()) -> nn.Module:
-        from peft import get_peft_model
+        from peft import get_peft_model, prepare_model_for_kbit_training
 
+        if is_quantized(model):  # QLoRA: PEFT readies a quantized base (fp32 norms, input gradients)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         config = self.peft_config(model, options, task_type(task), head_modules(head_parameter_names))
         return get_peft_model(model, config)
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from red_explorer.core.method import MergeError
-from red_explorer.core.registry import merge_and_unload
+from red_explorer.core.registry import attached_method, merge_and_unload
+from red_explorer.models.quantization import base_of, dequantize_base, is_quantized
 
 ROUNDINGS_PER_LAYER = 4  # accepted rounding error of a merge, in units of eps per layer (see merge_tolerance)
 
@@ -47,14 +50,32 @@ def verify_merged(model: nn.Module, merged: nn.Module, vocab_size: int | None = 
     return ((expected - actual).abs().amax(-1) / scale).median().item()
 
 
+def _merge_dequantized(model: nn.Module) -> nn.Module:
+    """The edit of a model on a quantized base folded into a plain copy of that base's dequantized weights.
+
+    The edit is saved, taken off a copy, the copy's weights dequantized, and the edit loaded back and
+    folded there: folding into quantized weights would round them again (PEFT re-quantizes on merge).
+    """
+    method = attached_method(model)
+    dtype = base_of(model).config.dtype or torch.float32  # the compute dtype the base was loaded in
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    with tempfile.TemporaryDirectory(prefix="red-merge-") as folder:
+        method.save(model, Path(folder), None, ())
+        plain = dequantize_base(method.detach(copy.deepcopy(model)), dtype)
+        edited, _ = method.load(plain, Path(folder))
+        return method.merge_and_unload(edited)
+
+
 def save_merged(model: nn.Module, directory: str | Path, tokenizer=None) -> Path:
     """Write a standard Hugging Face checkpoint with the edits folded in, after checking it.
 
     The folder loads with plain ``AutoModelFor*.from_pretrained``, no RED code needed. A merge whose
     logits differ from the edited model's by more than ``merge_tolerance`` is refused (MergeError).
+    On a quantized base the folder holds the dequantized weights (in the compute dtype) with the edit
+    folded in, checked against the edited quantized model, so it computes what that model did.
     """
-    merged = merge_and_unload(model)
-    dtype = next(model.parameters()).dtype
+    merged = _merge_dequantized(model) if is_quantized(model) else merge_and_unload(model)
+    dtype = next(merged.parameters()).dtype
     layers = getattr(model.config, "num_hidden_layers", None) or 1
     difference, tolerance = verify_merged(model, merged), merge_tolerance(dtype, layers)
     if not difference <= tolerance:

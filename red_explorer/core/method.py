@@ -24,6 +24,7 @@ class Method:
     options: type  # dataclass of the method's settings (validated in __post_init__)
     default_learning_rate: float
     saves_whole_model: bool = False  # True: what it trains is the whole model, not a small edit
+    quantized_base_refusal: str = ""  # why it cannot train on a quantized base ("" = it can)
 
     def label(self, options) -> str:
         """A short human name of one configuration: 'RED full (ffn)', 'LoRA r=8'."""

@@ -22,6 +22,7 @@ from red_explorer.core.method import Method, unfreeze
 from red_explorer.core.red.method import Red
 from red_explorer.core.state import attached_state
 from red_explorer.core.tare.method import Tare
+from red_explorer.models.quantization import is_quantized
 
 REGISTRY: dict[str, Method] = {
     method.name: method
@@ -93,6 +94,12 @@ class MethodSpec:
 
 def apply_method(model: nn.Module, spec: MethodSpec, task: str, head_parameter_names=()) -> nn.Module:
     """Make ``model`` trainable by ``spec`` (mutates it); returns the model to train (PEFT wraps it)."""
+    refusal = spec.entry.quantized_base_refusal
+    if refusal and is_quantized(model):
+        raise ValueError(
+            f"{spec.entry.title} cannot train on a quantized base: {refusal}. "
+            "Load the base without quantization, or choose RED, TARE, LoRA, DoRA, IA3 or LoReFT."
+        )
     trained = spec.entry.attach(model, spec.options, task, head_parameter_names)
     if trained is model:  # a wrapper (PEFT) trains the head through its own modules_to_save
         unfreeze(model, head_parameter_names)

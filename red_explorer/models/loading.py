@@ -19,6 +19,8 @@ from transformers import (
     PreTrainedModel,
 )
 
+from red_explorer.models.quantization import check_quantize, quantization_config
+
 TASKS = ("causal-lm", "classification")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 HEAD_MODULE_NAMES = ("classifier", "score")
@@ -49,6 +51,7 @@ class LoadedModel:
     dtype: torch.dtype
     head_parameter_names: list[str] = field(default_factory=list)  # trainable new head (classification)
     hub_kernels: bool = False  # whether transformers may swap in kernels fetched from the Hub
+    quantize: str | None = None  # None, "8bit" or "4bit": how the frozen weights are stored (see quantization.py)
 
     @property
     def base_name(self) -> str:
@@ -215,9 +218,12 @@ def _hint(source: str) -> str:
 
 
 def _load_pretrained(
-    source: str, task: str, num_labels: int | None, dtype: torch.dtype, hub_kernels: bool
+    source: str, task: str, num_labels: int | None, dtype: torch.dtype, hub_kernels: bool, quantized: dict
 ) -> tuple[PreTrainedModel, Any, set[str]]:
-    """Load config, tokenizer and model from a folder or hub id; returns (model, tokenizer, new keys)."""
+    """Load config, tokenizer and model from a folder or hub id; returns (model, tokenizer, new keys).
+
+    ``quantized`` holds the extra from_pretrained arguments of a quantized load (empty for a plain one).
+    """
     is_local = Path(source).is_dir()
     where = f"folder {source!r}" if is_local else f"{source!r} from the Hugging Face Hub (offline, or no such model?)"
     try:
@@ -234,10 +240,11 @@ def _load_pretrained(
                 use_kernels=hub_kernels,
                 output_loading_info=True,
                 ignore_mismatched_sizes=True,  # a new num_labels re-initialises the head
+                **quantized,
             )
             return model, tokenizer, _new_keys(info)
         model = AutoModelForCausalLM.from_pretrained(
-            source, config=config, dtype=dtype, trust_remote_code=False, use_kernels=hub_kernels
+            source, config=config, dtype=dtype, trust_remote_code=False, use_kernels=hub_kernels, **quantized
         )
     except (OSError, ValueError, KeyError) as exc:
         reason = _first_line(exc)
@@ -288,11 +295,14 @@ def load_model(
     device: str = "auto",
     dtype: str = "auto",
     hub_kernels: bool | None = None,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load `spec` ("default", "minilm", a local folder or a hub id) for `task`, frozen, on `device`.
 
     For task "classification" the new head (`head_parameter_names`) stays trainable. Hub kernels stay
     off unless `hub_kernels` (or $RED_EXPLORER_HUB_KERNELS=1) asks for them, see `hub_kernels_wanted`.
+    `quantize` ("8bit", "4bit") stores the frozen weights quantized (bitsandbytes on CUDA, torchao on
+    CPU); `dtype` is then the compute dtype of activations, edits and the unquantized weights.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {list(TASKS)}.")
@@ -304,8 +314,12 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     source = _resolve_source(spec, task)
     kernels = hub_kernels_wanted(hub_kernels)
-    model, tokenizer, new_keys = _load_pretrained(source, task, num_labels, torch_dtype, kernels)
+    quantize = check_quantize(quantize)
+    config = quantization_config(quantize, torch_device, torch_dtype)
+    quantized = {} if config is None else {"quantization_config": config, "device_map": {"": torch_device}}
+    model, tokenizer, new_keys = _load_pretrained(source, task, num_labels, torch_dtype, kernels, quantized)
     head_names = _head_parameter_names(model, new_keys) if task == "classification" else []
-    model.to(torch_device)
+    if config is None:  # a quantized model is placed by device_map and refuses .to()
+        model.to(torch_device)
     _prepare(model, tokenizer, head_names)
-    return LoadedModel(model, tokenizer, spec, task, torch_device, torch_dtype, head_names, kernels)
+    return LoadedModel(model, tokenizer, spec, task, torch_device, torch_dtype, head_names, kernels, quantize)

@@ -19,19 +19,24 @@ CHUNK = 1 << 20
 
 @dataclass
 class BaseModelKey:
-    """The base model a run belongs to: the spec as given, its real name, task, labels and dtype."""
+    """The base model a run belongs to: the spec as given, its real name, task, labels, dtype and quantization.
+
+    ``quantize`` is the quantization the run was trained on (None, "8bit", "4bit"); its edits load on
+    the same base quantized otherwise too, within the difference quantization makes to the base.
+    """
 
     spec: str  # "default", "minilm", a folder or a hub id, as the user gave it
     base_name: str  # LoadedModel.base_name: the hub id of an embedded default
     task: str
     num_labels: int | None
     dtype: str  # "float32", "bfloat16", "float16"
+    quantize: str | None = None  # what the run was trained on: None (not quantized), "8bit", "4bit"
 
     @classmethod
     def of(cls, loaded: LoadedModel) -> BaseModelKey:
         num_labels = getattr(loaded.model.config, "num_labels", None) if loaded.task == "classification" else None
         dtype = str(loaded.dtype).removeprefix("torch.")
-        return cls(loaded.name, loaded.base_name, loaded.task, num_labels, dtype)
+        return cls(loaded.name, loaded.base_name, loaded.task, num_labels, dtype, loaded.quantize)
 
 
 @dataclass

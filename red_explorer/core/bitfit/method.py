@@ -44,6 +44,10 @@ class Bitfit(Method):
     options = BitfitOptions
     # The BitFit authors' GLUE script (benzakenelad/BitFit, run_glue.py) defaults to 1e-3 with AdamW.
     default_learning_rate = 1e-3
+    quantized_base_refusal = (
+        "its trained model is the base itself, so it would be saved and merged as a quantized checkpoint; "
+        "RED's bias variant trains the same kind of bias on a quantized base"
+    )
 
     def label(self, options: BitfitOptions) -> str:
         return "BitFit" if options.target_modules is None else f"BitFit ({options.target_modules})"

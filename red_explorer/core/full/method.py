@@ -23,6 +23,7 @@ class Full(Method):
     # best of the measured sweep (benchmarks/method_choice/pirate_style, SmolLM2-135M)
     default_learning_rate = 1.5e-4
     saves_whole_model = True
+    quantized_base_refusal = "it updates every weight, and quantized weights do not train"
 
     def label(self, options: FullOptions) -> str:
         return "full fine-tuning"

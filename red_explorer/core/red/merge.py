@@ -11,6 +11,7 @@ from transformers.pytorch_utils import Conv1D
 from red_explorer.core.method import MergeError
 from red_explorer.core.red.edit import BIAS, SCALE, get_state, red_vectors, restore_weights
 from red_explorer.core.sites import find_scheme
+from red_explorer.models.quantization import is_quantized
 
 
 def fold(weight: torch.Tensor, bias: torch.Tensor | None, scale, shift, transposed: bool):
@@ -38,6 +39,11 @@ def merge_red(model: nn.Module) -> None:
     state = get_state(model)
     if state.merged_backup is not None:
         return
+    if is_quantized(model):
+        raise MergeError(
+            "RED does not fold into quantized weights in place (folding would round them again): keep the edit "
+            "attached, or write a plain checkpoint with save_merged, which folds it into the dequantized weights"
+        )
     refuse_shared_weights(model, state.sites)
     backup = {}
     with torch.no_grad():

@@ -15,6 +15,12 @@ MODEL_HELP = (
     "or type a Hugging Face hub id or a local folder saved with `save_pretrained`."
 )
 
+QUANTIZE_HELP = (
+    "store the frozen base in 8 or 4 bits: about 1/2 or 1/4 of bf16's memory on CUDA (bitsandbytes), less on "
+    "CPU (torchao); 8 bits lose little quality, 4 bits more (most on small models); full fine-tuning and BitFit "
+    "cannot train on it"
+)
+
 DEMOS_HELP = (
     "#### One-minute demos\nOne click loads the model and a bundled sample, trains for a few steps on this "
     "machine, and shows the change (Compare opens with the base model beside each run)."
@@ -71,6 +77,9 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
             task = gr.Radio(["causal-lm", "classification"], value="causal-lm", label="Task", scale=2)
             device = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto", label="Device", scale=1)
             dtype = gr.Dropdown(["auto", "float32", "bfloat16", "float16"], value="auto", label="dtype", scale=1)
+            quantize = gr.Dropdown(
+                ["none", "8bit", "4bit"], value="none", label="Quantize", info=QUANTIZE_HELP, scale=1
+            )
         load = gr.Button("Load model", variant="primary", elem_id="load-model")
         with gr.Row():
             with gr.Column(min_width=420):
@@ -80,7 +89,7 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
             with gr.Column(min_width=420):
                 parameters = gr.Plot(show_label=False, label="Trainable parameters per method", elem_id="param-plot")
         diagram = gr.HTML(label="Block diagram", elem_id="model-diagram")
-    controls = [spec, task, device, dtype]
+    controls = [spec, task, device, dtype, quantize]
     load.click(
         ui_event(handlers.load_model),
         [state, *controls],

@@ -48,7 +48,7 @@ def info_markdown(info: ModelInfo) -> str:
         f"| hidden size | {info.hidden_size} |",
         f"| FFN size | {info.intermediate_size or '–'} |",
         f"| parameters | {info.total_parameters:,} ({count(info.total_parameters)}) |",
-        f"| device · dtype | {info.device} · {info.dtype} |",
+        f"| device · dtype | {info.device} · {info.dtype}{_weights(info.quantize)} |",
         *_red_rows(info),
     ]
     lines += [f"\n> **Note:** {note}" for note in info.notes]
@@ -96,14 +96,18 @@ def _activation(session: Session) -> str | None:
     return activation_name(session.workbench.loaded().model.config)
 
 
-def load_model(session: Session, spec: str, task: str, device: str, dtype: str):
+def _weights(quantize: str | None) -> str:
+    return f" · weights stored in {quantize.removesuffix('bit')} bits" if quantize else ""
+
+
+def load_model(session: Session, spec: str, task: str, device: str, dtype: str, quantize: str = "none"):
     """Load (or reuse) the base model: (summary, block diagram, parameter chart, status line).
 
     A model that cannot be loaded leaves the session on its current model; the error says which.
     """
     workbench = session.workbench
     try:
-        info = workbench.load_model(spec or "default", task, device, dtype)
+        info = workbench.load_model(spec or "default", task, device, dtype, quantize)
     except EXPECTED_ERRORS as error:
         raise ValueError(f"{spec or 'default'} was not loaded: {error} {_still_using(session)}") from error
     figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
@@ -147,7 +151,7 @@ def restore_last(session: Session):
     """Page load: the model and data this browser's owner last loaded, loaded again (kept in their folder of the run
     store), and the Model tab showing the model in use.
 
-    Returns (summary, diagram, chart, status, model, task, device, dtype).
+    Returns (summary, diagram, chart, status, model, task, device, dtype, quantize).
     """
     workbench, head = session.workbench, ""
     try:
@@ -157,13 +161,14 @@ def restore_last(session: Session):
     if choice is not None and choice.data_name and workbench.data is not None:
         head = f"> Restored your last model and data ({escape(choice.data_name)}).\n\n"
     key = workbench.key
-    return (*_panels(session, head), model_status(session), key.spec, key.task, key.device, key.dtype)
+    shown = (*_panels(session, head), model_status(session))
+    return (*shown, key.spec, key.task, key.device, key.dtype, key.quantize or "none")
 
 
-def restore_after_failure(session: Session, spec: str, task: str, device: str, dtype: str):
+def restore_after_failure(session: Session, spec: str, task: str, device: str, dtype: str, quantize: str = "none"):
     """After a refused load: the active model's summary, diagram, chart, status and the controls set back to it.
 
-    Returns (summary, diagram, chart, status, model, task, device, dtype).
+    Returns (summary, diagram, chart, status, model, task, device, dtype, quantize).
     """
     workbench = session.workbench
     key = workbench.key
@@ -171,7 +176,7 @@ def restore_after_failure(session: Session, spec: str, task: str, device: str, d
     *shown, figure = _panels(session, failed)
     device = _kept(device, key.device, lambda value: ModelKey(device=value).resolved().device)
     dtype = _kept(dtype, key.dtype, lambda value: ModelKey(device=key.device, dtype=value).resolved().dtype)
-    return (*shown, figure, model_status(session), key.spec, key.task, device, dtype)
+    return (*shown, figure, model_status(session), key.spec, key.task, device, dtype, key.quantize or "none")
 
 
 def model_status(session: Session) -> str:
