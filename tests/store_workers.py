@@ -11,7 +11,8 @@ from red_explorer.runs.store import QuotaError, RunStore
 def import_runs(root: str, folder: str, count: int, quota_bytes: int | None, start) -> list[str]:
     """Wait for ``start``, then keep ``count`` copies of the edits in ``folder``; 'quota' for each refusal."""
     store = RunStore(root, quota_bytes=quota_bytes)
-    loaded = SimpleNamespace(name="tiny-llama", base_name="tiny-llama", task="causal-lm", dtype="float32")
+    names = dict(name="tiny-llama", base_name="tiny-llama")
+    loaded = SimpleNamespace(**names, task="causal-lm", dtype="float32", quantize=None)
     start.wait()
     outcomes = []
     for _ in range(count):

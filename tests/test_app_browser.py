@@ -364,7 +364,7 @@ def test_a_restarted_app_lists_the_browsers_runs_again(page, tmp_path):
         expect(visitor.locator("#import-status")).to_contain_text("Loaded RED full (ffn)", timeout=120_000)
         stop_app(process)
         process = start_app(home, port, log)
-        visitor.reload()
+        reopen(visitor, f"http://127.0.0.1:{port}/")
         open_tab(visitor, "Export")
         expect(visitor.locator("#runs-overview")).to_contain_text("RED full (ffn)", timeout=60_000)
         shot(visitor, "13_after_restart")
@@ -372,3 +372,15 @@ def test_a_restarted_app_lists_the_browsers_runs_again(page, tmp_path):
         context.close()
         stop_app(process)
     assert stat.S_IMODE((home / "browser-secret").stat().st_mode) == 0o600
+
+
+def reopen(page, url: str) -> None:
+    """Open ``url`` again in the same browser (its local storage kept); a page that was reconnecting to the
+    restarted server may abort the first navigation itself, so one more try is allowed."""
+    from playwright.sync_api import Error
+
+    try:
+        page.goto(url)
+    except Error:
+        page.wait_for_timeout(1000)
+        page.goto(url)

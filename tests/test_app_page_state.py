@@ -29,9 +29,9 @@ def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
     owner = first.adopt_owner("")
     model.load_model(first, str(files[0]), "causal-lm", "auto", "auto")
     data.load_data(first, str(upload), None, 0.2, 30, 64)
+    choice_file = first.workbench.store.root / owner / CHOICE_FILE
     first.close()
     shutil.rmtree(upload.parent)  # the temporary upload is gone after the reload
-    choice_file = first.workbench.store.root / owner / CHOICE_FILE
     assert stat.S_IMODE(choice_file.stat().st_mode) == 0o600  # the owner's choice is private to the app's user
 
     page = Session(Workbench(ModelRegistry()))  # the reloaded page: a new session, the same owner key

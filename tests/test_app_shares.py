@@ -131,7 +131,7 @@ def test_a_page_load_with_the_link_lists_the_run_and_it_outlives_an_idle_close(t
     note = _open_shared(student, gr.Request(query_params={"run": token}))
     assert note.startswith(f"**{SHARED}** was shared with you")
     assert _open_shared(student, gr.Request(query_params={})) == ""
-    student.close()  # an idle page is freed; its next event gets a new workbench with the same owner
+    student.free()  # an idle page is freed; its next event gets a new workbench with the same owner
     assert [run.label for run in student.workbench.all_runs()] == ["RED scale (ffn)", SHARED]
     own_link, _, _ = shares.share(teacher, "RED bias (ffn)", "")
     assert own_link.startswith("?run=")  # no address known: a link relative to the page

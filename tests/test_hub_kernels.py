@@ -76,9 +76,9 @@ def test_opting_in_reaches_from_pretrained(spy, folder, monkeypatch) -> None:
 def _recording_load(original, calls: list[dict]):
     """``_load_pretrained`` that records its kernels argument and loads with kernels off (none exist offline)."""
 
-    def load(source, task, num_labels, dtype, hub_kernels):
+    def load(source, task, num_labels, dtype, hub_kernels, quantized):
         calls.append({"hub_kernels": hub_kernels})
-        return original(source, task, num_labels, dtype, False)
+        return original(source, task, num_labels, dtype, False, quantized)
 
     return load
 

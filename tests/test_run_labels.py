@@ -32,13 +32,13 @@ def test_only_what_differs_within_a_method_is_named():
     ]
 
 
-def test_variant_and_sites_are_already_in_the_method_label_and_layers_are_added():
+def test_variant_sites_and_a_layer_choice_are_in_the_method_label():
     labels = auto_labels([red(variant="bias"), red(sites=["attn"]), red(layers=[0, 1, 2, 5]), red()])
     assert labels == [
         "RED bias (ffn)",
         "RED full (attn)",
         "RED full (ffn) · layers 0-2,5",
-        "RED full (ffn) · all layers",
+        "RED full (ffn)",
     ]
 
 

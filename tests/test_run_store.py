@@ -86,6 +86,7 @@ def test_the_record_holds_base_spec_training_data_and_histories(tmp_path, loaded
         "task": "causal-lm",
         "num_labels": None,
         "dtype": "float32",
+        "quantize": None,
     }
     assert stored["spec"] == MethodSpec("red").to_dict() and stored["group"] == "ablation-1"
     assert stored["train_config"]["learning_rate"] == 1e-2 and stored["loss_history"] == [4.6, 4.4, 4.2]

@@ -11,7 +11,7 @@ from pathlib import Path
 from red_explorer.app.kept_runs import SessionRun
 from red_explorer.app.options import APP_DECODING
 from red_explorer.app.workbench import Workbench
-from red_explorer.core.registry import attached_method
+from red_explorer.core.registry import REGISTRY, attached_method
 from red_explorer.engine.generation import Contender, Generation, chat_prompt, generate_one
 from red_explorer.explore.arithmetic import compose_runs, mix_runs, negate_run
 from red_explorer.explore.control_vector import ExportedVector, export_control_vector
@@ -51,8 +51,8 @@ class Explorer:
     def _run(self, label: str, methods: tuple[str, ...] = STRENGTH_METHODS) -> SessionRun:
         run = self.workbench.run(label)
         if run.spec.method not in methods:
-            kinds = "/".join(method.upper() for method in methods)
-            raise ValueError(f"{label} is a {run.spec.method.upper()} run; this view works on {kinds} runs")
+            kinds = " or ".join(REGISTRY[method].title for method in methods)
+            raise ValueError(f"{label} is a {run.spec.entry.title} run; this works on {kinds} runs only: pick one")
         return run
 
     def _causal(self) -> None:

@@ -89,7 +89,7 @@ def loss_figure(
             go.Scatter(
                 x=steps,
                 y=list(train_loss),
-                mode="lines",
+                mode="lines" if len(train_loss) > 1 else "markers",  # one step has no line to draw
                 name=f"{label} · train",
                 legendgroup=label,
                 line=dict(color=colour),

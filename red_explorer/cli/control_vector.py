@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
+    from red_explorer.core.layer_ranges import layer_ranges
     from red_explorer.explore.control_vector import NeedsBiasOnly, export_control_vector
     from red_explorer.explore.gguf_file import read_control_vector
     from red_explorer.models.loading import load_model
-    from red_explorer.runs.labels import layer_ranges
 
     model = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize).model
     try:

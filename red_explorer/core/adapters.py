@@ -101,7 +101,8 @@ class PeftAdapter(Method):
     def save(self, model: nn.Module, directory: Path, base_model: str | None, head_parameter_names) -> Path:
         if base_model:
             model.peft_config["default"].base_model_name_or_path = base_model
-        model.save_pretrained(directory)
+        # embeddings are never trained here, and "auto" would ask the hub for the base's config to find out
+        model.save_pretrained(directory, save_embedding_layers=False)
         return directory
 
     def holds(self, directory: Path) -> bool:

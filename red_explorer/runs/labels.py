@@ -6,6 +6,8 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from red_explorer.core.layer_ranges import layer_ranges
+
 SEPARATOR = " · "
 COUNTER = re.compile(r" #(\d+)$")
 
@@ -32,21 +34,6 @@ def short_number(value: float) -> str:
     mantissa, exponent = f"{value:.3e}".split("e")
     mantissa = mantissa.rstrip("0").rstrip(".")
     return f"{mantissa}e{int(exponent)}"
-
-
-def layer_ranges(layers: Sequence[int] | None) -> str:
-    """'all layers', or the indices with runs collapsed: [0, 1, 2, 5] -> 'layers 0-2,5'."""
-    if layers is None:
-        return "all layers"
-    runs: list[list[int]] = []
-    for index in sorted(set(layers)):
-        if runs and index == runs[-1][-1] + 1:
-            runs[-1].append(index)
-        else:
-            runs.append([index])
-    if not runs:
-        return "no layers"
-    return "layers " + ",".join(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs)
 
 
 def _option_text(name: str, value) -> str:

@@ -110,3 +110,12 @@ def ui_event(handler):
     event.__signature__ = signature.replace(parameters=parameters)
     event.__name__, event.__doc__ = handler.__name__, handler.__doc__
     return gpu_task(event, handler)  # on ZeroGPU, handlers that compute on the model run inside a GPU grant
+
+
+def busy_while(button: gr.Button, job, running: str) -> None:
+    """Grey ``button`` out, saying ``running``, while its ``job`` runs (a click then would be dropped without a
+    word), and give it back when the job ends, whether it finished, failed or stopped."""
+    idle = button.value
+    private = dict(api_visibility="private", show_progress="hidden", queue=False)
+    button.click(lambda: gr.Button(value=running, interactive=False), None, [button], **private)
+    job.then(lambda: gr.Button(value=idle, interactive=True), None, [button], **private)

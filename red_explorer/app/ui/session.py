@@ -39,6 +39,7 @@ class Session:
         self.job: str | None = None  # "training" or "ablation" while one runs (what Stop would stop)
         self.last_error = ""  # the reason of the last refused request (shown when the page is restored)
         self.last_used = time.monotonic()
+        self.gone = False  # the tab left: a request still under way then gets no new workbench
         if workbench is not None:
             _OPEN.add(self)
 
@@ -66,6 +67,8 @@ class Session:
         """The session's workbench (made on first use, again after an idle close, with the same owner)."""
         self.last_used = time.monotonic()
         if self._workbench is None:
+            if self.gone:
+                raise ValueError("this page was closed; reload it to go on (your runs are kept)")
             self._workbench = Workbench(owner=self._owner, show_cli_runs=self.show_cli_runs)
             self._workbench.shared_tokens = self.shared_tokens
             self._owner = self._workbench.owner
@@ -73,7 +76,12 @@ class Session:
         return self._workbench
 
     def close(self) -> None:
-        """Free the page's data and files (gr.State's delete_callback); its runs stay kept on disk."""
+        """The tab left (gr.State's delete_callback): free it for good; its runs stay kept on disk."""
+        self.gone = True
+        self.free()
+
+    def free(self) -> None:
+        """Free the page's data and files; its runs stay kept on disk, and a later request gets a new workbench."""
         if self._workbench is not None:
             self._workbench.close()
             self._workbench = None
@@ -89,7 +97,7 @@ def close_idle(idle_seconds: float) -> int:
     cutoff = time.monotonic() - idle_seconds
     idle = [session for session in list(_OPEN) if session.job is None and session.last_used < cutoff]
     for session in idle:
-        session.close()
+        session.free()
     return len(idle)
 
 

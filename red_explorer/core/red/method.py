@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from red_explorer.core.checkpoint import CONFIG_FILE, read_record
+from red_explorer.core.layer_ranges import layers_suffix
 from red_explorer.core.method import Method
 from red_explorer.core.red.config import RedConfig
 from red_explorer.core.red.edit import attach_red, detach_red, red_disabled, red_parameter_count
@@ -42,7 +43,7 @@ class Red(Method):
     default_learning_rate = 3e-2
 
     def label(self, options: RedOptions) -> str:
-        return f"RED {options.variant} ({'+'.join(options.sites)})"
+        return f"RED {options.variant} ({'+'.join(options.sites)}){layers_suffix(options.layers)}"
 
     def attach(self, model: nn.Module, options: RedOptions, task: str, head_parameter_names=()) -> nn.Module:
         attach_red(model, options.red_config())

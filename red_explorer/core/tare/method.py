@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from red_explorer.core.checkpoint import CONFIG_FILE, read_record
+from red_explorer.core.layer_ranges import layers_suffix
 from red_explorer.core.method import MergeError, Method
 from red_explorer.core.tare.config import TareConfig
 from red_explorer.core.tare.edit import attach_tare, detach_tare, tare_disabled, tare_parameter_count
@@ -21,7 +22,9 @@ class Tare(Method):
     default_learning_rate = 3e-2
 
     def label(self, options: TareConfig) -> str:
-        return f"TARE E={options.num_editors} k={options.top_k} ({'+'.join(options.sites)})"
+        return (
+            f"TARE E={options.num_editors} k={options.top_k} ({'+'.join(options.sites)}){layers_suffix(options.layers)}"
+        )
 
     def attach(self, model: nn.Module, options: TareConfig, task: str, head_parameter_names=()) -> nn.Module:
         attach_tare(model, options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.events import busy_while, ui_event
 from red_explorer.app.ui.handlers import common, train_methods
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
@@ -121,6 +121,7 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         show_progress="hidden",
     )
     stop.click(ui_event(common.stop), [state], [status], api_name="stop", queue=False)
+    busy_while(start, job, "Training… (Stop ends it)")
     wire_runs_shown(tab, job, state, shown, listed, loss, summary)
     wire_length_note(tab, state, max_length, note)
     return {"tab": tab}

@@ -8,9 +8,9 @@ from red_explorer.app.exploring import Explorer
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, pick_run, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
+from red_explorer.core.layer_ranges import layer_ranges
 from red_explorer.core.registry import METHODS
 from red_explorer.explore.control_vector import NeedsBiasOnly
-from red_explorer.runs.labels import layer_ranges
 
 BIAS_ONLY = "bias only, layers ≥ 1"  # the Export tab's control-vector option
 EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole model

@@ -321,7 +321,7 @@ def restore_after_failure(session: Session, shown: list[str] | None = None):
     if shown is not None:
         runs = _picked(workbench, shown)
     reason = escape(session.last_error or "training did not finish")
-    status = f"<div class='red-status'>✕ <b>Training did not run to the end:</b> {reason}</div>"
+    status = f"<div class='red-status'>✕ <b>Training job refused or failed:</b> {reason}</div>"
     total = workbench.model_info().total_parameters if runs else 1
     table = summary_table(runs, total, device=workbench.key.device, colours=colours(workbench))
     return status, empty_figure("No loss curve: the job did not start or did not finish"), table

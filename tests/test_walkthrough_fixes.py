@@ -1,0 +1,71 @@
+"""What a walk through the app found: labels that hide a layer choice, a dropped second click, a one-step loss
+line drawn as nothing, a LoRA save that asks the hub, a refusal that named the wrong thing."""
+
+import pytest
+from test_app_page_state import _events
+from tiny_models import tiny_model
+
+from red_explorer.app.exploring import Explorer
+from red_explorer.app.plots import loss_figure
+from red_explorer.app.ui import build_demo
+from red_explorer.core.registry import MethodSpec, apply_method, save_method
+from red_explorer.runs.labels import LabelFacts, auto_labels
+
+
+def test_a_run_on_chosen_layers_says_so_in_its_label_and_the_all_layers_run_does_not():
+    chosen, every = MethodSpec("red", layers=[26, 27, 28, 29]), MethodSpec("red")
+    assert chosen.label == "RED full (ffn) · layers 26-29" and every.label == "RED full (ffn)"
+    assert MethodSpec("tare", layers=[1]).label == "TARE E=4 k=2 (ffn) · layers 1"
+    assert auto_labels([LabelFacts.of(chosen, 1e-2, 3), LabelFacts.of(every, 1e-2, 2)]) == [
+        "RED full (ffn) · layers 26-29",
+        "RED full (ffn)",
+    ]
+
+
+def test_train_and_ablation_buttons_are_greyed_while_their_job_runs_and_given_back_after():
+    demo = build_demo(preload=False)
+    for button in ("train-button", "ablation-button"):
+        assert _events(demo, button, "click").count([button]) == 2  # greyed at the click, back after the job
+
+
+def test_a_single_logged_step_is_drawn_as_a_point():
+    figure = loss_figure({"RED full (ffn)": ([1.25], [])})
+    assert figure.data[0].mode == "markers" and list(figure.data[0].y) == [1.25]
+    assert loss_figure({"RED full (ffn)": ([1.25, 1.0], [])}).data[0].mode == "lines"
+
+
+def test_saving_a_lora_run_never_asks_the_hub(tmp_path, monkeypatch):
+    from peft.utils import save_and_load
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the hub was asked for the base model's config")
+
+    monkeypatch.setattr(save_and_load, "check_file_exists_on_hf_hub", no_hub)
+    spec = MethodSpec("lora")
+    model = apply_method(tiny_model("llama"), spec, "causal-lm")
+    save_method(model, spec, tmp_path / "run", base_model="HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
+
+
+def test_a_refusal_for_the_wrong_kind_of_run_names_the_methods_as_people_write_them():
+    class OneRun:
+        def run(self, label):
+            return type("Run", (), {"spec": MethodSpec("lora")})()
+
+    with pytest.raises(ValueError, match=r"^LoRA r=8 is a LoRA run; this works on RED runs only: pick one$"):
+        Explorer(OneRun())._run("LoRA r=8", ("red",))
+
+
+def test_a_request_arriving_after_its_tab_closed_opens_no_new_session():
+    from red_explorer.app.ui.session import Session, open_sessions
+
+    before = open_sessions()
+    left, idle = Session(), Session()
+    left.workbench, idle.workbench  # noqa: B018 (made on first use)
+    assert open_sessions() == before + 2
+    left.close()  # the tab left
+    idle.free()  # an API client idle for an hour: it may come back
+    with pytest.raises(ValueError, match="this page was closed"):
+        left.workbench  # noqa: B018
+    assert idle.workbench.owner and open_sessions() == before + 1
+    idle.close()
