@@ -140,6 +140,21 @@ def load_for_training(args: argparse.Namespace):
     return loaded, data
 
 
+def load_base_for_run(args: argparse.Namespace):
+    """The base model the saved run ``args.edits`` goes on, with a head sized as the run's for classification."""
+    from red_explorer.core.checkpoint import CONFIG_FILE, read_record
+
+    record = read_record(args.edits) if (Path(args.edits) / CONFIG_FILE).is_file() else {}
+    return load_model(
+        args.model,
+        task="classification" if record.get("head_parameters") else "causal-lm",
+        num_labels=record.get("num_labels"),
+        device=args.device,
+        dtype=args.dtype,
+        quantize=args.quantize,
+    )
+
+
 def progress_callback(bar: tqdm):
     def report(event):
         if isinstance(event, StepEvent):

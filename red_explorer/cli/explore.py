@@ -94,22 +94,12 @@ def _arithmetic(args: argparse.Namespace) -> Path:
 
 def _load_edited(args: argparse.Namespace):
     """The base (with a head sized as the run's, for classification), the edited model, and the task."""
-    from red_explorer.core.checkpoint import CONFIG_FILE, read_record
-    from red_explorer.models.loading import load_model
+    from red_explorer.cli.common import load_base_for_run
     from red_explorer.runs.attach import attach_saved
 
-    record = read_record(args.edits) if (Path(args.edits) / CONFIG_FILE).is_file() else {}
-    task = "classification" if record.get("head_parameters") else "causal-lm"
-    loaded = load_model(
-        args.model,
-        task=task,
-        num_labels=record.get("num_labels"),
-        device=args.device,
-        dtype=args.dtype,
-        quantize=args.quantize,
-    )
+    loaded = load_base_for_run(args)
     model, _ = attach_saved(loaded.model, args.edits)  # keeps the base's head: a strength of 0 is the base
-    return loaded, model, task
+    return loaded, model, loaded.task
 
 
 def _validation_batches(args: argparse.Namespace, loaded, task: str):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from red_explorer.cli.common import add_model_arguments
+from red_explorer.cli.common import add_model_arguments, load_base_for_run
 from red_explorer.core.registry import detect_method, load_method
-from red_explorer.models.loading import load_model
 
 
 def register(commands) -> None:
@@ -19,20 +17,10 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from red_explorer.core.checkpoint import CONFIG_FILE, read_record
     from red_explorer.core.merged import save_merged
 
     detect_method(args.edits)  # a folder that holds no method fails before the model loads
-    record = read_record(args.edits) if (Path(args.edits) / CONFIG_FILE).is_file() else {}
-    task = "classification" if record.get("head_parameters") else "causal-lm"
-    loaded = load_model(
-        args.model,
-        task=task,
-        num_labels=record.get("num_labels"),
-        device=args.device,
-        dtype=args.dtype,
-        quantize=args.quantize,
-    )
+    loaded = load_base_for_run(args)
     model, spec = load_method(loaded.model, args.edits)
     directory = save_merged(model, args.out, loaded.tokenizer)
     print(f"{spec.label} merged; checkpoint written to {directory}; load it with AutoModelFor*.from_pretrained")
