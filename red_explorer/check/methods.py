@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -87,11 +86,15 @@ def _reloaded(loaded: LoadedModel, folder: Path, ids: torch.Tensor, trained: tor
 
 
 def _merged(loaded: LoadedModel, folder: Path, ids: torch.Tensor) -> tuple[bool, str, str]:
-    """Merged vs attached on a copy of the base; a refused merge (MergeError, it says why) is a correct answer."""
-    model, _ = load_method(copy.deepcopy(loaded.model), folder)
-    attached = logits(model, ids)
+    """Merged vs attached (the merge is a new model; the base gets its run taken off again); a refused merge
+    (MergeError, it says why) is a correct answer."""
+    model, spec = load_method(loaded.model, folder)
     try:
-        merged = merge_and_unload(model)
-    except MergeError as error:
-        return True, f"refused: {error}", "exact or refused"
-    return within(attached, logits(merged, ids), loaded.dtype)
+        attached = logits(model, ids)
+        try:
+            merged = merge_and_unload(model)
+        except MergeError as error:
+            return True, f"refused: {error}", "exact or refused"
+        return within(attached, logits(merged, ids), loaded.dtype)
+    finally:
+        release(model, spec)
