@@ -52,6 +52,29 @@ def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
     assert spec == "default" and stranger.workbench.data is None and "Restored" not in summary
 
 
+def test_a_reload_restores_the_max_length_last_set(files):
+    first = Session(Workbench(ModelRegistry()))
+    owner = first.adopt_owner("")
+    model.load_model(first, str(files[0]), "causal-lm", "auto", "auto")
+    data.load_data(first, str(files[1]), None, 0.1, 0, 64)  # loaded with the slider at 64
+    assert recall(first.workbench.store, owner).max_length == 64
+    summary = data.length_set(first, 96)[0]  # then the slider moved
+    assert "(> 96)" in summary and recall(first.workbench.store, owner).max_length == 96
+    first.close()
+
+    page = Session(Workbench(ModelRegistry()))
+    page.adopt_owner(owner)
+    model.restore_last(page)
+    assert data.restored_length(page) == 96
+    demo = build_demo(preload=False)  # the page load sets the slider after restoring the model and data
+    restored = [function for function in demo.fns.values() if function.name == "restored_length"]
+    assert [[output.elem_id for output in function.outputs] for function in restored] == [["max-length"]]
+    assert restored[0].trigger_after == next(
+        index for index, function in demo.fns.items() if function.name == "restore_last"
+    )
+    page.close()
+
+
 def test_a_page_ticks_the_latest_three_runs_not_all(files):
     session = new_session(files)
     for variant in ("full", "scale", "bias", "full", "scale"):

@@ -62,6 +62,6 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
         loaded.success(**widths, **private)
         loaded.failure(**restore, **private).then(**widths, **private)
     show = dict(fn=ui_event(handlers.show_data), inputs=[state, max_length], outputs=outputs, **private)
-    max_length.change(**show)
+    max_length.change(**(show | dict(fn=ui_event(handlers.length_set))))
     tab.select(**show).then(**widths, **private)  # what is loaded now, also when a demo loaded it
     return {"tab": tab}
