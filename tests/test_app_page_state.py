@@ -75,6 +75,26 @@ def test_a_reload_restores_the_max_length_last_set(files):
     page.close()
 
 
+def test_a_max_length_set_while_a_file_loads_is_the_one_shown_after_it(files):
+    session = new_session(files)
+    assert "(> 64)" in data.load_data(session, str(files[1]), None, 0.1, 0, 64)[0]  # the slider as the load began
+    assert "(> 32)" in data.length_set(session, 32)[0]  # the slider as it is when the load ends
+    demo = build_demo(preload=False)
+    for trigger, event in (("data-upload", "upload"), ("load-sample", "click")):
+        after = _chained(demo, trigger, event)
+        assert after[0].name == "length_set" and after[0].trigger_only_on_success
+        assert [block.elem_id for block in after[0].inputs][1:] == ["max-length"]
+        assert [block.elem_id for block in after[0].outputs] == ["data-summary", "data-preview", "length-plot"]
+    session.close()
+
+
+def _chained(demo: gr.Blocks, elem_id: str, event: str) -> list:
+    """The functions chained after the one that ``event`` of the component ``elem_id`` runs."""
+    block = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+    first = next(index for index, function in demo.fns.items() if (block._id, event) in function.targets)
+    return [function for function in demo.fns.values() if function.trigger_after == first]
+
+
 def test_a_page_ticks_the_latest_three_runs_not_all(files):
     session = new_session(files)
     for variant in ("full", "scale", "bias", "full", "scale"):
