@@ -95,6 +95,22 @@ def _chained(demo: gr.Blocks, elem_id: str, event: str) -> list:
     return [function for function in demo.fns.values() if function.trigger_after == first]
 
 
+def test_compare_offers_a_prompt_of_the_data_loaded_and_spins_over_the_generations_only(files):
+    session = new_session(files)  # words.csv loaded, not the restaurants sample the default prompt is from
+    first = session.workbench.data.probe.raw["validation"][0]["prompt"]
+    assert first.count(" ") == 2 and compare.prompt_for_data(session, compare.DEFAULT_PROMPT) == first
+    assert compare.prompt_for_data(session, "my own words") == "my own words"  # a typed prompt stays
+    data.load_data(session, None, "restaurants_e2e.csv", 0.1, 0, 64)
+    assert compare.prompt_for_data(session, compare.DEFAULT_PROMPT) == compare.DEFAULT_PROMPT
+    demo = build_demo(preload=False)
+    (generate,) = [function for function in demo.fns.values() if function.name == "compare"]
+    assert [block.elem_id for block in generate.show_progress_on] == ["compare-cards"]
+    tab = next(block for block in demo.blocks.values() if isinstance(block, gr.Tab) and block.id == "compare")
+    setters = [function for function in demo.fns.values() if (tab._id, "select") in function.targets]
+    assert "prompt_for_data" in [function.name for function in setters]  # the prompt is offered as the tab opens
+    session.close()
+
+
 def test_a_page_ticks_the_latest_three_runs_not_all(files):
     session = new_session(files)
     for variant in ("full", "scale", "bias", "full", "scale"):
