@@ -11,7 +11,7 @@ from app_helpers import TRAIN, new_session, write_csv
 
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.ui.events import ui_event
-from red_explorer.app.ui.handlers import ablate, common, compare, data, export, inspect, model, train
+from red_explorer.app.ui.handlers import ablate, common, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.handlers.common import Choices, Notice
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -187,6 +187,15 @@ def test_compare_shows_every_method_with_latency(session):
     assert cards.count("gen-card") == 3 and cards.count("batched call") == 3 and "tok/s" not in cards
     assert "- base, RED full (ffn), LoRA r=8: one batched call of 3 rows, " in shown
     assert compare.example_index("#12: words") == 12 and compare.example_index("") is None
+
+
+def test_explore_and_export_default_to_the_latest_red_run(session):
+    """A LoRA run trained after a RED run (as a demo does) is not the default where RED-only actions wait."""
+    assert session.workbench.run_labels() == ["RED full (ffn)", "LoRA r=8"]
+    assert explore.choices(session)[0].value == "RED full (ffn)"
+    assert export.choices(session).value == "RED full (ffn)"
+    assert explore.choices(session, "LoRA r=8")[0].value == "LoRA r=8"  # a chosen run stays chosen
+    assert export.choices(session, "LoRA r=8").value == "LoRA r=8"
 
 
 def test_export_import_and_snippet(session, tmp_path):

@@ -52,6 +52,65 @@ def test_a_reload_restores_the_owners_model_and_uploaded_data(files, tmp_path):
     assert spec == "default" and stranger.workbench.data is None and "Restored" not in summary
 
 
+def test_a_reload_restores_the_max_length_last_set(files):
+    first = Session(Workbench(ModelRegistry()))
+    owner = first.adopt_owner("")
+    model.load_model(first, str(files[0]), "causal-lm", "auto", "auto")
+    data.load_data(first, str(files[1]), None, 0.1, 0, 64)  # loaded with the slider at 64
+    assert recall(first.workbench.store, owner).max_length == 64
+    summary = data.length_set(first, 96)[0]  # then the slider moved
+    assert "(> 96)" in summary and recall(first.workbench.store, owner).max_length == 96
+    first.close()
+
+    page = Session(Workbench(ModelRegistry()))
+    page.adopt_owner(owner)
+    model.restore_last(page)
+    assert data.restored_length(page) == 96
+    demo = build_demo(preload=False)  # the page load sets the slider after restoring the model and data
+    restored = [function for function in demo.fns.values() if function.name == "restored_length"]
+    assert [[output.elem_id for output in function.outputs] for function in restored] == [["max-length"]]
+    assert restored[0].trigger_after == next(
+        index for index, function in demo.fns.items() if function.name == "restore_last"
+    )
+    page.close()
+
+
+def test_a_max_length_set_while_a_file_loads_is_the_one_shown_after_it(files):
+    session = new_session(files)
+    assert "(> 64)" in data.load_data(session, str(files[1]), None, 0.1, 0, 64)[0]  # the slider as the load began
+    assert "(> 32)" in data.length_set(session, 32)[0]  # the slider as it is when the load ends
+    demo = build_demo(preload=False)
+    for trigger, event in (("data-upload", "upload"), ("load-sample", "click")):
+        after = _chained(demo, trigger, event)
+        assert after[0].name == "length_set" and after[0].trigger_only_on_success
+        assert [block.elem_id for block in after[0].inputs][1:] == ["max-length"]
+        assert [block.elem_id for block in after[0].outputs] == ["data-summary", "data-preview", "length-plot"]
+    session.close()
+
+
+def _chained(demo: gr.Blocks, elem_id: str, event: str) -> list:
+    """The functions chained after the one that ``event`` of the component ``elem_id`` runs."""
+    block = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+    first = next(index for index, function in demo.fns.items() if (block._id, event) in function.targets)
+    return [function for function in demo.fns.values() if function.trigger_after == first]
+
+
+def test_compare_offers_a_prompt_of_the_data_loaded_and_spins_over_the_generations_only(files):
+    session = new_session(files)  # words.csv loaded, not the restaurants sample the default prompt is from
+    first = session.workbench.data.probe.raw["validation"][0]["prompt"]
+    assert first.count(" ") == 2 and compare.prompt_for_data(session, compare.DEFAULT_PROMPT) == first
+    assert compare.prompt_for_data(session, "my own words") == "my own words"  # a typed prompt stays
+    data.load_data(session, None, "restaurants_e2e.csv", 0.1, 0, 64)
+    assert compare.prompt_for_data(session, compare.DEFAULT_PROMPT) == compare.DEFAULT_PROMPT
+    demo = build_demo(preload=False)
+    (generate,) = [function for function in demo.fns.values() if function.name == "compare"]
+    assert [block.elem_id for block in generate.show_progress_on] == ["compare-cards"]
+    tab = next(block for block in demo.blocks.values() if isinstance(block, gr.Tab) and block.id == "compare")
+    setters = [function for function in demo.fns.values() if (tab._id, "select") in function.targets]
+    assert "prompt_for_data" in [function.name for function in setters]  # the prompt is offered as the tab opens
+    session.close()
+
+
 def test_a_page_ticks_the_latest_three_runs_not_all(files):
     session = new_session(files)
     for variant in ("full", "scale", "bias", "full", "scale"):

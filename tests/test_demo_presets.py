@@ -8,7 +8,7 @@ from app_helpers import save_tiny_llama
 from red_explorer.app.demo_presets import PRESETS, DemoPreset, run_preset
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
-from red_explorer.app.ui.handlers import common, model
+from red_explorer.app.ui.handlers import common, explore, export, inspect, model
 from red_explorer.app.ui.handlers.common import Choices
 from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
 from red_explorer.app.ui.session import Session
@@ -99,6 +99,10 @@ def test_the_demo_button_trains_fills_compare_and_switches_to_it(session, tiny, 
     for update in running:  # while it trains: its status and live curves, nothing else touched
         assert update[2:] == (UNCHANGED,) * 12 and "red-status" in update[0]
     assert any(len(update[1].data) > 0 for update in running)  # a curve while it still trains
+    red_run = labels[0]  # RED, then LoRA: the tabs whose actions take RED only open on the RED run
+    assert red_run.startswith("RED") and labels[1].startswith("LoRA")
+    assert inspect.choices(session)[0].value == red_run and explore.choices(session)[0].value == red_run
+    assert export.choices(session).value == red_run
 
 
 def test_the_sentiment_demo_reports_accuracy_and_leaves_compare_alone(session, tiny, monkeypatch):

@@ -19,11 +19,12 @@ CHOICE_FILE = "last-choice.json"  # beside the owner's run folders (the store li
 CHOICE_LOCK = ".last-choice.lock"
 DATA_FOLDER = "last-data"  # a copy of the owner's last uploaded file (uploads are temporary files)
 MAX_DATA_BYTES = 50_000_000  # a larger upload is not kept: after a reload it has to be uploaded again
+DEFAULT_MAX_LENGTH = 128  # tokens: the Data tab's max length until the owner sets another
 
 
 @dataclass
 class LastChoice:
-    """The model (as the Model tab takes it) and the data file an owner last loaded."""
+    """The model (as the Model tab takes it), the data file and the max length an owner last chose."""
 
     spec: str = "default"
     task: str = "causal-lm"
@@ -34,6 +35,7 @@ class LastChoice:
     data_name: str | None = None
     validation_fraction: float = 0.1
     max_rows: int | None = None
+    max_length: int = DEFAULT_MAX_LENGTH
 
     def key(self) -> ModelKey:
         return ModelKey(self.spec, self.task, None, self.device, self.dtype, self.quantize)
@@ -60,10 +62,11 @@ def _kept_data(folder: Path, path: Path, name: str) -> Path | None:
     return target
 
 
-def remember(store: RunStore, owner: str, key: ModelKey, data=None) -> LastChoice:
-    """Keep ``key`` and ``data`` (a DataState or None) as the owner's last choice; written whole, owner-only."""
+def remember(store: RunStore, owner: str, key: ModelKey, data=None, max_length: int = DEFAULT_MAX_LENGTH) -> LastChoice:
+    """Keep ``key``, ``data`` (a DataState or None) and ``max_length`` as the owner's last choice; written whole,
+    owner-only."""
     folder = _folder(store, owner)
-    choice = LastChoice(key.spec, key.task, key.device, key.dtype, key.quantize)
+    choice = LastChoice(key.spec, key.task, key.device, key.dtype, key.quantize, max_length=int(max_length))
     with FileLock(str(folder / CHOICE_LOCK), mode=0o600, thread_local=False):  # two tabs of one browser, or two apps
         return _write(folder, choice, data)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from red_explorer.app.data_state import LENGTH_PROBE, DataState, kept_copy
 from red_explorer.app.kept_runs import KeptRuns, SessionRun, app_store
-from red_explorer.app.last_choice import LastChoice, recall, remember
+from red_explorer.app.last_choice import DEFAULT_MAX_LENGTH, LastChoice, recall, remember
 from red_explorer.app.model_info import ModelInfo, model_info
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.options import TrainOptions
@@ -90,6 +90,7 @@ class Workbench(RunFiles, KeptRuns):
         self.shared_tokens: list[str] = []  # the share links opened on this page (their runs are listed read-only)
         self.key = ModelKey()
         self.data: DataState | None = None
+        self.max_length = DEFAULT_MAX_LENGTH  # the Data tab's, kept with the last choice (a reload restores it)
         self.ablation_rows: list[dict] = []
         self.sweep_points: list[dict] = []  # the points of the latest sweep, as they end
         self.step_timings: dict[str, object] = {}  # run id -> its set-up and step times, while this page lives
@@ -142,14 +143,21 @@ class Workbench(RunFiles, KeptRuns):
         return info
 
     def _remember(self) -> None:
-        """Keep the model and data choice in the owner's folder of the store (a reload restores it)."""
-        remember(self.store, self.owner, self.key, self.data)
+        """Keep the model, data and max length choice in the owner's folder of the store (a reload restores it)."""
+        remember(self.store, self.owner, self.key, self.data, self.max_length)
+
+    def remember_max_length(self, max_length: int) -> None:
+        """The Data tab's max length was set: keep it with the last choice."""
+        if int(max_length) != self.max_length:
+            self.max_length = int(max_length)
+            self._remember()
 
     def restore_last(self) -> LastChoice | None:
         """Load the owner's last model and data file again (after a reload); None when nothing was kept."""
         choice = recall(self.store, self.owner)
         if choice is None:
             return None
+        self.max_length = choice.max_length
         self.load_model(choice.spec, choice.task, choice.device, choice.dtype, choice.quantize)
         if choice.data_path and self.data is None:
             self.load_data(choice.data_path, choice.validation_fraction, choice.max_rows, name=choice.data_name)

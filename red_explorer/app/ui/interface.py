@@ -10,6 +10,7 @@ from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import shares
 from red_explorer.app.ui.handlers.model import model_status, restore_last
 from red_explorer.app.ui.session import Session, keep_closing_idle
@@ -166,6 +167,12 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             [*model_tab["shown"], *model_tab["controls"]],
             api_visibility="private",
             show_progress_on=[model_tab["shown"][0]],
+        ).then(  # and the max length they last set (the runs they trained used it)
+            ui_event(data_handlers.restored_length),
+            [state],
+            [max_length],
+            api_visibility="private",
+            show_progress="hidden",
         )
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 

@@ -9,7 +9,6 @@ from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as handlers
 
 WIDE = 220
-DEFAULT_PROMPT = "name[The Golden Curry] | eatType[restaurant] | food[Indian] | priceRange[cheap] | area[riverside]"
 
 
 def _decoding() -> list:
@@ -43,7 +42,7 @@ def build(state: gr.State) -> dict:
         gr.Markdown("#### Base model | RED | LoRA on the same prompt, with the same decoding")
         with gr.Row():
             with gr.Column(scale=3):
-                prompt = gr.Textbox(DEFAULT_PROMPT, lines=2, label="Prompt", elem_id="compare-prompt")
+                prompt = gr.Textbox(handlers.DEFAULT_PROMPT, lines=2, label="Prompt", elem_id="compare-prompt")
                 example = gr.Dropdown(
                     [],
                     value=None,
@@ -77,6 +76,8 @@ def build(state: gr.State) -> dict:
         api_name="compare",
         concurrency_id="generation",
         concurrency_limit=2,
+        show_progress_on=[cards],  # one spinner where the generations appear, not three over the whole result
     )
     tab.select(ui_event(handlers.choices), [state, runs], [example, runs], queue=False, api_visibility="private")
+    tab.select(ui_event(handlers.prompt_for_data), [state, prompt], [prompt], queue=False, api_visibility="private")
     return {"tab": tab}

@@ -48,6 +48,8 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
     private = dict(api_visibility="private", show_progress="hidden")
     restore = dict(fn=ui_event(handlers.restore_after_failure), inputs=[state, max_length], outputs=[*outputs, upload])
     widths = dict(fn=ui_event(handlers.preview_widths), inputs=[state], outputs=[preview])
+    show = dict(fn=ui_event(handlers.show_data), inputs=[state, max_length], outputs=outputs, **private)
+    length_set = show | dict(fn=ui_event(handlers.length_set))  # and the slider kept with the last choice
     for loaded in (
         upload.upload(
             ui_event(handlers.load_data),
@@ -59,9 +61,9 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
             ui_event(_load_sample), [state, sample, validation, max_rows, max_length], outputs, api_name="load_sample"
         ),
     ):
-        loaded.success(**widths, **private)
+        # the slider as it is now: it may have moved while the file was read (the load took the value it had)
+        loaded.success(**length_set).then(**widths, **private)
         loaded.failure(**restore, **private).then(**widths, **private)
-    show = dict(fn=ui_event(handlers.show_data), inputs=[state, max_length], outputs=outputs, **private)
-    max_length.change(**show)
+    max_length.change(**length_set)
     tab.select(**show).then(**widths, **private)  # what is loaded now, also when a demo loaded it
     return {"tab": tab}

@@ -141,10 +141,12 @@ def run_choices(
     methods: tuple[str, ...] | None = None,
     keep: str | None = None,
     other_models: bool = True,
+    prefer: tuple[str, ...] = (),
 ) -> Choices:
     """The owner's runs (of ``methods``) for a run list: this model's runs with each group together, then the
     runs of other base models ("(other model: NAME)": choosing one says to load that model). The value is
-    ``keep`` when it is a run of this model, else this model's latest run."""
+    ``keep`` when it is a run of this model, else this model's latest run of the ``prefer`` methods (a tab's
+    actions that take only those), else its latest run."""
     key = workbench.training_key().resolved()
     every = [run for run in workbench.all_runs() if methods is None or run.spec.method in methods]
     here = [run for run in every if same_base(run.record, key)]
@@ -153,7 +155,8 @@ def run_choices(
     labels = [run.label for run in grouped(here)]
     names = {run.label: run_name(run) for run in here}
     names |= {run.label: run_name(run, other_model_name(run, key)) for run in elsewhere}
-    value = keep if keep in labels else (here[-1].label if here else None)
+    preferred = [run for run in here if run.spec.method in prefer] or here
+    value = keep if keep in labels else (preferred[-1].label if preferred else None)
     choices = labels + [run.label for run in grouped(elsewhere)]
     return Choices(choices, value, {label: name for label, name in names.items() if name != label})
 

@@ -11,9 +11,12 @@ from red_explorer.app.plots import METHOD_COLOURS
 from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choices, colours, latest, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
+from red_explorer.data.bundled import SAMPLE_FOLDER
 from red_explorer.engine.batched_compare import BatchedComparison
 from red_explorer.engine.generation import DecodingSettings, Generation
 
+DEFAULT_PROMPT = "name[The Golden Curry] | eatType[restaurant] | food[Indian] | priceRange[cheap] | area[riverside]"
+DEFAULT_PROMPT_DATA = SAMPLE_FOLDER / "restaurants_e2e.csv"  # the bundled sample the default prompt is a row of
 EXAMPLE_LIMIT = 50
 METHOD_CLASS = {"base": "base", "RED": "red", "LoRA": "lora", "TARE": "tare"}
 TABLE_COLUMNS = ["method", "seconds", "new tokens", "tokens/s", "ROUGE-L", "text"]
@@ -37,6 +40,17 @@ def choices(session: Session, current_runs: list[str] | None = None):
     runs = run_choices(workbench, other_models=False)
     ticked = [label for label in current_runs or [] if label in runs.choices] or latest(workbench, LATEST_SHOWN)
     return Choices(examples, None), Choices(runs.choices, ticked, runs.names)
+
+
+def prompt_for_data(session: Session, prompt: str | None) -> str:
+    """The prompt box as the tab opens: the restaurants prompt it starts with becomes the first validation row's
+    prompt of other data loaded (or nothing, when that row has no prompt text); a prompt typed stays as it is."""
+    data = session.workbench.data
+    if prompt != DEFAULT_PROMPT or data is None or data.path.resolve() == DEFAULT_PROMPT_DATA.resolve():
+        return prompt or ""
+    split = data.probe.raw["validation"]
+    first = split[0].get(data.detected.columns[0]) if split.num_rows else None
+    return first.strip() if isinstance(first, str) else ""
 
 
 def example_index(example: str | None) -> int | None:

@@ -146,7 +146,18 @@ def load_data(
         workbench.load_data(path, float(validation_fraction), optional_int(max_rows), name=name)
     except EXPECTED_ERRORS as error:
         raise ValueError(f"{name} was not loaded: {error}. {still_loaded(session)}") from error
+    return length_set(session, max_length)
+
+
+def length_set(session: Session, max_length: float = 128):
+    """The max length was set (or data loaded with it): kept with the last choice, then ``show_data``."""
+    session.workbench.remember_max_length(int(max_length or 128))
     return show_data(session, max_length)
+
+
+def restored_length(session: Session) -> int:
+    """Page load, after the last model and data are restored: the max length the owner last set."""
+    return session.workbench.max_length
 
 
 def still_loaded(session: Session) -> str:

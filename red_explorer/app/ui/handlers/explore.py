@@ -17,11 +17,12 @@ from red_explorer.runs.record import file_sha256
 
 
 def choices(session: Session, current: str | None = None, first: str | None = None, second: str | None = None):
-    """Dropdown choices: the run to explore (RED/TARE/LoRA), and the two RED runs of the arithmetic."""
+    """Dropdown choices: the run to explore (RED/TARE/LoRA; unless one is chosen, the latest RED run, which every
+    measure takes), and the two RED runs of the arithmetic."""
     workbench = session.workbench
     red = run_choices(workbench, ("red",), first)
     second_choice = run_choices(workbench, ("red",), second)
-    return run_choices(workbench, STRENGTH_METHODS, current), red, second_choice
+    return run_choices(workbench, STRENGTH_METHODS, current, prefer=("red",)), red, second_choice
 
 
 def _card(title: str, text: str, css: str, colour: str | None = None, max_new_tokens: int = 48) -> str:

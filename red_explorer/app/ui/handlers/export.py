@@ -17,7 +17,8 @@ EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole mo
 
 
 def choices(session: Session, current: str | None = None):
-    return run_choices(session.workbench, EXPORTABLE, current)
+    """Every run; unless one is chosen, the latest RED run (every download takes it, the control vector too)."""
+    return run_choices(session.workbench, EXPORTABLE, current, prefer=("red",))
 
 
 def export_edits(session: Session, label: str | None):
