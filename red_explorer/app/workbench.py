@@ -43,7 +43,7 @@ from red_explorer.models.loading import LoadedModel
 from red_explorer.runs.labels import short_number
 from red_explorer.runs.record import data_fingerprint
 from red_explorer.runs.size import estimated_run_bytes
-from red_explorer.runs.store import RunStore
+from red_explorer.runs.store import RunStore, check_owner
 
 
 @dataclass
@@ -100,8 +100,6 @@ class Workbench(RunFiles, KeptRuns):
 
     def set_owner(self, owner: str) -> None:
         """Use the runs of ``owner`` (the key a browser keeps): a reload or a restart finds them again."""
-        from red_explorer.runs.store import check_owner
-
         self.owner = check_owner(owner)
 
     # ------------------------------------------------------------ model
