@@ -329,14 +329,18 @@ def a_refused_control_vector_stays_on_the_page(page) -> None:
 
 
 def test_closing_a_tab_frees_its_session(page, app_url):
+    """A tab of a browser of its own (nothing of an earlier visit to restore), counted once its page has loaded."""
     from playwright.sync_api import expect
 
+    expect(page.locator("#model-status")).not_to_contain_text("starting")  # the first page's session exists
     before = open_sessions()
-    second = page.context.new_page()
+    context = page.context.browser.new_context()
+    second = context.new_page()
     second.goto(app_url)
     expect(second.locator("#model-status")).to_contain_text("open sessions")
     assert open_sessions() == before + 1
-    second.close()  # the heartbeat stops: Gradio runs demo.unload, which deletes the session's state
+    second.wait_for_timeout(2000)  # the page-load chain (restore nothing, max length) ends
+    context.close()  # the heartbeat stops: Gradio runs demo.unload, which deletes the session's state
     for _ in range(120):
         if open_sessions() == before:
             break
