@@ -175,18 +175,23 @@ def _rows(timings: Timings, names, tokens: int, reference: str) -> dict:
     return record
 
 
-def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
-    """Item 2: greedy generation of B × new_tokens tokens per variant, each turn right after a base turn."""
-    factories = generation_factories(bench, shape)
-    timings = interleaved(
+def _interleaved_generation(factories: dict, bench: BenchModel, shape: BenchShape, reference: str) -> Timings:
+    """The generation plan of ``shape`` (rounds × repeats, warm once), each turn right after ``reference``'s."""
+    return interleaved(
         factories,
         shape.generate_rounds,
         shape.generate_repeats,
         shape.warmup,
         bench.device,
         warm_every_turn=False,
-        reference="base",
+        reference=reference,
     )
+
+
+def bench_generation(bench: BenchModel, shape: BenchShape) -> tuple[Timings, dict]:
+    """Item 2: greedy generation of B × new_tokens tokens per variant, each turn right after a base turn."""
+    factories = generation_factories(bench, shape)
+    timings = _interleaved_generation(factories, bench, shape, reference="base")
     return timings, _rows(timings, list(factories), shape.generate_batch * shape.new_tokens, "base")
 
 
@@ -207,15 +212,7 @@ def bench_many_edits(bench: BenchModel, shape: BenchShape) -> dict:
                 lambda: many_edits_variant(model, shape.distinct_edits, shape.generate_batch), workload
             ),
         }
-        timings = interleaved(
-            factories,
-            shape.generate_rounds,
-            shape.generate_repeats,
-            shape.warmup,
-            bench.device,
-            warm_every_turn=False,
-            reference="one_edit",
-        )
+        timings = _interleaved_generation(factories, bench, shape, reference="one_edit")
         record[f"{label}_ratio"] = timings.ratio("many_edits", "one_edit")
         record[label] = {
             name: {"median_ms": timings.median(name) * 1e3, "times_ms": [t * 1e3 for t in timings.seconds[name]]}
