@@ -10,7 +10,10 @@ import torch
 import transformers as tf
 from tiny_models import DECODER, tiny_tokenizer
 
+from red_explorer.app.options import TrainOptions
+
 TRAIN = dict(max_steps=3, batch_size=8, max_length=64, eval_every=2)  # a short training job of the handler tests
+QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)  # one step, for a run to exist
 WORDS = "red blue green cat dog bird small big happy sad runs jumps sings the a".split()
 
 

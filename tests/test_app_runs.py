@@ -4,6 +4,7 @@ import threading
 
 import pytest
 import torch
+from app_helpers import QUICK
 from tiny_models import logits, sample_inputs
 
 from red_explorer.app.model_registry import ModelRegistry
@@ -20,7 +21,6 @@ from red_explorer.runs.leftovers import INCOMING
 from red_explorer.runs.size import RECORD_BYTES, estimated_run_bytes
 from red_explorer.runs.store import QuotaError, RunStore
 
-QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)
 INPUTS = sample_inputs(batch=2, length=8)
 SETTINGS = DecodingSettings(max_new_tokens=8)
 

@@ -6,13 +6,12 @@ import stat
 
 import httpx
 import pytest
-from app_helpers import free_port
+from app_helpers import QUICK, free_port
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from red_explorer.app.browser_secret import SECRET_FILE, browser_secret
 from red_explorer.app.model_registry import ModelRegistry
-from red_explorer.app.options import TrainOptions
 from red_explorer.app.serving import serving
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.events import ui_event
@@ -23,7 +22,6 @@ from red_explorer.app.ui.session import Session, close_idle
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
 
-QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)
 EVIL = "<img src=x onerror=alert(1)> ![x](http://e/x.png) **b**"
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,9 +5,9 @@ import zipfile
 
 import gradio as gr
 import pytest
+from app_helpers import QUICK
 
 from red_explorer.app.model_registry import ModelRegistry
-from red_explorer.app.options import TrainOptions
 from red_explorer.app.ui.handlers import compare, explore, export, inspect, runs, shares
 from red_explorer.app.ui.interface import _open_shared, _start
 from red_explorer.app.ui.session import Session
@@ -16,7 +16,6 @@ from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.generation import DecodingSettings
 from red_explorer.runs.shares import GONE
 
-QUICK = TrainOptions(max_steps=1, max_length=64, batch_size=8, eval_every=None)
 SHARED = "RED full (ffn) (shared)"
 BASE = "http://class.example:7860/"
 
