@@ -35,6 +35,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from red_explorer.engine.distributed import gathered_trainables
     from red_explorer.engine.experiment import default_train_config, save_run, train_method
     from red_explorer.explore.layers import layer_count, parse_layers
 
@@ -46,8 +47,9 @@ def run(args: argparse.Namespace) -> None:
     config = default_train_config(spec, **train_options(args))
     with tqdm(desc=f"training {spec.label}", unit="step") as bar:
         result = train_method(loaded, data, spec, config, callback=progress_callback(bar))
-    directory = save_run(result, loaded, ensure_directory(args.out))
-    run_id = keep_trained_run(args, result, loaded, data)
+    with gathered_trainables(result.model):  # FSDP: the main process saves whole tensors
+        directory = save_run(result, loaded, ensure_directory(args.out))
+        run_id = keep_trained_run(args, result, loaded, data)
     metrics = result.metrics()
     summary = {key: value for key, value in metrics.items() if key.startswith("val_") or key in SUMMARY_KEYS}
     print_json(summary | {"stopped_reason": result.stopped_reason, "out": str(directory), "run_id": run_id})

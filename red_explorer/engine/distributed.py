@@ -1,9 +1,15 @@
-"""Training on several processes under `accelerate launch` (DDP): detection, sharding, main-process writes.
+"""Training on several processes under `accelerate launch` (DDP or FSDP2): detection, sharding, main-process writes.
 
 Without `accelerate launch` (or with one process) nothing here touches accelerate: the loop is the
 plain single-process loop. With N processes, every process loads the model and the data, trains on
 every N-th batch, DDP averages the gradients of the trainable parameters (RED vectors, LoRA matrices,
 TARE editors: all registered nn.Parameters), and only the main process writes the outputs.
+
+With an FSDP2 accelerate config (``distributed_type: FSDP``, ``fsdp_version: 2``) the frozen base and
+the trainable parameters are sharded across the processes (each holds 1/N of every wrapped layer);
+``shard_model`` wraps the model before the first evaluation, and ``gathered_trainables`` gathers the
+full trainable state for the main process to save. accelerate turns FSDP on only for GPU-class
+process groups; on a machine without CUDA the same plugin is switched on here and shards over gloo.
 
 On a machine without CUDA the processes run DDP over gloo on the CPU. Note: in accelerate 1.15,
 ``accelerate launch --cpu --num_processes 2`` starts ONE process (multi-CPU launching goes through
@@ -14,9 +20,10 @@ mpirun); ``accelerate launch --multi_gpu --num_processes 2`` (torchrun underneat
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
@@ -66,32 +73,100 @@ def wait_for_everyone() -> None:
         _state().wait_for_everyone()
 
 
+def is_fsdp() -> bool:
+    """True in a process of `accelerate launch` with an FSDP config (several processes)."""
+    return is_distributed() and os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+@cache
+def _accelerator():
+    """This process's one Accelerator (FSDP2 prepares the model and later its optimizer on the same one)."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=_on_cpu())
+    if accelerator.num_processes != world_size():
+        raise RuntimeError(
+            f"WORLD_SIZE is {world_size()} but accelerate set up {accelerator.num_processes} process(es): "
+            "launch with `accelerate launch --multi_gpu --num_processes N` (or torchrun)"
+        )
+    if is_fsdp() and _on_cpu():
+        _fsdp_on_cpu(accelerator)
+    return accelerator
+
+
+def _fsdp_on_cpu(accelerator) -> None:
+    """Switch accelerate's state to FSDP as it does for GPUs (it keeps CPU process groups on DDP).
+
+    FSDP2 shards over gloo on CPU device meshes, so the same plugin, wrapping and state-dict code run.
+    """
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    plugin = FullyShardedDataParallelPlugin()
+    if plugin.fsdp_version != 2:
+        raise ValueError("on a machine without CUDA only FSDP2 shards: set fsdp_version: 2 in the accelerate config")
+    accelerator.state.fsdp_plugin = plugin
+    accelerator.state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+
+
+def shard_model(model: nn.Module) -> nn.Module:
+    """Under FSDP, shard ``model`` (the base and the attached method) across the processes; else ``model``.
+
+    Call it after attaching the method (FSDP2 shards the parameters it finds) and before evaluating or
+    training; FSDP2 wraps in place, so the returned module is ``model`` itself.
+    """
+    if not is_fsdp():
+        return model
+    return _accelerator().prepare(model)
+
+
+@contextmanager
+def gathered_trainables(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the main process's ``model`` holds whole trainable parameters, ready to save.
+
+    Under FSDP every process takes part in gathering the full state dict of the trainable parameters
+    (the frozen base stays sharded); the sharded parameters are put back afterwards. Elsewhere a no-op.
+    """
+    if not is_fsdp():
+        yield model
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    full = get_model_state_dict(model, options=options)  # only the main process receives the tensors
+    sharded = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if is_main_process():
+        _set_parameters(model, {name: nn.Parameter(full[name].to(p.device)) for name, p in sharded.items()})
+    try:
+        yield model
+    finally:
+        if is_main_process():
+            _set_parameters(model, sharded)
+
+
+def _set_parameters(model: nn.Module, parameters: dict[str, nn.Parameter]) -> None:
+    for name, parameter in parameters.items():
+        owner, _, attribute = name.rpartition(".")
+        model.get_submodule(owner)._parameters[attribute] = parameter
+
+
 @dataclass
 class Runtime:
-    """How the training loop runs: a plain process (``accelerator`` None) or one of N DDP processes."""
+    """How the training loop runs: a plain process (``accelerator`` None) or one of N DDP/FSDP processes."""
 
     accelerator: Any = None  # accelerate.Accelerator when distributed
 
     @classmethod
     def detect(cls) -> Runtime:
-        if not is_distributed():
-            return cls()
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=_on_cpu())
-        if accelerator.num_processes != world_size():
-            raise RuntimeError(
-                f"WORLD_SIZE is {world_size()} but accelerate set up {accelerator.num_processes} process(es): "
-                "launch with `accelerate launch --multi_gpu --num_processes N` (or torchrun)"
-            )
-        return cls(accelerator)
+        return cls(_accelerator()) if is_distributed() else cls()
 
     @property
     def num_processes(self) -> int:
         return 1 if self.accelerator is None else self.accelerator.num_processes
 
     def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer):
-        """(model to call, optimizer): DDP-wrapped and on this process's device when distributed."""
+        """(model to call, optimizer): DDP-wrapped (FSDP: sharded) and on this process's device when distributed."""
         if self.accelerator is None:
             return model, optimizer
         return self.accelerator.prepare(model, optimizer)

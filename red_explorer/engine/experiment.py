@@ -16,7 +16,7 @@ from torch import nn
 from red_explorer.core.adapters import head_modules
 from red_explorer.core.heads import keep_head, restore_head
 from red_explorer.core.registry import MethodSpec, apply_method, save_method
-from red_explorer.engine.distributed import is_main_process, wait_for_everyone
+from red_explorer.engine.distributed import is_main_process, shard_model, wait_for_everyone
 from red_explorer.engine.evaluation import evaluate
 from red_explorer.engine.memory import PeakMemory
 from red_explorer.engine.training import Callback, TrainConfig, run_training, trainable_parameters
@@ -86,7 +86,7 @@ def train_method(
     method is taken off again.
     """
     torch.manual_seed(config.seed)  # what the method initialises at random (TARE selectors, LoRA's A) is seeded
-    model = apply_method(loaded.model, spec, loaded.task, loaded.head_parameter_names)
+    model = shard_model(apply_method(loaded.model, spec, loaded.task, loaded.head_parameter_names))  # FSDP only
     try:
         validation = data.validation_batches(config.batch_size)
         before = evaluate(model, validation, loaded.task)

@@ -141,6 +141,7 @@ def run_training(
     runtime = Runtime.detect()
     optimizer = torch.optim.AdamW(parameters.values(), lr=config.learning_rate, weight_decay=config.weight_decay)
     train_model, optimizer = runtime.prepare(model, optimizer)
+    parameters = trainable_parameters(model)  # FSDP2 replaces them by sharded ones (DDP keeps them)
     epoch_batches = runtime.shard(make_batches(0))
     total_steps = count_steps(len(epoch_batches), config)
     scheduler = get_scheduler(config.scheduler, optimizer, round(config.warmup_ratio * total_steps), total_steps)
