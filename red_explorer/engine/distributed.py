@@ -105,6 +105,8 @@ def _fsdp_on_cpu(accelerator) -> None:
     plugin = FullyShardedDataParallelPlugin()
     if plugin.fsdp_version != 2:
         raise ValueError("on a machine without CUDA only FSDP2 shards: set fsdp_version: 2 in the accelerate config")
+    if accelerator.state.mixed_precision != "no":
+        plugin.set_mixed_precision(accelerator.state.mixed_precision)
     accelerator.state.fsdp_plugin = plugin
     accelerator.state.distributed_type = DistributedType.FSDP
     PartialState._shared_state["distributed_type"] = DistributedType.FSDP
@@ -118,7 +120,10 @@ def shard_model(model: nn.Module) -> nn.Module:
     """
     if not is_fsdp():
         return model
-    return _accelerator().prepare(model)
+    accelerator = _accelerator()
+    if accelerator.state.fsdp_plugin.activation_checkpointing and hasattr(model, "config"):
+        model.config.use_cache = False  # a recomputed layer would append its keys and values to the cache twice
+    return accelerator.prepare(model)
 
 
 @contextmanager
@@ -131,13 +136,15 @@ def gathered_trainables(model: nn.Module) -> Iterator[nn.Module]:
     if not is_fsdp():
         yield model
         return
+    from accelerate.utils.fsdp_utils import fsdp2_canonicalize_names
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
     full = get_model_state_dict(model, options=options)  # only the main process receives the tensors
     sharded = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    keys = dict(zip(sharded, fsdp2_canonicalize_names(sharded), strict=True))  # without activation-checkpoint wrappers
     if is_main_process():
-        _set_parameters(model, {name: nn.Parameter(full[name].to(p.device)) for name, p in sharded.items()})
+        _set_parameters(model, {name: nn.Parameter(full[keys[name]].to(p.device)) for name, p in sharded.items()})
     try:
         yield model
     finally:
