@@ -11,7 +11,7 @@ the trainable parameters are sharded across the processes (each holds 1/N of eve
 full trainable state for the main process to save. accelerate turns FSDP on only for GPU-class
 process groups; on a machine without CUDA the same plugin is switched on here and shards over gloo.
 
-On a machine without CUDA the processes run DDP over gloo on the CPU. Note: in accelerate 1.15,
+On a machine without CUDA the processes run DDP (or FSDP2) over gloo on the CPU. Note: in accelerate 1.15,
 ``accelerate launch --cpu --num_processes 2`` starts ONE process (multi-CPU launching goes through
 mpirun); ``accelerate launch --multi_gpu --num_processes 2`` (torchrun underneath) starts two, and
 ``Runtime`` puts them on the CPU when there is no GPU.
