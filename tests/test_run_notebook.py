@@ -101,3 +101,18 @@ def test_a_run_with_no_training_to_reproduce_is_refused(tmp_path):
         run_notebook(record)
     with pytest.raises(ValueError, match="must end in .ipynb"):
         write_run_notebook(_record("default", "pirate_style.jsonl"), tmp_path / "run.txt")
+
+
+def test_the_export_tab_downloads_a_notebook_with_the_sessions_upload_inside(files):
+    from app_helpers import QUICK, new_session
+
+    from red_explorer.app.ui.handlers import export
+
+    session = new_session(files)
+    run = session.workbench.train(MethodSpec("red"), QUICK)
+    path, status = export.export_notebook(session, run.label)
+    source = "\n".join(cell.source for cell in nbformat.read(path, as_version=4).cells)
+    assert path.endswith(".ipynb") and f"Notebook of {run.label}" in status
+    assert f"load_model({str(files[0])!r}, task='causal-lm', dtype='float32')" in source
+    assert "DATA = Path('words.csv')  # the run's data, embedded here" in source
+    assert repr(files[1].read_bytes().decode()) in source and "'max_length': 64" in source
