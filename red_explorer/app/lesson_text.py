@@ -44,7 +44,7 @@ STEPS = (
         "Inspect",
         "layers-plot-a",
         "Pick the RED run and press **Show**. Each bar is one layer: how far its scale moved from 1 and its bias "
-        "from 0. A style edit is usually carried by a few layers, not spread evenly.",
+        "from 0. The tallest bars are the layers the edit changed most; Run B puts another run on the same axes.",
     ),
     LessonStep(
         "Which part matters: the ablation table",
