@@ -86,6 +86,14 @@ def test_a_run_of_the_default_model_loads_it_and_names_its_bundled_sample():
     assert "MethodSpec.from_dict({'method': 'red'" in source and "'seed': 7" in source
 
 
+def test_a_classifier_run_loads_its_head_and_shows_accuracy_instead_of_generations():
+    record = _record("default", "sentiment.csv")
+    record.base = BaseModelKey("default", "sentence-transformers/all-MiniLM-L6-v2", "classification", 2, "float32")
+    source = "\n".join(cell.source for cell in run_notebook(record).cells)
+    assert "load_model('default', task='classification', dtype='float32', num_labels=2)" in source
+    assert "DATA = SAMPLE_FOLDER / 'sentiment.csv'" in source and "compare_generations([" not in source
+
+
 def test_data_that_cannot_be_found_is_asked_for_beside_the_notebook():
     record = _record("default", "sentiment.csv")
     record.data |= {"name": "mine.csv", "sha256": "0" * 64}  # an upload this machine no longer has
