@@ -16,10 +16,6 @@ class LessonStep:
     text: str
 
 
-# The run the lesson works on comes from a one-minute demo. A ready-made run listed in the app (a gallery of trained
-# edits) can take its place: DEMO_STEP is the step to point at it.
-DEMO_STEP = 1
-
 STEPS = (
     LessonStep(
         "What RED is",
@@ -30,6 +26,8 @@ STEPS = (
         "**bias**, and edits the FFN's output: `h' = scale ⊙ h + bias`. Training starts at scale = 1, bias = 0: "
         "exactly the base model.",
     ),
+    # The run the lesson works on comes from a one-minute demo. Where the app lists ready-made runs (a gallery of
+    # trained edits, no training to wait for), this step points at that list instead: its tab, focus and text.
     LessonStep(
         "A run to look at",
         "model",
