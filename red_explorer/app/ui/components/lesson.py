@@ -52,8 +52,11 @@ FOLLOW_JS = """
 """
 
 
-def build(demo: gr.Blocks, state: gr.State, owner: gr.BrowserState) -> dict:
-    """The start button and the (hidden) lesson panel; call it above the tabs. A page load reopens the owner's step."""
+PRIVATE = dict(api_visibility="private", show_progress="hidden", queue=False)  # page-only events, quick
+
+
+def build(state: gr.State) -> dict:
+    """The start button and the (hidden) lesson panel, wired; call it above the tabs, and ``reopen_on_load`` later."""
     start = gr.Button(START, size="sm", elem_id="lesson-start")
     with gr.Column(visible=False, elem_id="lesson-panel") as panel:
         heading = gr.Markdown(elem_id="lesson-heading")
@@ -64,9 +67,13 @@ def build(demo: gr.Blocks, state: gr.State, owner: gr.BrowserState) -> dict:
             end = gr.Button("End lesson", variant="secondary", elem_id="lesson-end")
     target = gr.Textbox(visible=False, elem_id="lesson-target")
     outputs = [start, panel, heading, text, target]
-    private = dict(api_visibility="private", show_progress="hidden", queue=False)
     moves = {start: handlers.start, forward: handlers.next_step, back: handlers.previous_step, end: handlers.end}
     for button, handler in moves.items():
-        button.click(ui_event(handler), [state], outputs, **private).then(None, [target], None, js=FOLLOW_JS)
-    demo.load(ui_event(handlers.restore), [owner], outputs, **private).then(None, [target], None, js=FOLLOW_JS)
-    return {"start": start, "panel": panel}
+        button.click(ui_event(handler), [state], outputs, **PRIVATE).then(None, [target], None, js=FOLLOW_JS)
+    return {"outputs": outputs}
+
+
+def reopen_on_load(demo: gr.Blocks, parts: dict, owner: gr.BrowserState) -> None:
+    """A page load opens the step the browser's owner was at (after the app's own page-load events)."""
+    outputs = parts["outputs"]
+    demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, outputs[-1:], None, js=FOLLOW_JS)

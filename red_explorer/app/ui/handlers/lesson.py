@@ -5,6 +5,7 @@ from __future__ import annotations
 from red_explorer.app.lesson_progress import recall_step, remember_step
 from red_explorer.app.lesson_text import FINISHED, STEPS, heading
 from red_explorer.app.ui.handlers.common import Visible
+from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session, is_browser_key
 from red_explorer.runs.home import default_home
 
@@ -55,9 +56,9 @@ def end(session: Session) -> tuple:
 
 
 def restore(owner: str | None) -> tuple:
-    """Page load: the step the browser's owner (its key, kept in the browser) was at, or outside the lesson.
+    """Page load: the step the browser's owner (its key, kept in the browser) was at; outside the lesson, the page
+    is left as it is (a lesson started while the page loaded stays open).
 
     It reads the key the browser sent rather than the session, which the page load is adopting meanwhile."""
-    if not is_browser_key(owner):
-        return OUTSIDE
-    return view(recall_step(default_home() / "runs", owner, len(STEPS)))
+    step = recall_step(default_home() / "runs", owner, len(STEPS)) if is_browser_key(owner) else None
+    return (UNCHANGED,) * len(OUTSIDE) if step is None else view(step)
