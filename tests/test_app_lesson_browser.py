@@ -36,12 +36,12 @@ def expect_step(page, index: int) -> None:
     step = STEPS[index]
     expect(page.locator("#lesson-heading")).to_contain_text(f"step {index + 1} of {len(STEPS)} · {step.title}")
     expect(page.get_by_role("tab", name=step.tab_label, exact=True, selected=True)).to_be_visible()
-    expect(page.locator(f"#{step.focus}")).to_have_class(lambda_class("lesson-focus"))
+    expect(page.locator(f"#{step.focus}")).to_have_class(class_pattern("lesson-focus"))
     page.wait_for_timeout(300)
     assert page.evaluate(NO_SIDEWAYS_SCROLL), f"step {index + 1} scrolls sideways at 1280 px"
 
 
-def lambda_class(name: str):
+def class_pattern(name: str):
     import re
 
     return re.compile(rf"(^|\s){name}(\s|$)")
