@@ -90,3 +90,17 @@ def test_home_option_and_empty_store(home, tmp_path):
 def test_every_runs_action_has_help(action):
     code, stdout, _ = cli("runs", action, "--help")
     assert code == 0 and "--home" in stdout
+
+
+def test_runs_notebook_writes_a_notebook_that_retrains_the_run_on_its_sample(home, model_dir, tmp_path):
+    import nbformat
+
+    trained = train(model_dir, tmp_path / "out", 1e-2)
+    code, written, stderr = cli("runs", "notebook", trained["run_id"], "--out", tmp_path / "take-home" / "run.ipynb")
+    assert code == 0, stderr[-2000:]
+    source = "\n".join(cell.source for cell in nbformat.read(written.strip(), as_version=4).cells)
+    assert f"load_model({str(model_dir)!r}, task='causal-lm', dtype='float32')" in source
+    assert "DATA = SAMPLE_FOLDER / 'restaurants_e2e.csv'" in source and "'max_rows': 24" in source
+    assert "'learning_rate': 0.01" in source and "'max_steps': 2" in source
+    code, _, stderr = cli("runs", "notebook", trained["run_id"], "--out", tmp_path / "run.txt")
+    assert code != 0 and "must end in .ipynb" in stderr

@@ -1,4 +1,5 @@
-"""A session's run files: edits and merged-model zips to download, an edits zip to import, the snippet to apply."""
+"""A session's run files: edits and merged-model zips and a notebook to download, an edits zip to import, the
+snippet to apply."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from red_explorer.app.snippet import python_snippet
 from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.merged import save_merged
 from red_explorer.runs.attach import attach_saved, release
+from red_explorer.runs.notebook import write_run_notebook
 
 
 def _slug(text: str) -> str:
@@ -40,6 +42,12 @@ class RunFiles:
         with self.attached(label) as model:
             save_merged(model, target, self.loaded().tokenizer)
         return zip_folder(target, target.with_suffix(".zip"), compress=False)
+
+    def export_notebook(self, label: str) -> Path:
+        """A notebook that reproduces the run; data the session still holds (or a bundled sample) goes inside it."""
+        run = self.any_run(label)
+        held = [self.data.path] if self.data is not None else []
+        return write_run_notebook(run.record, self._fresh(f"{_slug(label)}-notebook") / f"{_slug(label)}.ipynb", held)
 
     def import_edits_zip(self, archive: str | Path) -> SessionRun:
         """Validate and unpack an edits zip (attached once to the base and released), then keep it as a run."""

@@ -1,4 +1,4 @@
-"""`red-explorer runs list|show|rm|export`: the runs kept in the run store (owner "local")."""
+"""`red-explorer runs list|show|rm|export|notebook`: the runs kept in the run store (owner "local")."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def register(commands) -> None:
     remove = actions.add_parser("rm", help="delete one run")
     export = actions.add_parser("export", help="zip a run's edits and metrics.json (the app imports it)")
     export.add_argument("--out", required=True, help="folder to write the zip into")
-    for action in (listing, show, remove, export):
+    notebook = actions.add_parser("notebook", help="write a Jupyter notebook that reproduces the run")
+    notebook.add_argument("--out", required=True, help="the .ipynb file to write")
+    notebook.add_argument("--data", action="append", default=[], help="the run's data file if it moved (repeatable)")
+    for action in (listing, show, remove, export, notebook):
         add_home_argument(action)
         if action is not listing:
             action.add_argument("key", metavar="RUN", help="a run id, a unique prefix of one, or a run's label")
@@ -51,6 +54,10 @@ def run(args: argparse.Namespace) -> None:
         print(f"deleted run {record.id} ({record.label})")
     elif args.action == "export":
         print(store.export_zip(OWNER, record.id, args.out))
+    elif args.action == "notebook":
+        from red_explorer.runs.notebook import write_run_notebook
+
+        print(write_run_notebook(record, args.out, args.data))
 
 
 def _list(store, as_json: bool) -> None:

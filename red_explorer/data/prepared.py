@@ -20,6 +20,7 @@ class PreparedData:
     tokenized: object  # datasets.DatasetDict of input_ids / attention_mask / labels
     dropped: dict[str, int]
     collator: object
+    config: object = None  # the DataConfig it was read with (a run records it to be reproduced)
 
     def train_batches(self, batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
         split = self.tokenized["train"]
@@ -39,4 +40,4 @@ def prepare_data(path, tokenizer, data_config, validation_path=None) -> Prepared
     for name in ("train", "validation"):
         if tokenized[name].num_rows == 0:
             raise ValueError(f"no {name} example fits in max_length={data_config.max_length}; raise max_length")
-    return PreparedData(raw, detected, tokenized, dropped, make_collator(tokenizer, data_config.task))
+    return PreparedData(raw, detected, tokenized, dropped, make_collator(tokenizer, data_config.task), data_config)

@@ -118,12 +118,15 @@ def data_fingerprint(
     """Which data a run was trained on: the file's name, size and sha256, and the rows per split.
 
     ``data`` (the prepared data) gives the train and validation row counts after cleaning and
-    splitting; a separate validation file is fingerprinted too.
+    splitting, and the DataConfig it was read with (``config``: max length, split, seed); a separate
+    validation file is fingerprinted too.
     """
     path = Path(path)
     record: dict = {"name": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
     if data is not None:
         record["rows"] = {split: int(data.raw[split].num_rows) for split in ("train", "validation")}
+        if getattr(data, "config", None) is not None:
+            record["config"] = data.config.to_dict()
     if validation_path is not None:
         record["validation"] = data_fingerprint(validation_path)
     return record

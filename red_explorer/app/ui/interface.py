@@ -9,6 +9,7 @@ import gradio as gr
 from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
+from red_explorer.app.ui.components import lesson as lesson_panel
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import shares
@@ -58,6 +59,7 @@ CSS = """
   #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
   #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}}
 """
+CSS += lesson_panel.CSS  # the guided lesson's panel and projector type
 
 
 def theme() -> gr.themes.Base:
@@ -143,6 +145,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             elem_id="max-length",
             render=False,
         )
+        lesson = lesson_panel.build(state)  # the guided lesson, above the tabs it walks through
         with gr.Tabs() as tabs:
             about.build()
             model_tab = model.build(state, status)
@@ -174,6 +177,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             api_visibility="private",
             show_progress="hidden",
         )
+        lesson_panel.reopen_on_load(demo, lesson, owner)  # the lesson's step again, after a reload
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:

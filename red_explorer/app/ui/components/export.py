@@ -27,11 +27,13 @@ def build(state: gr.State, show_cli_runs: bool = False) -> dict:
             edits_button = gr.Button("Download edits (.zip)", variant="primary", elem_id="export-edits")
             merged_button = gr.Button("Download merged model (.zip)", elem_id="export-merged")
             vector_button = gr.Button("Download control vector (.gguf)", elem_id="export-control-vector")
+            notebook_button = gr.Button("Download as notebook (.ipynb)", elem_id="export-notebook")
         bias_only = gr.Checkbox(False, label=BIAS_ONLY_LABEL, elem_id="export-bias-only")
         with gr.Row():
             edits_file = gr.File(label="Edits", elem_id="edits-file")
             merged_file = gr.File(label="Merged model", elem_id="merged-file")
             vector_file = gr.File(label="Control vector", elem_id="control-vector-file")
+            notebook_file = gr.File(label="Notebook (reproduces the run)", elem_id="notebook-file")
         status = gr.Markdown(elem_id="export-status")
         snippet = gr.Code(language="python", label="Apply the downloaded edits in Python", elem_id="snippet")
         gr.Markdown("#### Load edits from a zip")
@@ -52,6 +54,11 @@ def build(state: gr.State, show_cli_runs: bool = False) -> dict:
         api_name="export_control_vector",
     )
     vector.failure(ui_event(handlers.export_failed), [state], [vector_file, status], **failed)
+    notebook = notebook_button.click(
+        ui_event(handlers.export_notebook), [state, run], [notebook_file, status], api_name="export_notebook"
+    )
+    notebook.failure(ui_event(handlers.export_failed), [state], [notebook_file, status], **failed)
+    run.change(lambda: None, None, [notebook_file], queue=False, api_visibility="private")  # made for another run
     imported = upload.upload(
         ui_event(handlers.import_edits), [state, upload], [import_status, run], api_name="import_edits"
     )

@@ -1,4 +1,4 @@
-"""Export tab: download a run's edits, the merged model or a control vector, import edits, a snippet to apply them."""
+"""Export tab: download a run's edits, the merged model, a control vector or a notebook, import edits, a snippet."""
 
 from __future__ import annotations
 
@@ -49,6 +49,17 @@ def export_control_vector(session: Session, label: str | None, bias_only: bool =
     if exported.dropped:
         status += "; left out: " + "; ".join(plain(part) for part in exported.dropped)
     return str(exported.path), status + ". Use it with `llama-cli --control-vector FILE.gguf`."
+
+
+def export_notebook(session: Session, label: str | None) -> tuple[str, str]:
+    """(path of a notebook that retrains the run with the library, status: what it holds)."""
+    workbench = session.workbench
+    label = pick_run(workbench, label)
+    path = workbench.export_notebook(label)
+    return str(path), (
+        f"**Notebook of {plain(label)}** ready: {plain(path.name)}. It loads the base and the data, trains with the "
+        "same method, settings and seed, plots what it learned per layer and compares answers with the base."
+    )
 
 
 def export_failed(session: Session):

@@ -1,0 +1,64 @@
+"""The guided lesson: start, next, back, end, and the step a reload opens again (kept per owner)."""
+
+from __future__ import annotations
+
+from red_explorer.app.lesson_progress import recall_step, remember_step
+from red_explorer.app.lesson_text import FINISHED, STEPS, heading
+from red_explorer.app.ui.handlers.common import Visible
+from red_explorer.app.ui.handlers.navigation import UNCHANGED
+from red_explorer.app.ui.session import Session, is_browser_key
+from red_explorer.runs.home import default_home
+
+# Every handler returns: (start button shown, lesson panel shown, heading, text, target) where target is
+# "TAB BUTTON TEXT|ELEM_ID" of the tab the page opens and the control it points at ("" outside the lesson).
+OUTSIDE = (Visible(True), Visible(False), "", "", "")
+
+
+def view(index: int | None) -> tuple:
+    """The panel at step ``index`` (None: outside the lesson)."""
+    if index is None:
+        return OUTSIDE
+    step = STEPS[index]
+    text = step.text + (f"\n\n{FINISHED}" if index == len(STEPS) - 1 else "")
+    return Visible(False), Visible(True), f"### {heading(index)}", text, f"{step.tab_label}|{step.focus}"
+
+
+def _go(session: Session, index: int | None) -> tuple:
+    workbench = session.workbench
+    remember_step(workbench.store.root, workbench.owner, index)
+    return view(index)
+
+
+def _current(session: Session) -> int:
+    workbench = session.workbench
+    step = recall_step(workbench.store.root, workbench.owner, len(STEPS))
+    return 0 if step is None else step
+
+
+def start(session: Session) -> tuple:
+    """Open the lesson at its first step."""
+    return _go(session, 0)
+
+
+def next_step(session: Session) -> tuple:
+    """The next step (the last one stays)."""
+    return _go(session, min(_current(session) + 1, len(STEPS) - 1))
+
+
+def previous_step(session: Session) -> tuple:
+    """The step before (the first one stays)."""
+    return _go(session, max(_current(session) - 1, 0))
+
+
+def end(session: Session) -> tuple:
+    """Close the lesson; a reload no longer opens it."""
+    return _go(session, None)
+
+
+def restore(owner: str | None) -> tuple:
+    """Page load: the step the browser's owner (its key, kept in the browser) was at; outside the lesson, the page
+    is left as it is (a lesson started while the page loaded stays open).
+
+    It reads the key the browser sent rather than the session, which the page load is adopting meanwhile."""
+    step = recall_step(default_home() / "runs", owner, len(STEPS)) if is_browser_key(owner) else None
+    return (UNCHANGED,) * len(OUTSIDE) if step is None else view(step)

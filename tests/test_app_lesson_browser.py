@@ -1,0 +1,79 @@
+"""The guided lesson walked in headless Chromium at a projector's 1280×800: every step opens its tab, points at its
+control, never scrolls sideways, and a reload opens the same step.
+
+Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium (bash scripts/setup.sh --test).
+"""
+
+import pytest
+from app_helpers import free_port
+from test_app_browser import ARGS, SHOTS, pytest_chromium_or_skip, shot
+
+from red_explorer.app.lesson_text import STEPS
+from red_explorer.app.ui import build_demo
+from red_explorer.app.ui.interface import launch_options
+
+pytestmark = pytest.mark.browser
+PROJECTOR = {"width": 1280, "height": 800}
+NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+
+
+@pytest.fixture
+def app_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("RED_EXPLORER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    demo = build_demo(preload=False)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
+    )
+    yield demo.local_url
+    demo.close()
+
+
+def expect_step(page, index: int) -> None:
+    """The panel shows step ``index``, its tab is open, its control is pointed at, and nothing scrolls sideways."""
+    from playwright.sync_api import expect
+
+    step = STEPS[index]
+    expect(page.locator("#lesson-heading")).to_contain_text(f"step {index + 1} of {len(STEPS)} · {step.title}")
+    expect(page.get_by_role("tab", name=step.tab_label, exact=True, selected=True)).to_be_visible()
+    expect(page.locator(f"#{step.focus}")).to_have_class(class_pattern("lesson-focus"))
+    page.wait_for_timeout(300)
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), f"step {index + 1} scrolls sideways at 1280 px"
+
+
+def class_pattern(name: str):
+    import re
+
+    return re.compile(rf"(^|\s){name}(\s|$)")
+
+
+def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(app_url):
+    executable = pytest_chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+        page = browser.new_context(viewport=PROJECTOR).new_page()
+        page.goto(app_url)
+        page.click("#lesson-start")
+        expect_step(page, 0)
+        shot(page, "lesson_1")
+        for index in range(1, len(STEPS)):
+            page.click("#lesson-next")
+            expect_step(page, index)
+            shot(page, f"lesson_{index + 1}")
+        page.click("#lesson-back")
+        expect_step(page, len(STEPS) - 2)
+
+        page.reload()  # the same browser (its owner key) finds its step again
+        expect_step(page, len(STEPS) - 2)
+        page.screenshot(path=str(SHOTS / "lesson_after_reload.png"))  # the viewport a class sees
+        page.click("#lesson-end")
+        expect(page.locator("#lesson-panel")).to_be_hidden()
+        expect(page.locator("#lesson-start")).to_be_visible()
+        page.reload()
+        expect(page.locator("#lesson-start")).to_be_visible()
+        expect(page.locator("#lesson-panel")).to_be_hidden()
+        browser.close()
