@@ -1,40 +1,16 @@
-"""ZeroGPU: the events that compute on the model are the ones wrapped in ``spaces.GPU``, each with its duration."""
+"""ZeroGPU: the events that compute on the model do their work in ``spaces.GPU``'s worker, each with its duration."""
 
 from __future__ import annotations
 
-import functools
 import importlib
 import pickle
 import sys
-import types
 
 import pytest
 
-from red_explorer.app.ui import gpu
+from red_explorer.app.ui import gpu, zero_gpu
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import data, train
-
-
-@pytest.fixture
-def zero_gpu(monkeypatch) -> list[int]:
-    """ZeroGPU hardware with a stand-in ``spaces`` package whose GPU decorator marks what it wraps."""
-    granted: list[int] = []
-
-    def GPU(duration: int):  # noqa: N802 - the name spaces uses
-        def decorate(function):
-            @functools.wraps(function)
-            def granted_call(*args):
-                return function(*args)
-
-            granted_call.gpu_seconds = duration
-            granted.append(duration)
-            return granted_call
-
-        return decorate
-
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
-    return granted
 
 
 def test_off_zero_gpu_events_are_left_alone(monkeypatch) -> None:
@@ -44,17 +20,18 @@ def test_off_zero_gpu_events_are_left_alone(monkeypatch) -> None:
     assert not hasattr(event, "gpu_seconds") and event.__name__ == "train"
 
 
-def test_on_zero_gpu_the_app_wires_the_granted_events(zero_gpu) -> None:
+def test_on_zero_gpu_the_app_wires_the_granted_events(forking_spaces) -> None:
     from red_explorer.app.ui import build_demo
 
     demo = build_demo(preload=False)
     wired = {block.api_name: getattr(block.fn, "gpu_seconds", None) for block in demo.fns.values() if block.api_name}
     assert wired["train"] == 300 and wired["ablate"] == 300 and wired["sweep"] == 300
-    assert wired["compare"] == 90 and wired["tare_routing"] == 30 and wired["inspect"] == 30
+    assert wired["compare"] == 90 and wired["tare_routing"] == 30 and wired["inspect"] is None  # vectors from files
     assert wired["export_merged"] == 90 and wired["import_edits"] == 30
     assert wired["load_data"] is None and wired["load_model"] is None and wired["export"] is None  # no model compute
     granted = {block.fn.__name__ for block in demo.fns.values() if hasattr(block.fn, "gpu_seconds")}
     assert granted == {key.split(".")[1] for key in gpu.GPU_SECONDS}  # every listed handler is wired, granted
+    assert list(forking_spaces.decorated) == [zero_gpu.granted_work]  # one granted function: one worker for all
 
 
 def test_every_listed_handler_exists_and_fits_a_grant() -> None:
@@ -72,15 +49,12 @@ def test_zero_gpu_without_spaces_says_what_to_install(monkeypatch) -> None:
         ui_event(train.train)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, AttributeError, pickle.PicklingError),
-    reason="ZeroGPU hands a granted call's arguments to a forked worker by pickling them; a browser session's "
-    "workbench holds locks and the shared model registry, so it does not pickle yet (it could travel as owner key, "
-    "model key and data path, its runs being on disk)",
-)
 def test_a_session_travels_to_a_zero_gpu_worker(files) -> None:
     from app_helpers import new_session
 
     session = new_session(files)
-    assert pickle.loads(pickle.dumps(session)).workbench.owner == session.workbench.owner
+    travelled = pickle.loads(pickle.dumps(session))
+    assert travelled.workbench.owner == session.workbench.owner
+    assert travelled.workbench.key == session.workbench.key and travelled.workbench.data.name == "words.csv"
+    assert travelled.workbench.folder() == session.workbench.folder()  # files made there are the page's
+    assert travelled.workbench.registry is not session.workbench.registry  # its models are the receiver's own
