@@ -12,6 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from red_explorer.app.data_state import LENGTH_PROBE, DataState
 from red_explorer.app.model_registry import SHARED_MODELS, ModelKey, ModelRegistry
 from red_explorer.app.stop_flag import StopFlag
@@ -99,13 +101,23 @@ class _ProcessCaches:
 
 
 _CACHES: list[_ProcessCaches] = []
+_FORKED: list[bool] = []  # set in a forked child
 
 
 def _caches() -> _ProcessCaches:
-    """This process's caches; a forked child starts its own from the models its parent had loaded."""
+    """This process's caches; a forked child starts its own from the models its parent had loaded.
+
+    A forked child computes on one CPU thread: OpenMP's thread pool, once used by the parent, is not in the child,
+    whose first parallel CPU operation would wait for it forever (its heavy work is on the GPU anyway).
+    """
     if not _CACHES or _CACHES[0].pid != os.getpid():
+        if _FORKED:
+            torch.set_num_threads(1)
         _CACHES[:] = [_ProcessCaches(os.getpid(), SHARED_MODELS.in_this_process())]
     return _CACHES[0]
+
+
+os.register_at_fork(after_in_child=lambda: _FORKED.append(True))
 
 
 def _store(caches: _ProcessCaches, root: Path, quota_bytes: int | None) -> RunStore:
