@@ -155,13 +155,17 @@ def rebuild(sent: WorkbenchTicket) -> Workbench:
     return workbench
 
 
-def adopt(workbench: Workbench, done: WorkbenchTicket) -> None:
-    """Take into ``workbench`` what a job changed in the worker's copy: results, and a model or data it loaded."""
-    workbench.shared_tokens[:] = done.shared_tokens  # the session holds the same list
-    workbench.ablation_rows, workbench.sweep_points = done.ablation_rows, done.sweep_points
-    workbench.step_timings = done.step_timings
-    workbench.max_length, workbench.key = done.max_length, done.key
-    if done.data != _data_file(workbench.data):
+def adopt(workbench: Workbench, sent: WorkbenchTicket, done: WorkbenchTicket) -> None:
+    """Take into ``workbench`` what a job changed in the worker's copy (``sent`` → ``done``): results, a model or
+    data it loaded. What the job left alone stays as it is here now (another job of the page may have changed it)."""
+    for name in ("ablation_rows", "sweep_points", "max_length", "key"):
+        if getattr(done, name) != getattr(sent, name):
+            setattr(workbench, name, getattr(done, name))
+    if done.shared_tokens != sent.shared_tokens:
+        workbench.shared_tokens[:] = done.shared_tokens  # the session holds the same list
+    changed = {run: timing for run, timing in done.step_timings.items() if sent.step_timings.get(run) != timing}
+    workbench.step_timings.update(changed)
+    if done.data != sent.data:
         workbench.data = None
         if done.data is not None:
             data = done.data

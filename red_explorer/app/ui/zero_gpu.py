@@ -123,7 +123,7 @@ def in_worker(handler: Callable, granted: Callable) -> Callable:
         elif "progress" in kwargs:
             kwargs["progress"] = ProgressSlot()
         stop_across_processes(session.workbench)
-        finished, messages = None, granted(name, tuple(args), kwargs)
+        sent, finished, messages = ticket(session.workbench), None, granted(name, tuple(args), kwargs)
         try:
             for message in messages:
                 if isinstance(message, Finished):
@@ -142,7 +142,7 @@ def in_worker(handler: Callable, granted: Callable) -> Callable:
         if finished is None:
             raise RuntimeError(f"the GPU worker ended {name} without an answer; try again")
         if finished.workbench is not None:
-            adopt(session.workbench, finished.workbench)
+            adopt(session.workbench, sent, finished.workbench)
         if finished.error is not None:
             raise finished.error
 
