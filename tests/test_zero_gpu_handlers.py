@@ -4,6 +4,7 @@ runs there, and its runs, results and Stop meet the session here."""
 import base64
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -92,6 +93,21 @@ def test_stop_pressed_here_ends_the_training_in_the_worker(forking_spaces, files
     [run] = session.workbench.runs.values()
     assert "Stopped." in status and run.result.stopped_reason == "stopped by user"
     assert len(run.result.train_loss) < 400 and list(table["stopped"]) == ["stopped by user"]
+
+
+def test_a_page_that_leaves_stops_its_training_in_the_worker(forking_spaces, files):
+    session = new_session(files)
+    options = dict(max_steps=400, batch_size=8, max_length=64, eval_every=None)
+    outputs = in_worker(train.train)(session, ["RED"], "full", ["ffn"], **options)
+    next(outputs)
+    outputs.close()  # what Gradio does when the page goes away
+    for _ in range(200):  # the job saves its run once its step ends
+        if session.workbench.runs:
+            break
+        time.sleep(0.05)
+    [run] = session.workbench.runs.values()
+    assert run.result.stopped_reason == "stopped by user" and len(run.result.train_loss) < 400
+    assert session.job is None
 
 
 def test_compare_in_the_worker_answers_as_here(forking_spaces, trained):
