@@ -27,7 +27,7 @@ GPU_SECONDS = {
     "explore.layers": 120,
     "explore.combine": 60,
     "explore.control_vector": 60,
-    "inspect.tare_view": 30,  # (inspect.inspect is not here: it reads a RED run's vectors from its files, no model)
+    "inspect.tare_view": 30,  # (not inspect.inspect nor inspect_if_any: they read RED vectors from the run's files)
     "export.export_merged": 90,  # the merged model is checked against the edited one
     "export.import_edits": 30,  # attached once to the base to validate it
 }

@@ -12,6 +12,7 @@ session's stop file (``StopFlag``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
@@ -134,7 +135,8 @@ def in_worker(handler: Callable, granted: Callable) -> Callable:
                     progress(*message.progress[0], **message.progress[1])
                 yield message.outputs
         except GeneratorExit:  # the page left: the job in the worker stops after its step
-            session.workbench.stop()
+            with contextlib.suppress(ValueError):  # (a closed page's stop was asked when it closed)
+                session.workbench.stop()
             raise
         finally:
             session.job = None
