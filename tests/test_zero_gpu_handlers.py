@@ -5,13 +5,19 @@ import base64
 import json
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from app_helpers import QUICK, TRAIN, new_session, save_tiny_llama
 
+from red_explorer.app.demo_presets import PRESETS
+from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.options import TrainOptions
 from red_explorer.app.ui.gpu import gpu_task
 from red_explorer.app.ui.handlers import ablate, common, compare, explore, inspect, model, train
+from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
 
 
@@ -144,3 +150,14 @@ def test_an_ablation_in_the_worker_leaves_its_rows_with_this_session(forking_spa
     _, restored, _ = ablate.restore_after_failure(session)  # reads the rows this session adopted
     assert list(restored["row"]) == rows
     assert {run.group for run in session.workbench.runs.values()} == {session.workbench.runs[rows[0]].group}
+
+
+def test_a_demo_in_the_worker_leaves_its_model_data_and_runs_with_this_session(forking_spaces, files, monkeypatch):
+    style = replace(PRESETS["style"], model=str(files[0]), options=TrainOptions(max_steps=2))
+    monkeypatch.setitem(PRESETS, "style", style)  # the worker, forked later, has it too
+    session = Session(Workbench(ModelRegistry()))  # a new page: no model, no data
+    outputs = list(in_worker(model.run_demo)(session, "style"))[-1]
+    workbench = session.workbench
+    assert workbench.key.spec == str(files[0]) and workbench.data.name == style.sample  # loaded there, taken here
+    labels = workbench.run_labels()
+    assert len(labels) == 2 and list(outputs[-1]["method"]) == ["base", *labels]
