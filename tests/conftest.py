@@ -52,3 +52,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def forking_spaces(monkeypatch):
+    """ZeroGPU hardware whose ``spaces`` package is ``fake_spaces.FakeSpaces`` (forked, reused, pickling workers)."""
+    import sys
+
+    from fake_spaces import FakeSpaces
+
+    fake = FakeSpaces()
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    yield fake
+    fake.close()

@@ -1,40 +1,21 @@
-"""ZeroGPU: the events that compute on the model are the ones wrapped in ``spaces.GPU``, each with its duration."""
+"""ZeroGPU: the events that compute on the model do their work in ``spaces.GPU``'s worker, each with its duration."""
 
 from __future__ import annotations
 
-import functools
 import importlib
 import pickle
+import shutil
 import sys
-import types
+from dataclasses import replace
 
 import pytest
 
-from red_explorer.app.ui import gpu
+from red_explorer.app.model_registry import ModelKey, ModelRegistry
+from red_explorer.app.stop_flag import StopFlag
+from red_explorer.app.ui import gpu, zero_gpu
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import data, train
-
-
-@pytest.fixture
-def zero_gpu(monkeypatch) -> list[int]:
-    """ZeroGPU hardware with a stand-in ``spaces`` package whose GPU decorator marks what it wraps."""
-    granted: list[int] = []
-
-    def GPU(duration: int):  # noqa: N802 - the name spaces uses
-        def decorate(function):
-            @functools.wraps(function)
-            def granted_call(*args):
-                return function(*args)
-
-            granted_call.gpu_seconds = duration
-            granted.append(duration)
-            return granted_call
-
-        return decorate
-
-    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setitem(sys.modules, "spaces", types.SimpleNamespace(GPU=GPU))
-    return granted
+from red_explorer.app.workbench_ticket import DataFile, adopt, rebuild, ticket
 
 
 def test_off_zero_gpu_events_are_left_alone(monkeypatch) -> None:
@@ -44,17 +25,18 @@ def test_off_zero_gpu_events_are_left_alone(monkeypatch) -> None:
     assert not hasattr(event, "gpu_seconds") and event.__name__ == "train"
 
 
-def test_on_zero_gpu_the_app_wires_the_granted_events(zero_gpu) -> None:
+def test_on_zero_gpu_the_app_wires_the_granted_events(forking_spaces) -> None:
     from red_explorer.app.ui import build_demo
 
     demo = build_demo(preload=False)
     wired = {block.api_name: getattr(block.fn, "gpu_seconds", None) for block in demo.fns.values() if block.api_name}
     assert wired["train"] == 300 and wired["ablate"] == 300 and wired["sweep"] == 300
-    assert wired["compare"] == 90 and wired["tare_routing"] == 30 and wired["inspect"] == 30
+    assert wired["compare"] == 90 and wired["tare_routing"] == 30 and wired["inspect"] is None  # vectors from files
     assert wired["export_merged"] == 90 and wired["import_edits"] == 30
     assert wired["load_data"] is None and wired["load_model"] is None and wired["export"] is None  # no model compute
     granted = {block.fn.__name__ for block in demo.fns.values() if hasattr(block.fn, "gpu_seconds")}
     assert granted == {key.split(".")[1] for key in gpu.GPU_SECONDS}  # every listed handler is wired, granted
+    assert list(forking_spaces.decorated) == [zero_gpu.granted_work]  # one granted function: one worker for all
 
 
 def test_every_listed_handler_exists_and_fits_a_grant() -> None:
@@ -72,15 +54,51 @@ def test_zero_gpu_without_spaces_says_what_to_install(monkeypatch) -> None:
         ui_event(train.train)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(TypeError, AttributeError, pickle.PicklingError),
-    reason="ZeroGPU hands a granted call's arguments to a forked worker by pickling them; a browser session's "
-    "workbench holds locks and the shared model registry, so it does not pickle yet (it could travel as owner key, "
-    "model key and data path, its runs being on disk)",
-)
 def test_a_session_travels_to_a_zero_gpu_worker(files) -> None:
     from app_helpers import new_session
 
     session = new_session(files)
-    assert pickle.loads(pickle.dumps(session)).workbench.owner == session.workbench.owner
+    travelled = pickle.loads(pickle.dumps(session))
+    assert travelled.workbench.owner == session.workbench.owner
+    assert travelled.workbench.key == session.workbench.key and travelled.workbench.data.name == "words.csv"
+    assert travelled.workbench.folder() == session.workbench.folder()  # files made there are the page's
+    assert travelled.workbench.registry is not session.workbench.registry  # its models are the receiver's own
+
+
+def test_a_stop_flag_is_one_flag_for_every_process_sharing_its_folder(tmp_path) -> None:
+    (tmp_path / "page").mkdir()  # the page's scratch folder
+    here, there = StopFlag(tmp_path / "page" / "stop"), StopFlag(tmp_path / "page" / "stop")
+    assert not here.is_set() and not there.is_set()
+    here.set()
+    assert there.is_set()
+    there.clear()
+    assert not here.is_set()
+    shutil.rmtree(tmp_path / "page")
+    assert here.is_set()  # the page's folder is gone: its job has nobody to report to
+
+
+def test_a_forked_process_keeps_the_loaded_models_under_locks_of_its_own() -> None:
+    loaded = object()
+    registry = ModelRegistry(loader=lambda *args, **kwargs: loaded)
+    key = ModelKey("tiny", device="cpu", dtype="float32")
+    registry.get(key)
+    base_lock = registry.base_lock(key)
+    with registry._lock, base_lock:  # held by another thread at the fork: never released there
+        child = registry.in_this_process()
+    assert child.get(key) is loaded and child.loaded_keys() == [key.resolved()]
+    assert child.base_lock(key) is not base_lock
+
+
+def test_adopt_takes_what_the_job_changed_and_keeps_what_changed_here(files, tmp_path) -> None:
+    from app_helpers import new_session, tiny_rows, write_csv
+
+    workbench = new_session(files).workbench
+    other = write_csv(tmp_path / "other.csv", tiny_rows(30, seed=1))
+    sent = ticket(workbench)
+    there = rebuild(replace(sent, data=DataFile(other, "other.csv", 0.2, None, None)))  # as a demo loads its sample
+    there.ablation_rows, there.step_timings["run-1"] = [{"label": "RED full (ffn)"}], "timing"
+    workbench.sweep_points = [{"run_label": "lr 1e-3"}]  # meanwhile, another job of the page ended here
+    adopt(workbench, sent, ticket(there))
+    assert workbench.ablation_rows == [{"label": "RED full (ffn)"}] and workbench.step_timings["run-1"] == "timing"
+    assert workbench.sweep_points == [{"run_label": "lr 1e-3"}]  # not put back to what the job was sent
+    assert workbench.data.name == "other.csv" and workbench.data.validation_fraction == 0.2

@@ -138,6 +138,19 @@ class ModelRegistry:
         with self._lock:
             return [key for key, entry in self._entries.items() if entry.done.is_set()]
 
+    def in_this_process(self) -> ModelRegistry:
+        """A registry for a forked process (a GPU worker): the models loaded here, under locks of its own.
+
+        A lock that another thread held at the fork would never be released in the child, so none is taken or
+        kept; models the child needs later load there.
+        """
+        registry = ModelRegistry(self.capacity, self._loader, self._failures_kept)
+        for key, entry in list(self._entries.items()):
+            if entry.done.is_set() and entry.model is not None:
+                registry._entries[key] = _Entry(model=entry.model)
+                registry._entries[key].done.set()
+        return registry
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -79,6 +79,16 @@ def _write_json(path: Path, value: dict) -> None:
     os.replace(temporary, path)
 
 
+def _new_thread_locks() -> None:
+    """In a forked child (a GPU worker): fresh thread locks, as one held by another thread at the fork never frees."""
+    global _ROOT_LOCKS_GUARD
+    _ROOT_LOCKS_GUARD = threading.Lock()
+    _ROOT_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_new_thread_locks)
+
+
 def _root_lock(root: Path) -> threading.RLock:
     with _ROOT_LOCKS_GUARD:
         return _ROOT_LOCKS.setdefault(root, threading.RLock())

@@ -84,11 +84,12 @@ def as_message(error: BaseException) -> gr.Error:
 def ui_event(handler):
     """Wrap ``handler`` for Gradio: same parameters, but ``progress`` defaults to gr.Progress()."""
     signature = inspect.signature(handler)
+    work = gpu_task(handler)  # on ZeroGPU, the work of a handler that computes on the model runs in the GPU worker
     if inspect.isgeneratorfunction(handler):
 
         def event(*args):
             try:
-                for outputs in handler(*args):
+                for outputs in work(*args):
                     yield _convert(outputs)
             except Exception as error:
                 _remember(args, error)
@@ -98,7 +99,7 @@ def ui_event(handler):
 
         def event(*args):
             try:
-                return _convert(handler(*args))
+                return _convert(work(*args))
             except Exception as error:
                 _remember(args, error)
                 raise as_message(error) from error
@@ -109,7 +110,9 @@ def ui_event(handler):
     ]
     event.__signature__ = signature.replace(parameters=parameters)
     event.__name__, event.__doc__ = handler.__name__, handler.__doc__
-    return gpu_task(event, handler)  # on ZeroGPU, handlers that compute on the model run inside a GPU grant
+    if hasattr(work, "gpu_seconds"):
+        event.gpu_seconds = work.gpu_seconds
+    return event
 
 
 def busy_while(button: gr.Button, job, running: str) -> None:

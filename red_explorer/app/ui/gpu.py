@@ -1,13 +1,15 @@
-"""The Space's GPU grant (ZeroGPU): events that compute on the model run inside ``spaces.GPU``, sized to their work.
+"""The Space's GPU grant (ZeroGPU): handlers that compute on the model do their work inside ``spaces.GPU``.
 
 On ZeroGPU hardware CUDA exists only inside functions decorated with ``spaces.GPU`` (the ``spaces`` package,
-installed on every ZeroGPU Space). Off ZeroGPU nothing is imported and every event stays as it is.
+installed on every ZeroGPU Space), which run in a forked worker process: ``zero_gpu`` sends each listed handler's
+work there and takes its results back. Off ZeroGPU nothing is imported and every handler runs as it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from red_explorer.app.ui.zero_gpu import grant_seconds, granted_work, handler_name, in_worker
 from red_explorer.models.loading import space_gpu_grant
 
 # handler (its module in app/ui/handlers, then its name) -> the longest it may hold the GPU, in seconds;
@@ -25,9 +27,7 @@ GPU_SECONDS = {
     "explore.layers": 120,
     "explore.combine": 60,
     "explore.control_vector": 60,
-    "inspect.inspect": 30,
-    "inspect.inspect_if_any": 30,
-    "inspect.tare_view": 30,
+    "inspect.tare_view": 30,  # (not inspect.inspect nor inspect_if_any: they read RED vectors from the run's files)
     "export.export_merged": 90,  # the merged model is checked against the edited one
     "export.import_edits": 30,  # attached once to the base to validate it
 }
@@ -35,18 +35,21 @@ GPU_SECONDS = {
 
 def gpu_seconds(handler: Callable) -> int | None:
     """How long ``handler`` may hold the GPU, or None when it does not compute on the model."""
-    return GPU_SECONDS.get(f"{handler.__module__.rsplit('.', 1)[-1]}.{handler.__name__}")
+    return GPU_SECONDS.get(handler_name(handler))
 
 
-def gpu_task(event: Callable, handler: Callable) -> Callable:
-    """``event`` (the Gradio function made from ``handler``) inside a GPU grant on ZeroGPU; else ``event`` itself."""
+def gpu_task(handler: Callable) -> Callable:
+    """On ZeroGPU, for a handler that computes on the model, its stand-in whose work runs in the GPU worker (all
+    of them in one granted function, so one worker and its loaded models serve every tab); else ``handler``."""
     seconds = gpu_seconds(handler)
     if seconds is None or not space_gpu_grant():
-        return event
+        return handler
     try:
         import spaces
     except ImportError as error:
         raise ImportError(
             "SPACES_ZERO_GPU is set but the `spaces` package is missing: pip install spaces (ZeroGPU Spaces have it)"
         ) from error
-    return spaces.GPU(duration=seconds)(event)
+    stand_in = in_worker(handler, spaces.GPU(duration=grant_seconds)(granted_work))
+    stand_in.gpu_seconds = seconds
+    return stand_in

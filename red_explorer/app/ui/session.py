@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
@@ -9,6 +10,7 @@ import weakref
 from contextlib import contextmanager
 
 from red_explorer.app.workbench import Workbench, new_owner_key
+from red_explorer.app.workbench_ticket import WorkbenchTicket, rebuild, ticket
 
 BROWSER_KEY = re.compile(r"[0-9a-f]{32}")  # what new_owner_key makes: never a reserved owner such as "local"
 _OPEN: weakref.WeakSet = weakref.WeakSet()  # sessions holding a workbench (for the header and the tests)
@@ -28,11 +30,14 @@ def open_sessions() -> int:
 class Session:
     """What gr.State keeps per browser tab. Deep-copied while empty; the workbench appears on first use.
 
-    (A plain class, not a dataclass: Gradio would try to serialise a dataclass state value.)
+    (A plain class, not a dataclass: Gradio would try to serialise a dataclass state value.) Pickled, a session
+    travels as its workbench's ticket: the process that unpickles it (a ZeroGPU worker) rebuilds the workbench on
+    first use.
     """
 
     def __init__(self, workbench: Workbench | None = None, show_cli_runs: bool = False):
         self._workbench = workbench
+        self._ticket: WorkbenchTicket | None = None  # what a pickled session rebuilds its workbench from
         self._owner = workbench.owner if workbench is not None else None
         self.show_cli_runs = show_cli_runs  # offer the command line's runs (an app on loopback only)
         self.shared_tokens = workbench.shared_tokens if workbench is not None else []  # outlive an idle close
@@ -69,7 +74,10 @@ class Session:
         if self._workbench is None:
             if self.gone:
                 raise ValueError("this page was closed; reload it to go on (your runs are kept)")
-            self._workbench = Workbench(owner=self._owner, show_cli_runs=self.show_cli_runs)
+            if self._ticket is not None:
+                self._workbench = rebuild(self._ticket)
+            else:
+                self._workbench = Workbench(owner=self._owner, show_cli_runs=self.show_cli_runs)
             self._workbench.shared_tokens = self.shared_tokens
             self._owner = self._workbench.owner
             _OPEN.add(self)
@@ -87,8 +95,24 @@ class Session:
             self._workbench = None
         _OPEN.discard(self)
 
+    def __reduce__(self):
+        return _from_ticket, (ticket(self.workbench),)
+
+    def __deepcopy__(self, memo: dict) -> Session:
+        """A copy of every attribute (gr.State copies its empty session for each new tab), not a pickled one."""
+        copied = Session.__new__(Session)
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
+
     def __repr__(self) -> str:
         return f"Session(workbench={'open' if self._workbench else 'none'})"
+
+
+def _from_ticket(sent: WorkbenchTicket) -> Session:
+    """A pickled session, unpickled: cheap (the workbench is rebuilt on first use, inside the GPU grant)."""
+    session = Session(show_cli_runs=sent.show_cli_runs)
+    session._owner, session._ticket, session.shared_tokens = sent.owner, sent, sent.shared_tokens
+    return session
 
 
 def close_idle(idle_seconds: float) -> int:
