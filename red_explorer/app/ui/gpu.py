@@ -9,28 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from red_explorer.app.ui.zero_gpu import grant_seconds, granted_work, handler_name, in_worker
+from red_explorer.app.ui.gpu_grants import GPU_SECONDS, handler_name
+from red_explorer.app.ui.zero_gpu import grant_seconds, granted_work, in_worker
 from red_explorer.models.loading import space_gpu_grant
-
-# handler (its module in app/ui/handlers, then its name) -> the longest it may hold the GPU, in seconds;
-# ZeroGPU refuses more than about 300 s, and a shorter grant is served sooner
-GPU_SECONDS = {
-    "model.run_demo": 240,  # a one-minute demo: sample, training, first generations
-    "train.train": 300,
-    "ablate.ablate": 300,
-    "sweep.sweep": 300,
-    "compare.compare": 90,
-    "explore.generate": 60,
-    "explore.regenerate": 60,
-    "explore.dose": 90,
-    "explore.drift": 60,
-    "explore.layers": 120,
-    "explore.combine": 60,
-    "explore.control_vector": 60,
-    "inspect.tare_view": 30,  # (not inspect.inspect nor inspect_if_any: they read RED vectors from the run's files)
-    "export.export_merged": 90,  # the merged model is checked against the edited one
-    "export.import_edits": 30,  # attached once to the base to validate it
-}
 
 
 def gpu_seconds(handler: Callable) -> int | None:

@@ -20,16 +20,12 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from red_explorer.app.ui.gpu_grants import GPU_SECONDS, handler_name
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench_ticket import WorkbenchTicket, adopt, stop_across_processes, ticket
 
 logger = logging.getLogger(__name__)
-
-
-def handler_name(handler: Callable) -> str:
-    """'train.train': the handler's module in app/ui/handlers, then its name."""
-    return f"{handler.__module__.rsplit('.', 1)[-1]}.{handler.__name__}"
 
 
 def handler_named(name: str) -> Callable:
@@ -84,8 +80,6 @@ def _portable(error: Exception) -> Exception:
 
 def grant_seconds(name: str, args: tuple, kwargs: dict) -> int:
     """The grant ``granted_work(name, ...)`` asks for (``spaces.GPU`` calls its duration with the call's arguments)."""
-    from red_explorer.app.ui.gpu import GPU_SECONDS
-
     return GPU_SECONDS[name]
 
 
