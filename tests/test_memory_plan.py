@@ -101,3 +101,23 @@ def test_the_device_memory_is_read_and_an_uncached_hub_id_is_not_estimated():
         model_shape("no-such-owner/no-such-model")
     with pytest.raises(ValueError, match="batch size and max length must be positive"):
         plan_memory(model_shape("tiny"), 0, 8, "cpu")
+
+
+def test_the_model_tab_shows_the_plan_from_the_config_alone_before_loading(tmp_path, monkeypatch):
+    from red_explorer.app.ui.handlers import model as handlers
+    from red_explorer.models import memory_plan
+
+    folder = save_tiny_causal_lm(tmp_path / "model")
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()  # the plan reads config.json only: no weights, nothing loaded
+    shape = model_shape(str(folder))
+    need = plan_memory(shape, 4, 64, "cpu", available=0, compute_dtype="float32").rows
+    monkeypatch.setattr(memory_plan, "available_memory", lambda device: (need[1].training, "available system RAM"))
+    table = handlers.memory_plan(str(folder), "causal-lm", "cpu", "auto", 4, 64)
+    expected = plan_markdown(plan_memory(shape, 4, 64, "cpu", compute_dtype="float32"))
+    assert table == "#### Memory before loading\n" + expected
+    assert f"| float32 | {need[0].weights / 2**10:,.0f} KiB |" in table and "| ◐ fits for generation only |" in table
+    assert "| bfloat16 |" in table and "| ✓ fits |" in table and "| 8-bit (float32 compute) |" in table
+    assert "RED training (4 × 64 tokens)" in table
+    refused = handlers.memory_plan("no-such-owner/no-such-model", "causal-lm", "cpu", "auto", 4, 64)
+    assert "Cannot be estimated: &#x27;no-such-owner/no-such-model&#x27; cannot be estimated offline" in refused

@@ -21,6 +21,10 @@ PRECISIONS = ("float32", "bfloat16", "8bit", "4bit")
 FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 NF4_BLOCK = 64  # bitsandbytes 4-bit: one absmax per 64 weights, itself stored in 8 bits (double quantization)
 NF4_SECOND_BLOCK = 256  # one float32 absmax per 256 first-level blocks
+BACKEND_NOTES = {
+    "bitsandbytes": " (NF4 with double quantization in 4 bits)",
+    "torchao": " (4-bit values take a byte each there, so 4 bits save no more than 8)",
+}
 
 
 def backend_of(device: torch.device | str) -> str | None:
@@ -93,10 +97,17 @@ def training_estimate(shape: ModelShape, weights: int, compute_dtype: str, batch
 
 
 def generation_bytes(shape: ModelShape, weights: int, compute_dtype: str, batch_size: int, max_length: int) -> int:
-    """Weights + the KV cache of ``batch_size`` rows at ``max_length`` tokens + one layer's prefill + last logits."""
+    """Weights + the KV cache of ``batch_size`` rows at ``max_length`` tokens + one layer's prefill + last logits.
+
+    A classifier keeps no cache: its figure is one forward pass (inference).
+    """
     value_bytes = FLOAT_BYTES[compute_dtype]
     tokens = batch_size * max_length
-    cache = 2 * shape.layers * shape.key_value_heads * shape.head_dim * value_bytes * tokens
+    cache = (
+        0
+        if shape.task != "causal-lm"
+        else 2 * shape.layers * shape.key_value_heads * shape.head_dim * value_bytes * tokens
+    )
     prefill = tokens * value_bytes * (2 * shape.intermediate_size + 4 * shape.hidden_size)
     return weights + cache + prefill + batch_size * shape.logit_width * (value_bytes + 4)
 
@@ -128,12 +139,13 @@ class PlanRow:
     generation: int
     fits_training: bool
     fits_generation: bool
+    use: str = "generation"  # what the figure without training is: "generation", or "inference" for a classifier
 
     @property
     def verdict(self) -> str:
         if self.fits_training:
             return "fits"
-        return "fits for generation only" if self.fits_generation else "does not fit"
+        return f"fits for {self.use} only" if self.fits_generation else "does not fit"
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,9 @@ def plan_memory(
 
 
 def _gib(value: int) -> str:
-    return f"{value / 2**30:,.2f} GiB" if value >= 2**30 else f"{value / 2**20:,.1f} MiB"
+    if value >= 2**30:
+        return f"{value / 2**30:,.2f} GiB"
+    return f"{value / 2**20:,.1f} MiB" if value >= 2**20 else f"{value / 2**10:,.0f} KiB"
 
 
 def precision_label(row: PlanRow) -> str:
@@ -202,7 +216,7 @@ def plan_markdown(plan: MemoryPlan) -> str:
         f"**{shape.name}**: {shape.total_parameters:,} parameters ({shape.layers} layers, hidden {shape.hidden_size}); "
         f"{plan.device}: {_gib(plan.available)} {plan.available_what}.",
         "",
-        f"| precision | weights | RED training ({size}) | generation ({size}) | on this {plan.device} |",
+        f"| precision | weights | RED training ({size}) | {plan.rows[0].use} ({size}) | on this {plan.device} |",
         "|---|---|---|---|---|",
     ]
     for row in plan.rows:
@@ -212,5 +226,5 @@ def plan_markdown(plan: MemoryPlan) -> str:
             f"| {mark} {row.verdict} |"
         )
     if plan.backend:
-        lines += ["", f"8 and 4 bits as {plan.backend} stores them on {plan.device}."]
+        lines += ["", f"8 and 4 bits as {plan.backend} stores them on {plan.device}{BACKEND_NOTES[plan.backend]}."]
     return "\n".join(lines)
