@@ -121,3 +121,21 @@ def test_the_model_tab_shows_the_plan_from_the_config_alone_before_loading(tmp_p
     assert "RED training (4 × 64 tokens)" in table
     refused = handlers.memory_plan("no-such-owner/no-such-model", "causal-lm", "cpu", "auto", 4, 64)
     assert "Cannot be estimated: &#x27;no-such-owner/no-such-model&#x27; cannot be estimated offline" in refused
+
+
+def test_the_plan_command_prints_the_table_or_json(capsys):
+    import json
+
+    from red_explorer.cli.main import main
+
+    args = ["plan", "--model", "tiny", "--device", "cpu", "--dtype", "bfloat16", "--batch-size", "2"]
+    assert main([*args, "--max-length", "16", "--memory-gib", "0.001", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = plan_memory(model_shape("tiny"), 2, 16, "cpu", available=int(0.001 * 2**30))
+    assert [row["training"] for row in printed["rows"]] == [row.training for row in expected.rows]
+    assert printed["available"] == 1_073_741 and printed["shape"]["linear_weights"] == 73_728
+    assert printed["verdicts"] == {"float32": "fits", "bfloat16": "fits", "8bit": "fits", "4bit": "fits"}
+    assert main([*args, "--max-length", "4096", "--memory-gib", "0.001"]) == 0
+    table = capsys.readouterr().out
+    assert table == plan_markdown(plan_memory(model_shape("tiny"), 2, 4096, "cpu", int(0.001 * 2**30))) + "\n"
+    assert table.count("✗ does not fit") == 4
