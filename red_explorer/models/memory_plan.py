@@ -4,8 +4,10 @@ All figures come from a ``ModelShape`` (the config alone). Weights: parameters �
 a quantized load stores the linear layers' weights in 8 or 4 bits with their scales, as bitsandbytes (CUDA)
 or torchao (CPU) does, and keeps the rest in the compute dtype. RED training adds, per token of the batch,
 what autograd saves for backward with the base frozen and RED on every FFN output (measured on Llama-family
-blocks, see ``saved_bytes_per_token``), the logits at the loss, and RED's vectors with their gradient and
-AdamW's two moments. Generation adds the KV cache of the batch at full length and one layer's prefill.
+blocks, see ``saved_bytes_per_token``), the logits and their gradients at the loss, and RED's vectors with
+their gradient and AdamW's two moments. On the default model (SmolLM2-135M, CPU, 8 × 128 tokens) a real
+step's peak resident memory is 1.11 × this estimate in float32 and 1.13 × in bfloat16. Generation adds the
+KV cache of the batch at full length, one layer's prefill and the last logits.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class TrainingEstimate:
     weights: int
     red_state: int  # RED's float32 vectors, their gradients and AdamW's two moments
     activations: int
-    loss_logits: int  # the logits in the compute dtype and their float32 copy, alive at the loss
+    loss_logits: int  # at the loss's backward: the logits and two float32 gradients (of the log-softmax, its input)
 
     @property
     def total(self) -> int:
@@ -92,7 +94,7 @@ def training_estimate(shape: ModelShape, weights: int, compute_dtype: str, batch
         weights=weights,
         red_state=4 * 4 * red_parameters,
         activations=tokens * saved_bytes_per_token(shape, value_bytes),
-        loss_logits=scored * shape.logit_width * (value_bytes + 4),
+        loss_logits=scored * shape.logit_width * (value_bytes + 8),
     )
 
 
