@@ -139,3 +139,8 @@ def test_the_plan_command_prints_the_table_or_json(capsys):
     table = capsys.readouterr().out
     assert table == plan_markdown(plan_memory(model_shape("tiny"), 2, 4096, "cpu", int(0.001 * 2**30))) + "\n"
     assert table.count("✗ does not fit") == 4
+    gpu = ["plan", "--model", "random:llama-7b", "--device", "cuda", "--memory-gib", "16", "--max-length", "256"]
+    assert main(gpu) == 0  # a device this machine need not have, with its memory given
+    table = capsys.readouterr().out
+    assert "| 4-bit (bfloat16 compute) | 3.60 GiB | 12.78 GiB | 4.75 GiB | ✓ fits |" in table
+    assert "| bfloat16 | 12.55 GiB | 21.73 GiB | 13.70 GiB | ◐ fits for generation only |" in table
