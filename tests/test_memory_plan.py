@@ -115,7 +115,7 @@ def test_the_model_tab_shows_the_plan_from_the_config_alone_before_loading(tmp_p
     monkeypatch.setattr(memory_plan, "available_memory", lambda device: (need[1].training, "available system RAM"))
     table = handlers.memory_plan(str(folder), "causal-lm", "cpu", "auto", 4, 64)
     expected = plan_markdown(plan_memory(shape, 4, 64, "cpu", compute_dtype="float32"))
-    assert table == "#### Memory before loading\n" + expected
+    assert table == expected
     assert f"| float32 | {need[0].weights / 2**10:,.0f} KiB |" in table and "| ◐ fits for generation only |" in table
     assert "| bfloat16 |" in table and "| ✓ fits |" in table and "| 8-bit (float32 compute) |" in table
     assert "RED training (4 × 64 tokens)" in table

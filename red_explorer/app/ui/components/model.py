@@ -28,8 +28,9 @@ DEMOS_HELP = (
     "machine, and shows the change (Compare opens with the base model beside each run)."
 )
 PLAN_HELP = (
-    "estimated from the model's config alone, before anything loads: the weights in each precision, a RED "
-    "training step at this batch size and the max length set under Data, and generation at the same size"
+    "Estimated from the model's config alone, before anything loads: the weights in each precision, a RED "
+    "training step at this batch size and the max length set under **Data**, and generation at the same size, "
+    "against this machine's free memory."
 )
 COMPARE_IDS = ("compare-prompt", "compare-runs", "compare-prompt-shown", "compare-cards", "compare-table")
 
@@ -69,9 +70,13 @@ def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: lis
 
 def _memory_plan(controls: list, max_length: gr.Slider, tab: gr.Tab) -> None:
     """The memory table, recomputed whenever the model, task, device, dtype, batch size or max length changes."""
-    batch_size = gr.Number(
-        DEFAULT_BATCH_SIZE, precision=0, minimum=1, label="Batch size", info=PLAN_HELP, elem_id="plan-batch-size"
-    )
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=1, min_width=160):
+            batch_size = gr.Number(
+                DEFAULT_BATCH_SIZE, precision=0, minimum=1, label="Batch size", elem_id="plan-batch-size"
+            )
+        with gr.Column(scale=4):
+            gr.Markdown(PLAN_HELP)
     table = gr.Markdown("*Choose a model to see the memory it needs.*", elem_id="memory-plan")
     spec, task, device, dtype, _ = controls
     inputs = [spec, task, device, dtype, batch_size, max_length]

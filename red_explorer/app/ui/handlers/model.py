@@ -129,8 +129,8 @@ def memory_plan(spec: str, task: str, device: str, dtype: str, batch_size: float
         shape = model_shape(spec or "default", task)
         plan = plan_memory(shape, int(batch_size or 1), int(max_length or 1), where, compute_dtype=compute)
     except EXPECTED_ERRORS as error:
-        return f"#### Memory before loading\n*Cannot be estimated: {escape(str(error))}.*"
-    return "#### Memory before loading\n" + plan_markdown(plan)
+        return f"*Cannot be estimated: {escape(str(error))}.*"
+    return plan_markdown(plan)
 
 
 def _still_using(session: Session) -> str:
