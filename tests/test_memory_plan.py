@@ -93,7 +93,17 @@ def test_the_verdict_flips_at_the_device_size():
     assert "| 4-bit (bfloat16 compute) | 3.60 GiB |" in table and "✗ does not fit" in table and "✓ fits" in table
 
 
-def test_the_device_memory_is_read_and_an_uncached_hub_id_is_not_estimated():
+def test_the_device_memory_is_read_and_an_uncached_hub_id_is_not_estimated(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (7 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "H200")
+    assert available_memory("cuda") == (7 * 2**30, "free on H200")
+
+    def no_grant(device):
+        raise RuntimeError("CUDA must not be initialized in the main process")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", no_grant)
+    with pytest.raises(ValueError, match="CUDA's free memory cannot be read here .*give the memory to plan for"):
+        available_memory("cuda")
     free, what = available_memory("cpu")
     assert free > 2**20 and what.endswith("RAM")
     assert plan_memory(model_shape("tiny"), 1, 8, "cpu").available_what == what

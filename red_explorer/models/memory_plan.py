@@ -118,7 +118,12 @@ def available_memory(device: torch.device | str) -> tuple[int, str]:
     """(bytes free for a model, what they are): CUDA's free memory, else the system's available RAM."""
     device = torch.device(device)
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+        except RuntimeError as error:  # e.g. a ZeroGPU Space outside a GPU grant
+            raise ValueError(
+                f"CUDA's free memory cannot be read here ({error}); give the memory to plan for"
+            ) from error
         return int(free), f"free on {torch.cuda.get_device_name(device)}"
     try:
         with open("/proc/meminfo") as handle:
