@@ -20,7 +20,7 @@ from torch import nn
 
 from red_explorer.bench.serve import lora_variant, red_variant, tare_variant
 from red_explorer.bench.setup import RANDOM_SHAPES, BenchModel, BenchShape, load_bench_model, token_batch
-from red_explorer.bench.timing import SavedTensorMeter, estimated_training_bytes
+from red_explorer.bench.timing import SavedTensorMeter, estimated_training_bytes, is_out_of_memory
 from red_explorer.bench.train import method_variant, train_specs
 from red_explorer.engine.memory import stored_bytes
 from red_explorer.models.memory_plan import generation_bytes, training_estimate, weight_bytes
@@ -75,7 +75,7 @@ def _training_peak(loaded: BenchModel, spec, batch, start: int) -> int:
 
 def _cache_bytes(output) -> int:
     """Bytes of the KV cache a ``generate(..., return_dict_in_generate=True)`` call returned."""
-    cache = getattr(output, "past_key_values", None)
+    cache = getattr(output, "cache", None)
     layers = getattr(cache, "layers", None) or []
     tensors = [tensor for layer in layers for tensor in (getattr(layer, "keys", None), getattr(layer, "values", None))]
     return sum(tensor.numel() * tensor.element_size() for tensor in tensors if isinstance(tensor, torch.Tensor))
@@ -105,6 +105,18 @@ def _generate(model: nn.Module, prompts: dict, new_tokens: int, pad: int):
     )
 
 
+def _or_out_of_memory(measure, device: torch.device) -> int | str:
+    """``measure()``, or "out of memory" where the method does not fit (full fine-tuning of a large base)."""
+    try:
+        return measure()
+    except (RuntimeError, ValueError) as error:
+        if not is_out_of_memory(error):
+            raise
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return "out of memory"
+
+
 def _estimate(bench: BenchModel, shape: BenchShape, precision: str) -> dict:
     """The memory plan's figures for this base: weights, RED training and generation at the bench's shapes."""
     try:
@@ -123,32 +135,42 @@ def _estimate(bench: BenchModel, shape: BenchShape, precision: str) -> dict:
     }
 
 
-def _one_precision(bench: BenchModel, shape: BenchShape, source: str, precision: str) -> dict:
-    quantize = None if precision == "bfloat16" else precision
-    device = bench.device
-    start = _allocated(device)
-    try:
-        loaded = load_bench_model(source, device=str(device), dtype=COMPUTE_DTYPE, quantize=quantize)
-    except (ValueError, ImportError) as error:  # e.g. no bitsandbytes on this CUDA machine
-        return {"skipped": str(error)}
-    loaded.name = bench.name
+def _measured(loaded: BenchModel, shape: BenchShape, start: int) -> dict:
+    """Weights, then each method's training and generation peak on the freshly loaded base."""
+    device = loaded.device
     batch = token_batch(loaded, shape.train_batch, shape.train_length)
     prompts = token_batch(loaded, shape.generate_batch, shape.prompt_length, seed=1)
     prompts.pop("labels")
     record = {"weights": stored_bytes(loaded.model), "weights_allocated": _allocated(device) - start or None}
     record["training"] = {
-        name: _training_peak(loaded, spec, batch, start) for name, spec in train_specs(loaded.model).items()
+        name: _or_out_of_memory(lambda spec=spec: _training_peak(loaded, spec, batch, start), device)
+        for name, spec in train_specs(loaded.model).items()
     }
     record["generation"] = {
-        name: _generation_peak(loaded, setup, prompts, shape.new_tokens, start)
+        name: _or_out_of_memory(
+            lambda setup=setup: _generation_peak(loaded, setup, prompts, shape.new_tokens, start), device
+        )
         for name, setup in GENERATION_SETUPS.items()
     }
-    record["estimate"] = _estimate(bench, shape, precision)
-    del loaded, batch, prompts
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return record
+
+
+def _one_precision(bench: BenchModel, shape: BenchShape, source: str, precision: str) -> dict:
+    """The base loaded afresh in ``precision`` (bfloat16 compute), measured, and freed again."""
+    quantize = None if precision == "bfloat16" else precision
+    start = _allocated(bench.device)
+    try:
+        loaded = load_bench_model(source, device=str(bench.device), dtype=COMPUTE_DTYPE, quantize=quantize)
+    except (ValueError, ImportError) as error:  # e.g. no bitsandbytes on this CUDA machine
+        return {"skipped": str(error)}
+    try:
+        record = _measured(loaded, shape, start)
+    finally:
+        del loaded
+        gc.collect()
+        if bench.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return record | {"estimate": _estimate(bench, shape, precision)}
 
 
 def bench_memory(bench: BenchModel, shape: BenchShape, out: Path) -> dict:

@@ -64,6 +64,8 @@ def _number(value, digits: int = 3) -> str:
 
 
 def _megabytes(value) -> str:
+    if isinstance(value, str):  # a reason it was not measured ("out of memory")
+        return value
     return "–" if value is None else f"{value / 2**20:,.1f}"
 
 
