@@ -1,7 +1,7 @@
 """Benchmark of memory: peak training and generation memory per method on a bf16, 8-bit and 4-bit base.
 
 Each precision loads the bench's model afresh (a random-weight model from a saved copy) with bfloat16 compute
-and measures, per method, one training step's peak (after AdamW's moments exist) and one generate call's.
+and measures, per method, a training step's peak (with AdamW's moments) and one generate call's.
 On CUDA the figure is ``torch.cuda.max_memory_allocated`` (after ``reset_peak_memory_stats``) above what was
 allocated before the load, so it holds the weights; on CPU, with no allocator statistics, it is the estimate
 the training section makes (weights as stored + trainable state + the tensors autograd saved) and, for
@@ -59,17 +59,18 @@ def _cuda_peak(device: torch.device, start: int) -> int:
 
 
 def _training_peak(loaded: BenchModel, spec, batch, start: int) -> int:
-    """One method's peak over a training step, the second of two (AdamW's moments exist by then)."""
+    """One method's training peak: on CUDA over the second of two steps (AdamW's moments exist by then); on CPU
+    the estimate from one step's saved tensors (it counts the moments without running a second step)."""
     device = loaded.device
     with method_variant(loaded.model, spec, batch) as step:
-        step()
-        meter = SavedTensorMeter(loaded.model) if device.type != "cuda" else None
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        with meter.hooks() if meter else nullcontext():
-            step()
-        if meter is not None:
+        if device.type != "cuda":
+            meter = SavedTensorMeter(loaded.model)
+            with meter.hooks():
+                step()
             return estimated_training_bytes(loaded.model, meter.total)
+        step()
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
         return _cuda_peak(device, start)
 
 
