@@ -174,8 +174,10 @@ def test_memory_per_method_on_bf16_8bit_and_4bit_bases_beside_the_plan(bench_run
         assert 1 / 1.5 < record["training"]["red_ffn"] / estimate["red_training"] < 1.5, name
         assert record["training"]["red_ffn"] < record["training"]["lora_r8"] < 2 * estimate["red_training"]
         assert record["weights"] < record["generation"]["base"] < estimate["generation"], name
+    for record in precisions.values():  # what autograd saves (torchao: dequantized weights too), within 5 %
+        saved = record["estimate"]["red_training_saved_only"]
+        assert record["training"]["red_ffn"] == pytest.approx(saved, rel=0.05)
     bf16 = precisions["bfloat16"]
-    assert bf16["training"]["red_ffn"] == pytest.approx(bf16["estimate"]["red_training_saved_only"], rel=0.05)
     assert precisions["8bit"]["weights"] < bf16["weights"] and precisions["4bit"]["weights"] < bf16["weights"]
     report = (out / "bench.md").read_text()
     assert "## Memory per base precision" in report and "| plan: RED training |" in report

@@ -43,6 +43,8 @@ def test_the_tiny_shape_and_its_training_estimate_equal_a_hand_computation():
     assert estimate.red_state == 16 * 2 * layers * hidden  # float32 vectors, gradients, two AdamW moments
     assert estimate.activations == 128 * per_token and estimate.loss_logits == 128 * vocab * (2 + 8)
     assert estimate.total == 2 * 106_816 + 4_096 + 543_744 + 655_360
+    on_torchao = training_estimate(shape, 2 * 106_816, "bfloat16", 4, 32, saves_dequantized=True)
+    assert on_torchao.dequantized == linear // layers * 2  # the second layer's linear weights, in bfloat16
 
 
 def test_bf16_is_half_of_float32_and_bits_order_the_quantized_rows():

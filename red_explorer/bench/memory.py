@@ -126,7 +126,8 @@ def _estimate(bench: BenchModel, shape: BenchShape, precision: str) -> dict:
         return {"skipped": str(error)}
     backend = "bitsandbytes" if bench.device.type == "cuda" else "torchao"
     weights = weight_bytes(planned, precision, COMPUTE_DTYPE, backend)
-    training = training_estimate(planned, weights, COMPUTE_DTYPE, shape.train_batch, shape.train_length)
+    dequantized = precision != "bfloat16" and backend == "torchao"
+    training = training_estimate(planned, weights, COMPUTE_DTYPE, shape.train_batch, shape.train_length, dequantized)
     length = shape.prompt_length + shape.new_tokens
     return {
         "weights": weights,

@@ -78,23 +78,37 @@ class TrainingEstimate:
     red_state: int  # RED's float32 vectors, their gradients and AdamW's two moments
     activations: int
     loss_logits: int  # at the loss's backward: the logits and two float32 gradients (of the log-softmax, its input)
+    dequantized: int = 0  # torchao: each quantized linear after the first edit saves its weight dequantized
 
     @property
     def total(self) -> int:
-        return self.weights + self.red_state + self.activations + self.loss_logits
+        return self.weights + self.red_state + self.activations + self.loss_logits + self.dequantized
 
 
-def training_estimate(shape: ModelShape, weights: int, compute_dtype: str, batch_size: int, max_length: int):
-    """A ``TrainingEstimate`` for RED (scale and bias on every FFN output) at ``batch_size`` × ``max_length``."""
+def training_estimate(
+    shape: ModelShape,
+    weights: int,
+    compute_dtype: str,
+    batch_size: int,
+    max_length: int,
+    saves_dequantized: bool = False,
+) -> TrainingEstimate:
+    """A ``TrainingEstimate`` for RED (scale and bias on every FFN output) at ``batch_size`` × ``max_length``.
+
+    ``saves_dequantized``: the base's linear layers are torchao-quantized, whose backward keeps each weight
+    dequantized in the compute dtype (all layers but the first: nothing before the first edit needs a gradient).
+    """
     value_bytes = FLOAT_BYTES[compute_dtype]
     tokens = batch_size * max_length
     red_parameters = 2 * shape.layers * shape.hidden_size
     scored = tokens if shape.task == "causal-lm" else batch_size
+    later_layers = shape.linear_weights * (shape.layers - 1) // max(shape.layers, 1)
     return TrainingEstimate(
         weights=weights,
         red_state=4 * 4 * red_parameters,
         activations=tokens * saved_bytes_per_token(shape, value_bytes),
         loss_logits=scored * shape.logit_width * (value_bytes + 8),
+        dequantized=later_layers * value_bytes if saves_dequantized else 0,
     )
 
 
@@ -195,7 +209,8 @@ def plan_memory(
     for precision in precisions:
         dtype = precision if precision in FLOAT_BYTES else compute_dtype
         weights = weight_bytes(shape, precision, dtype, backend or "torchao")
-        training = training_estimate(shape, weights, dtype, batch_size, max_length).total
+        dequantized = precision not in FLOAT_BYTES and backend == "torchao"
+        training = training_estimate(shape, weights, dtype, batch_size, max_length, dequantized).total
         generation = generation_bytes(shape, weights, dtype, batch_size, max_length)
         rows.append(
             PlanRow(precision, dtype, weights, training, generation, training <= available, generation <= available)
