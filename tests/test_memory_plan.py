@@ -156,3 +156,22 @@ def test_the_plan_command_prints_the_table_or_json(capsys):
     table = capsys.readouterr().out
     assert "| 4-bit (bfloat16 compute) | 3.60 GiB | 12.78 GiB | 4.75 GiB | ✓ fits |" in table
     assert "| bfloat16 | 12.55 GiB | 21.73 GiB | 13.70 GiB | ◐ fits for generation only |" in table
+
+
+def test_a_classifier_is_planned_for_inference_with_no_cache(tmp_path):
+    from tiny_models import tiny_model
+
+    tiny_model("bert").save_pretrained(tmp_path / "bert")
+    shape = model_shape(str(tmp_path / "bert"), "classification")
+    assert (shape.task, shape.logit_width, shape.layers, shape.hidden_size, shape.gated_ffn) == (
+        "classification",
+        3,
+        2,
+        32,
+        False,
+    )
+    plan = plan_memory(shape, 2, 16, "cpu", available=0, compute_dtype="float32")
+    weights = 4 * shape.total_parameters
+    assert plan.rows[0].generation == weights + 32 * 4 * (2 * 64 + 4 * 32) + 2 * 3 * (4 + 4)  # no KV cache
+    assert plan.rows[0].training - weights - 16 * 2 * 2 * 32 == 32 * saved_bytes_per_token(shape, 4) + 2 * 3 * 12
+    assert "| inference (2 × 16 tokens) |" in plan_markdown(plan) and plan.rows[0].verdict == "does not fit"

@@ -206,6 +206,7 @@ def plan_memory(
         available, what = available_memory(device)
     backend, rows = backend_of(device), []
     precisions = PRECISIONS if backend else PRECISIONS[:2]
+    use = "generation" if shape.task == "causal-lm" else "inference"
     for precision in precisions:
         dtype = precision if precision in FLOAT_BYTES else compute_dtype
         weights = weight_bytes(shape, precision, dtype, backend or "torchao")
@@ -213,7 +214,9 @@ def plan_memory(
         training = training_estimate(shape, weights, dtype, batch_size, max_length, dequantized).total
         generation = generation_bytes(shape, weights, dtype, batch_size, max_length)
         rows.append(
-            PlanRow(precision, dtype, weights, training, generation, training <= available, generation <= available)
+            PlanRow(
+                precision, dtype, weights, training, generation, training <= available, generation <= available, use
+            )
         )
     return MemoryPlan(shape, batch_size, max_length, device.type, backend, available, what, tuple(rows))
 

@@ -81,10 +81,11 @@ def _cached_hub_config(hub_id: str) -> PretrainedConfig:
 
 def model_config(spec: str, task: str = "causal-lm") -> PretrainedConfig:
     """The config of ``spec`` ('default', 'minilm', 'tiny', 'random:*', a folder or a cached hub id), read only."""
-    if spec in ("tiny",) or spec.startswith("random:"):
+    if spec == "tiny" or spec.startswith("random:"):
         return _random_config(spec)
     if spec == "minilm" or (spec == "default" and task == "classification"):
-        return AutoConfig.from_pretrained(loading._default_encoder_source())
+        source = loading._default_encoder_source()  # the bundled folder, else the hub id
+        return AutoConfig.from_pretrained(source) if Path(source).is_dir() else _cached_hub_config(source)
     if spec == "default":
         return _default_causal_config()
     path = Path(spec).expanduser()
