@@ -158,3 +158,26 @@ def test_a_gpu_slot_times_few_generation_rounds():
     gpu, cpu = choose_shape(torch.device("cuda"), False, "random:smollm2"), choose_shape(torch.device("cpu"), False, "")
     assert gpu.generate_rounds * gpu.generate_repeats == 2 < gpu.rounds * gpu.repeats == 15
     assert cpu.generate_rounds * cpu.generate_repeats == cpu.rounds * cpu.repeats == 7
+
+
+def test_memory_per_method_on_bf16_8bit_and_4bit_bases_beside_the_plan(bench_run):
+    """On CPU the peaks are the estimate the training section makes; the plan's is within 1.5× of each."""
+    out, result = bench_run
+    memory = result["memory"]
+    precisions = memory["precisions"]
+    assert list(precisions) == ["bfloat16", "8bit", "4bit"] and memory["compute_dtype"] == "bfloat16"
+    for name, record in precisions.items():
+        estimate = record["estimate"]
+        assert record["weights"] == estimate["weights"], name  # torchao's storage, counted exactly
+        assert set(record["generation"]) == {"base", "red_attached", "lora_attached", "tare_attached"}
+        assert ("full" in record["training"]) == (name == "bfloat16")  # full fine-tuning refuses a quantized base
+        assert 1 / 1.5 < record["training"]["red_ffn"] / estimate["red_training"] < 1.5, name
+        assert record["training"]["red_ffn"] < record["training"]["lora_r8"] < 2 * estimate["red_training"]
+        assert record["weights"] < record["generation"]["base"] < estimate["generation"], name
+    for record in precisions.values():  # what autograd saves (torchao: dequantized weights too), within 5 %
+        saved = record["estimate"]["red_training_saved_only"]
+        assert record["training"]["red_ffn"] == pytest.approx(saved, rel=0.05)
+    bf16 = precisions["bfloat16"]
+    assert precisions["8bit"]["weights"] < bf16["weights"] and precisions["4bit"]["weights"] < bf16["weights"]
+    report = (out / "bench.md").read_text()
+    assert "## Memory per base precision" in report and "| plan: RED training |" in report

@@ -64,6 +64,8 @@ def _number(value, digits: int = 3) -> str:
 
 
 def _megabytes(value) -> str:
+    if isinstance(value, str):  # a reason it was not measured ("out of memory")
+        return value
     return "–" if value is None else f"{value / 2**20:,.1f}"
 
 
@@ -147,6 +149,8 @@ def markdown(result: dict) -> str:
     lines += _engine_lines(result["engine"])
     lines += ["", "## Runs as edits", "", *_runs_lines(result)]
     lines += ["", "## One-minute demos", "", *_demo_lines(result["demos"])]
+    if "memory" in result:
+        lines += ["", "## Memory per base precision", "", *_memory_lines(result["memory"])]
     return "\n".join(lines) + "\n"
 
 
@@ -179,3 +183,29 @@ def _demo_lines(demos: dict) -> list[str]:
             f"| {_number(record['model_load_seconds'], 1)} | {runs} |"
         )
     return lines
+
+
+def _memory_lines(memory: dict) -> list[str]:
+    """Peak memory (MiB) per method and base precision, with the memory plan's estimate as the last rows."""
+    precisions = memory["precisions"]
+    names = list(precisions)
+    lines = [
+        f"Training batch {memory['train']}, generation {memory['generate']}, {memory['compute_dtype']} compute; "
+        f"{memory['measure']}.",
+        "",
+        "| peak MiB | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    skipped = [f"{name}: {record['skipped']}" for name, record in precisions.items() if "skipped" in record]
+    measured = {name: record for name, record in precisions.items() if "skipped" not in record}
+    rows = [("weights", lambda record: record["weights"])]
+    methods = dict.fromkeys(method for record in measured.values() for method in record["training"])
+    rows += [(f"training: {method}", lambda record, m=method: record["training"].get(m)) for method in methods]
+    generators = dict.fromkeys(method for record in measured.values() for method in record["generation"])
+    rows += [(f"generation: {method}", lambda record, m=method: record["generation"].get(m)) for method in generators]
+    for label, key in (("weights", "weights"), ("RED training", "red_training"), ("generation", "generation")):
+        rows.append((f"plan: {label}", lambda record, k=key: record["estimate"].get(k)))
+    for label, value in rows:
+        cells = [_megabytes(value(precisions[name])) if name in measured else "–" for name in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + ([""] + [f"Skipped {line}." for line in skipped] if skipped else [])

@@ -5,7 +5,8 @@ repetitions after warm-up: (1) a training step per method against the floor, wit
 (2) generation tokens/s attached and merged; (3) eight distinct edits in one batch vs one shared edit;
 (4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop;
 (6) runs as edits: memory per kept run, and base + 8 runs in one batched generate call; (7) each one-minute
-demo of the app end to end.
+demo of the app end to end; (8) peak training and generation memory per method on a bf16, 8-bit and 4-bit
+base, beside the memory plan's estimate.
 It writes ``bench.json`` and ``bench.md`` into ``out``.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from red_explorer.bench.memory import bench_memory
 from red_explorer.bench.report import markdown, verdicts
 from red_explorer.bench.serve import bench_generation, bench_many_edits
 from red_explorer.bench.setup import BenchModel, choose_shape, load_bench_model
@@ -105,6 +107,7 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
     run_store = keep("run_store", bench_store_memory(bench, out))
     batched = keep("batched_compare", bench_batched_compare(bench, shape, out, quick))
     demos = keep("demos", _demos(bench, quick, out))
+    memory = keep("memory", bench_memory(bench, shape, out))
     return {
         "shape": shape.__dict__,
         "batch_shape": {
@@ -125,6 +128,7 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
         "compare_batched_over_sequential": batched["ratio"],
         "demos": demos,
         "demo_preset_max_seconds": demos.get("demo_preset_max_seconds"),
+        "memory": memory,
     }
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from red_explorer.engine.memory import stored_bytes
+
 Workload = Callable[[], object]
 VariantFactory = Callable[[], AbstractContextManager[Workload]]  # sets a variant up, yields what to time
 
@@ -95,8 +97,8 @@ class SavedTensorMeter:
 
 
 def estimated_training_bytes(model: nn.Module, activations: int) -> int:
-    """Weights + gradients and AdamW's two moments for trainable parameters + saved activations."""
-    weights = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+    """Weights as stored + gradients and AdamW's two moments for trainable parameters + saved activations."""
+    weights = stored_bytes(model)
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return weights + 3 * trainable + activations
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from red_explorer.cli import ablate, bench, check, control_vector, explore, generate, merge, runs, sweep, train
+from red_explorer.cli import ablate, bench, check, control_vector, explore, generate, merge, plan, runs, sweep, train
 from red_explorer.models.loading import settle_hub_kernels
 
 EPILOG = "Models: 'default' (SmolLM2-135M-Instruct, offline), 'minilm' (encoder), a local folder or a hub id."
 # each module registers its subcommand
-COMMANDS = (train, ablate, sweep, generate, merge, bench, check, explore, control_vector, runs)
+COMMANDS = (train, ablate, sweep, generate, merge, bench, check, explore, control_vector, runs, plan)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Peak memory of one run: the CUDA allocator's peak, or on CPU the resident-memory peak over the run's start."""
+"""Memory of a model and of a run: its weights as stored, the CUDA allocator's peak, or on CPU the resident peak."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import threading
 
 import torch
+from torch import nn
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 SAMPLE_SECONDS = 0.02
 
@@ -17,6 +19,23 @@ def resident_bytes() -> int:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds, quantized ones included: a torchao weight's values, scales and zero points;
+    a bitsandbytes weight's packed values with its per-row scales (8 bits) or its block absmax (4 bits)."""
+    if is_traceable_wrapper_subclass(tensor):
+        return sum(tensor_bytes(inner) for inner in vars(tensor).values() if isinstance(inner, torch.Tensor))
+    held = tensor.numel() * tensor.element_size()
+    scales = getattr(tensor, "SCB", None)
+    state = getattr(tensor, "quant_state", None)
+    extras = [scales, getattr(state, "absmax", None), getattr(getattr(state, "state2", None), "absmax", None)]
+    return held + sum(extra.numel() * extra.element_size() for extra in extras if isinstance(extra, torch.Tensor))
+
+
+def stored_bytes(model: nn.Module) -> int:
+    """Bytes of a model's parameters as stored (a tied weight once)."""
+    return sum(tensor_bytes(parameter) for parameter in model.parameters())
 
 
 class PeakMemory:

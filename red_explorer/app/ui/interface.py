@@ -148,7 +148,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         lesson = lesson_panel.build(state)  # the guided lesson, above the tabs it walks through
         with gr.Tabs() as tabs:
             about.build()
-            model_tab = model.build(state, status)
+            model_tab = model.build(state, status, max_length)
             data.build(state, max_length)
             train.build(state, max_length, jobs)
             inspect.build(state)

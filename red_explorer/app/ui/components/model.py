@@ -1,4 +1,5 @@
-"""Model tab widgets: one-minute demos; model, task, device and dtype; the model's shape, diagram, parameters."""
+"""Model tab widgets: one-minute demos; model, task, device and dtype; the memory it needs; its shape, diagram,
+parameters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from red_explorer.app.plots import empty_figure
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import model as handlers
 from red_explorer.app.ui.texts import RED_EXPLANATION, TARE_EXPLANATION
+from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE
 
 MODEL_HELP = (
     "`default` = SmolLM2-135M-Instruct for **causal-lm**, and the MiniLM encoder (all-MiniLM-L6-v2) for "
@@ -24,6 +26,11 @@ QUANTIZE_HELP = (
 DEMOS_HELP = (
     "#### One-minute demos\nOne click loads the model and a bundled sample, trains for a few steps on this "
     "machine, and shows the change (Compare opens with the base model beside each run)."
+)
+PLAN_HELP = (
+    "Estimated from the model's config alone, before anything loads: the weights in each precision, a RED "
+    "training step at this batch size and the max length set under **Data**, and generation at the same size, "
+    "against this machine's free memory."
 )
 COMPARE_IDS = ("compare-prompt", "compare-runs", "compare-prompt-shown", "compare-cards", "compare-table")
 
@@ -61,7 +68,29 @@ def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: lis
         )
 
 
-def build(state: gr.State, status: gr.Markdown) -> dict:
+def _memory_plan(controls: list, max_length: gr.Slider, tab: gr.Tab) -> None:
+    """The memory table, recomputed whenever the model, task, device, dtype, batch size or max length changes."""
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=1, min_width=160):
+            batch_size = gr.Number(
+                DEFAULT_BATCH_SIZE, precision=0, minimum=1, label="Batch size", elem_id="plan-batch-size"
+            )
+        with gr.Column(scale=4):
+            gr.Markdown(PLAN_HELP)
+    table = gr.Markdown("*Choose a model to see the memory it needs.*", elem_id="memory-plan")
+    spec, task, device, dtype, _ = controls
+    inputs = [spec, task, device, dtype, batch_size, max_length]
+    gr.on(
+        [spec.change, task.change, device.change, dtype.change, batch_size.change, max_length.change, tab.select],
+        ui_event(handlers.memory_plan),
+        inputs,
+        [table],
+        api_name="memory_plan",
+        show_progress="hidden",
+    )
+
+
+def build(state: gr.State, status: gr.Markdown, max_length: gr.Slider) -> dict:
     with gr.Tab("Model", id="model") as tab:
         demo_buttons, demo_result, demo_loss = _demos()
         gr.Markdown("#### Choose the frozen base model\n" + MODEL_HELP)
@@ -80,6 +109,9 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
             quantize = gr.Dropdown(
                 ["none", "8bit", "4bit"], value="none", label="Quantize", info=QUANTIZE_HELP, scale=1
             )
+        controls = [spec, task, device, dtype, quantize]
+        with gr.Accordion("Memory before loading", open=True):
+            _memory_plan(controls, max_length, tab)
         load = gr.Button("Load model", variant="primary", elem_id="load-model")
         with gr.Row():
             with gr.Column(min_width=420):
@@ -89,7 +121,6 @@ def build(state: gr.State, status: gr.Markdown) -> dict:
             with gr.Column(min_width=420):
                 parameters = gr.Plot(show_label=False, label="Trainable parameters per method", elem_id="param-plot")
         diagram = gr.HTML(label="Block diagram", elem_id="model-diagram")
-    controls = [spec, task, device, dtype, quantize]
     load.click(
         ui_event(handlers.load_model),
         [state, *controls],

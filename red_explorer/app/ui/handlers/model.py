@@ -25,6 +25,9 @@ from red_explorer.app.ui.handlers.common import (
 from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
 from red_explorer.app.ui.handlers.train import LiveCurves
 from red_explorer.app.ui.session import Session, open_sessions
+from red_explorer.models.loading import resolve_device, resolve_dtype
+from red_explorer.models.memory_plan import plan_markdown, plan_memory
+from red_explorer.models.model_shape import model_shape
 
 MINILM = "MiniLM encoder (all-MiniLM-L6-v2)"
 SMOLLM = "SmolLM2-135M-Instruct"
@@ -112,6 +115,22 @@ def load_model(session: Session, spec: str, task: str, device: str, dtype: str, 
         raise ValueError(f"{spec or 'default'} was not loaded: {error} {_still_using(session)}") from error
     figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
     return info_markdown(info), diagram_html(info, activation=_activation(session)), figure, model_status(session)
+
+
+def memory_plan(spec: str, task: str, device: str, dtype: str, batch_size: float, max_length: float) -> str:
+    """Before loading: what the chosen model needs in float32, bfloat16, 8 and 4 bits (weights, RED training at
+    ``batch_size`` × ``max_length``, generation) and whether each fits the device's free memory, as a table.
+
+    ``dtype`` is the compute dtype of the 8- and 4-bit rows ("auto": what loading would pick on the device).
+    """
+    try:
+        where = resolve_device(device or "auto")
+        compute = str(resolve_dtype(dtype or "auto", where)).removeprefix("torch.")
+        shape = model_shape(spec or "default", task)
+        plan = plan_memory(shape, int(batch_size or 1), int(max_length or 1), where, compute_dtype=compute)
+    except EXPECTED_ERRORS as error:
+        return f"*Cannot be estimated: {escape(str(error))}.*"
+    return plan_markdown(plan)
 
 
 def _still_using(session: Session) -> str:
