@@ -198,7 +198,9 @@ class KeptRuns:
         return found[0] if found else self.run(label)  # the error lists this model's runs
 
     def run_labels(self, methods: tuple[str, ...] | None = None) -> list[str]:
-        return [label for label, run in self.runs.items() if methods is None or run.spec.method in methods]
+        """This model's runs (of ``methods``) but the gallery's: what "the latest run" and "every run" mean."""
+        runs = self.runs.items()
+        return [label for label, run in runs if not run.gallery and (methods is None or run.spec.method in methods)]
 
     def summary_rows(self) -> list[dict]:
         """One result row per trained run (imported edits have no training record)."""
