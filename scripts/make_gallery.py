@@ -59,7 +59,7 @@ class Recipe:
 RECIPES = {
     "sentiment": Recipe(
         "Sentiment · RED on MiniLM",
-        "RED and a new classification head on the MiniLM encoder: validation accuracy 50 % (untrained head) → 100 %.",
+        "RED and a new classification head on the MiniLM encoder learn the task from 30 steps of 16 examples.",
         "sentiment.csv",
         RED,
         replace(STYLE, max_steps=30, batch_size=16),

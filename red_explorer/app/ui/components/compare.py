@@ -59,9 +59,11 @@ def build(state: gr.State) -> dict:
                 elem_id="compare-runs",
                 scale=2,
             )
-        with gr.Row(equal_height=False):
-            prepared = gr.HTML(elem_id="compare-prepared", scale=5)
-            live = gr.Button("Generate live", elem_id="compare-live", scale=1, min_width=140)
+        with gr.Row(equal_height=False):  # a gallery run's recorded answers, and the button that makes them now
+            with gr.Column(scale=5):
+                prepared = gr.HTML(elem_id="compare-prepared")
+            with gr.Column(scale=1, min_width=160):
+                live = gr.Button("Generate live", elem_id="compare-live")
         decoding = _decoding()
         generate = gr.Button("Generate", variant="primary", elem_id="compare-button")
         shown = gr.Markdown(label="Prompt and reference", elem_id="compare-prompt-shown")

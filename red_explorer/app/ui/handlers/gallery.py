@@ -30,7 +30,8 @@ def _card(label: str, entry: GalleryEntry) -> str:
     return (
         f"<div class='gallery-card'><b>{escape(label)}</b> · read-only gallery run · {metric}<br>"
         f"<small>{escape(entry.about)} Answers {how}; “Generate live” runs the first prompt now.</small>"
-        f"<table><tr><th>prompt</th><th>base model</th><th>{escape(label)}</th></tr>{rows}</table></div>"
+        f"<table style='width: 100%'><tr><th>prompt</th><th>base model</th><th>{escape(label)}</th></tr>"
+        f"{rows}</table></div>"
     )
 
 
