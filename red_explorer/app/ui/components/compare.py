@@ -90,7 +90,7 @@ def build(state: gr.State) -> dict:
     runs.change(ui_event(gallery.prepared), [state, runs], [prepared], queue=False, api_visibility="private")
     filled = [prompt, example, decoding[0], decoding[1], decoding[3], decoding[4]]
     live.click(ui_event(gallery.live_settings), [state, runs], filled, queue=False, api_visibility="private").success(
-        ui_event(handlers.compare),
+        ui_event(gallery.generate_live),
         [state, prompt, example, runs, *decoding],
         [shown, cards, table],
         api_visibility="private",

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from html import escape
 
 from red_explorer.app.options import APP_DECODING
+from red_explorer.app.ui.handlers.compare import compare
 from red_explorer.app.ui.session import Session
 from red_explorer.runs.gallery import GalleryEntry, gallery_entry
 
@@ -60,3 +61,8 @@ def live_settings(session: Session, runs: list[str] | None) -> tuple:
     entry = ticked[0][1]
     decoding = {**asdict(APP_DECODING), **entry.decoding_settings}
     return entry.showcase[0].prompt, None, decoding["max_new_tokens"], False, decoding["repetition_penalty"], 0
+
+
+def generate_live(session: Session, *compare_inputs):
+    """ "Generate live" once ``live_settings`` filled in the prompt and decoding: Compare's own generation."""
+    return compare(session, *compare_inputs)
