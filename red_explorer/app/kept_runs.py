@@ -218,7 +218,7 @@ class KeptRuns:
         return SessionRun(self.store.delete(self.owner, run.id))
 
     def _own(self, label: str, doing: str) -> SessionRun:
-        """The owner's run ``label``; a clear refusal for a run shared with this page (it is read-only)."""
+        """The owner's run ``label``; a clear refusal for a read-only run (shared with this page, or the gallery's)."""
         run = self.run(label)
         if run.gallery:
             raise ValueError(
