@@ -78,6 +78,7 @@ def test_compares_prepared_view_shows_the_recorded_generations_at_once_without_c
 
 
 def test_inspect_and_export_work_on_a_gallery_run_with_no_training_and_no_model(cold, tmp_path):
+    assert inspect.inspect_if_any(cold, None, None)[0].startswith(f"**{COMPOSED}**")  # a cold page shows one at once
     inspected = inspect.inspect(cold, PIRATE)
     assert inspected[0].startswith(f"**{PIRATE}**") and "30 edited sites, 34,560 learned values" in inspected[0]
     assert len(cold.workbench.red_edits(PIRATE)) == 30
