@@ -269,6 +269,8 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="fewer steps for a quick trial of the script")
     arguments = parser.parse_args()
     target = arguments.target
+    if arguments.max_steps and target.resolve() == gallery_root().resolve():
+        parser.error("a trial with --max-steps must not replace the shipped gallery: give --target FOLDER")
     if arguments.max_steps:
         for key, recipe in RECIPES.items():
             RECIPES[key] = replace(recipe, options=replace(recipe.options, max_steps=arguments.max_steps))
