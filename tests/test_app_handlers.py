@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from app_helpers import TRAIN, new_session, write_csv
 
-from red_explorer.app.model_registry import ModelRegistry
+from red_explorer.app.model_registry import ModelKey, ModelRegistry
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import ablate, common, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.handlers.common import Choices, Notice
@@ -147,6 +147,7 @@ def test_inspect_refuses_lora_runs_and_explains_an_empty_session(session, files)
     with pytest.raises(ValueError, match="LORA run"):
         inspect.inspect(session, "LoRA r=8")
     empty = Session(Workbench(ModelRegistry()))
+    empty.workbench.key = ModelKey(str(files[0]))  # a model with no gallery runs
     outputs = inspect.inspect_if_any(empty, None, None)
     assert outputs[0].startswith("*No RED run") and outputs[1].layout.annotations[0].text.startswith("Train")
     assert list(outputs[-1].columns) == inspect.TOP_COLUMNS  # an empty table with its real headers

@@ -15,6 +15,7 @@ from red_explorer.app.model_registry import ModelKey
 from red_explorer.core.registry import MethodSpec
 from red_explorer.engine.ablation import result_row
 from red_explorer.runs.attach import attach_saved, release
+from red_explorer.runs.gallery import GALLERY_OWNER, gallery_runs
 from red_explorer.runs.home import default_home, restart_warning
 from red_explorer.runs.labels import unique_label
 from red_explorer.runs.record import RunRecord
@@ -45,7 +46,8 @@ class RunFigures:
 class SessionRun:
     """One kept run of an owner: its record on disk (the method's small files), applied on demand.
 
-    ``shared_label`` is set for a run of another owner opened from a share link: read-only, listed under it.
+    ``shared_label`` is set for a run of another owner, read-only, listed under it: one opened from a share link,
+    or one of the gallery's ready-made runs.
     """
 
     record: RunRecord
@@ -62,6 +64,11 @@ class SessionRun:
     @property
     def shared(self) -> bool:
         return self.shared_label is not None
+
+    @property
+    def gallery(self) -> bool:
+        """One of the gallery's ready-made runs (shipped with the package; read-only like a shared run)."""
+        return self.shared and self.record.owner == GALLERY_OWNER
 
     @property
     def spec(self) -> MethodSpec:
@@ -128,7 +135,8 @@ def on_a_space() -> bool:
 class KeptRuns:
     """The owner's kept runs, for a workbench: listed from the store, renamed, deleted, applied on demand.
 
-    Runs opened from share links (``shared_tokens``) are listed after the owner's, read-only, marked "(shared)".
+    Runs opened from share links (``shared_tokens``) are listed after the owner's, read-only, marked "(shared)";
+    the gallery's runs for the current base model come last, read-only too.
     Needs ``store``, ``owner``, ``show_cli_runs``, ``shared_tokens``, ``registry``, ``training_key()`` and
     ``loaded()`` from the class using it.
     """
@@ -138,9 +146,20 @@ class KeptRuns:
         return [SessionRun(record) for record in self.store.list(self.owner)]
 
     def all_runs(self) -> list[SessionRun]:
-        """The owner's runs, then the runs shared with this page (any base model)."""
+        """The owner's runs, then the runs shared with this page (any base model), then the gallery's (this model)."""
         own = self.own_runs()
-        return own + self.shared_runs({run.label for run in own})
+        shared = self.shared_runs({run.label for run in own})
+        return own + shared + self.gallery_runs({run.label for run in own + shared})
+
+    def gallery_runs(self, taken: set[str]) -> list[SessionRun]:
+        """The gallery's ready-made runs on the current base model, read-only, labelled apart from ``taken``."""
+        key, runs, taken = self.training_key().resolved(), [], set(taken)
+        for record in gallery_runs():
+            if same_base(record, key):
+                label = unique_label(record.label, taken)
+                taken.add(label)
+                runs.append(SessionRun(record, label))
+        return runs
 
     def shared_runs(self, taken: set[str] | None = None) -> list[SessionRun]:
         """The runs this page opened from share links, still shared, labelled apart from ``taken`` labels."""
@@ -179,7 +198,9 @@ class KeptRuns:
         return found[0] if found else self.run(label)  # the error lists this model's runs
 
     def run_labels(self, methods: tuple[str, ...] | None = None) -> list[str]:
-        return [label for label, run in self.runs.items() if methods is None or run.spec.method in methods]
+        """This model's runs (of ``methods``) but the gallery's: what "the latest run" and "every run" mean."""
+        runs = self.runs.items()
+        return [label for label, run in runs if not run.gallery and (methods is None or run.spec.method in methods)]
 
     def summary_rows(self) -> list[dict]:
         """One result row per trained run (imported edits have no training record)."""
@@ -197,8 +218,13 @@ class KeptRuns:
         return SessionRun(self.store.delete(self.owner, run.id))
 
     def _own(self, label: str, doing: str) -> SessionRun:
-        """The owner's run ``label``; a clear refusal for a run shared with this page (it is read-only)."""
+        """The owner's run ``label``; a clear refusal for a read-only run (shared with this page, or the gallery's)."""
         run = self.run(label)
+        if run.gallery:
+            raise ValueError(
+                f"{label!r} is a gallery run, read-only: nobody can {doing} it "
+                "(Explore › arithmetic or Export › load an edits zip make a copy of your own)"
+            )
         if run.shared:
             raise ValueError(
                 f"{label!r} is shared with you read-only: only its owner can {doing} it "

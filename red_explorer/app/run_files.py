@@ -13,6 +13,7 @@ from red_explorer.core.archive import safe_extract, zip_folder
 from red_explorer.core.merged import save_merged
 from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.notebook import write_run_notebook
+from red_explorer.runs.store import RunStore
 
 
 def _slug(text: str) -> str:
@@ -34,7 +35,8 @@ class RunFiles:
         if run.whole_model:
             raise ValueError("full fine-tuning has no separate edits: download the merged model instead")
         target = self._fresh(f"{_slug(label)}-edits")
-        return self.store.export_zip(run.record.owner, run.id, target).replace(target.with_suffix(".zip"))
+        store = RunStore(run.record.path.parents[1]) if run.gallery else self.store  # the gallery's own store
+        return store.export_zip(run.record.owner, run.id, target).replace(target.with_suffix(".zip"))
 
     def export_merged_zip(self, label: str) -> Path:
         """A plain checkpoint with the edits folded into the weights, zipped; MergeError when it cannot be exact."""

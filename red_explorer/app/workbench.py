@@ -167,7 +167,7 @@ class Workbench(RunFiles, KeptRuns):
             if self.ablation_rows:
                 notes.append("the ablation table of the previous model was cleared (its runs stay kept)")
             self.ablation_rows = []
-        if self.all_runs():
+        if any(not run.gallery for run in self.all_runs()):
             notes.append("runs of other base models stay kept: the run lists show them as 'other model'")
         if self.data is not None:
             data, self.data = self.data, None

@@ -7,6 +7,7 @@ import gradio as gr
 from red_explorer.app.options import APP_DECODING
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as handlers
+from red_explorer.app.ui.handlers import gallery
 
 WIDE = 220
 
@@ -58,6 +59,11 @@ def build(state: gr.State) -> dict:
                 elem_id="compare-runs",
                 scale=2,
             )
+        with gr.Row(equal_height=False):  # a gallery run's recorded answers, and the button that makes them now
+            with gr.Column(scale=5):
+                prepared = gr.HTML(elem_id="compare-prepared")
+            with gr.Column(scale=1, min_width=160):
+                live = gr.Button("Generate live", elem_id="compare-live")
         decoding = _decoding()
         generate = gr.Button("Generate", variant="primary", elem_id="compare-button")
         shown = gr.Markdown(label="Prompt and reference", elem_id="compare-prompt-shown")
@@ -78,6 +84,19 @@ def build(state: gr.State) -> dict:
         concurrency_limit=2,
         show_progress_on=[cards],  # one spinner where the generations appear, not three over the whole result
     )
-    tab.select(ui_event(handlers.choices), [state, runs], [example, runs], queue=False, api_visibility="private")
+    tab.select(ui_event(handlers.choices), [state, runs], [example, runs], queue=False, api_visibility="private").then(
+        ui_event(gallery.prepared), [state, runs], [prepared], queue=False, api_visibility="private"
+    )
+    runs.change(ui_event(gallery.prepared), [state, runs], [prepared], queue=False, api_visibility="private")
+    filled = [prompt, example, decoding[0], decoding[1], decoding[3], decoding[4]]
+    live.click(ui_event(gallery.live_settings), [state, runs], filled, queue=False, api_visibility="private").success(
+        ui_event(gallery.generate_live),
+        [state, prompt, example, runs, *decoding],
+        [shown, cards, table],
+        api_visibility="private",
+        concurrency_id="generation",
+        concurrency_limit=2,
+        show_progress_on=[cards],
+    )
     tab.select(ui_event(handlers.prompt_for_data), [state, prompt], [prompt], queue=False, api_visibility="private")
     return {"tab": tab}

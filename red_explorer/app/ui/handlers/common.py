@@ -146,7 +146,7 @@ def run_choices(
     """The owner's runs (of ``methods``) for a run list: this model's runs with each group together, then the
     runs of other base models ("(other model: NAME)": choosing one says to load that model). The value is
     ``keep`` when it is a run of this model, else this model's latest run of the ``prefer`` methods (a tab's
-    actions that take only those), else its latest run."""
+    actions that take only those), else its latest run; the user's own runs before the gallery's."""
     key = workbench.training_key().resolved()
     every = [run for run in workbench.all_runs() if methods is None or run.spec.method in methods]
     here = [run for run in every if same_base(run.record, key)]
@@ -155,7 +155,8 @@ def run_choices(
     labels = [run.label for run in grouped(here)]
     names = {run.label: run_name(run) for run in here}
     names |= {run.label: run_name(run, other_model_name(run, key)) for run in elsewhere}
-    preferred = [run for run in here if run.spec.method in prefer] or here
+    mine = [run for run in here if not run.gallery] or here  # a gallery run is the choice only when there is no other
+    preferred = [run for run in mine if run.spec.method in prefer] or mine
     value = keep if keep in labels else (preferred[-1].label if preferred else None)
     choices = labels + [run.label for run in grouped(elsewhere)]
     return Choices(choices, value, {label: name for label, name in names.items() if name != label})

@@ -16,7 +16,7 @@ def _line(run: SessionRun, colour: str) -> str:
     swatch = f"<span style='color: {colour}'>■</span>"
     group = f" · in {plain(run.group)}" if run.group else ""
     kind = " · a whole model, kept on disk and loaded only when used" if run.whole_model else ""
-    kind += " · shared with you, read-only" if run.shared else ""
+    kind += " · from the gallery, read-only" if run.gallery else " · shared with you, read-only" if run.shared else ""
     size = human_bytes(run.record.method_bytes)
     return f"- {swatch} **{plain(run.label)}** ({run.spec.entry.title}, {size}){group}{kind}"
 
