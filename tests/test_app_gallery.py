@@ -87,6 +87,10 @@ def test_inspect_and_export_work_on_a_gallery_run_with_no_training_and_no_model(
         names = set(bundle.namelist())
     assert "metrics.json" in names and "gallery.json" not in names and "run.json" not in names
     assert names - {"metrics.json"} == set(cold.workbench.run(PIRATE).record.files)
+    path, status = export.export_notebook(cold, PIRATE)  # the recipe of gallery.json, no model loaded
+    assert path.endswith("pirate-style-red.ipynb") and status.startswith(f"**Notebook of {PIRATE}** ready")
+    with pytest.raises(ValueError, match="not trained here .imported or composed edits."):
+        cold.workbench.export_notebook(COMPOSED)
 
 
 @pytest.mark.real_model

@@ -16,6 +16,7 @@ from red_explorer.data.prepared import prepare_data
 from red_explorer.data.tables import DataConfig
 from red_explorer.engine.experiment import train_method
 from red_explorer.engine.training import TrainConfig
+from red_explorer.runs.gallery import gallery_runs
 from red_explorer.runs.notebook import REPRODUCED_FOLDER, run_notebook, write_run_notebook
 from red_explorer.runs.record import BaseModelKey, RunRecord, data_fingerprint
 from red_explorer.runs.store import RunStore
@@ -100,6 +101,20 @@ def test_data_that_cannot_be_found_is_asked_for_beside_the_notebook():
     source = "\n".join(cell.source for cell in run_notebook(record).cells)
     assert "DATA = Path('mine.csv')  # put the run's data file next to this notebook" in source
     assert "write_bytes" not in source
+
+
+def test_the_notebook_of_the_gallery_pirate_run_repeats_its_recorded_recipe():
+    runs = {record.label: record for record in gallery_runs()}
+    source = "\n".join(cell.source for cell in run_notebook(runs["Pirate style · RED"]).cells)
+    assert "load_model('default', task='causal-lm', dtype='float32')" in source
+    assert "DATA = SAMPLE_FOLDER / 'pirate_style.jsonl'" in source and "write_bytes" not in source
+    data_config = "{'task': 'causal-lm', 'max_length': 64, 'validation_fraction': 0.1, 'seed': 0, 'max_rows': 100}"
+    assert f"data_config = DataConfig(**{data_config})" in source and "did not record" not in source
+    assert "MethodSpec.from_dict({'method': 'red', 'variant': 'full', 'sites': ['ffn']" in source
+    assert "'learning_rate': 0.05" in source and "'max_steps': 9" in source and "'batch_size': 2" in source
+    assert "recorded_loss = [5.448070819561298," in source
+    with pytest.raises(ValueError, match="'Formal, then pirate · composed' was not trained here"):
+        run_notebook(runs["Formal, then pirate · composed"])
 
 
 def test_a_run_with_no_training_to_reproduce_is_refused(tmp_path):

@@ -77,6 +77,23 @@ def gallery_entry(record: RunRecord) -> GalleryEntry:
     return GalleryEntry.read(record.path)
 
 
+def recipe_data_config(record: RunRecord) -> dict | None:
+    """The data settings (``DataConfig``'s fields) a gallery run was trained with, from its recipe; None for a run
+    that is not the gallery's or that trained nothing (a composed edit)."""
+    if record.path is None or not (record.path / GALLERY_FILE).is_file():
+        return None
+    recipe = gallery_entry(record).recipe
+    if "sample" not in recipe:
+        return None
+    return {
+        "task": recipe["task"],
+        "max_length": int(recipe["train"]["max_length"]),
+        "validation_fraction": float(recipe["validation_fraction"]),
+        "seed": int(recipe.get("split_seed", 0)),
+        "max_rows": recipe.get("max_rows"),
+    }
+
+
 def validation_batches(check: dict, loaded: LoadedModel) -> list[dict]:
     """The validation batches a gallery run's metric was measured on: its sample, split and batch size."""
     from red_explorer.data.prepared import prepare_data

@@ -9,6 +9,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from red_explorer.runs.gallery import recipe_data_config
 from red_explorer.runs.notebook_data import data_lines, locate
 from red_explorer.runs.record import RunRecord
 
@@ -104,7 +105,7 @@ def _setup(record: RunRecord) -> str:
 
 
 def _data(record: RunRecord, candidates: list, validation: dict | None) -> str:
-    config = record.data.get("config")
+    config = record.data.get("config") or recipe_data_config(record)  # a gallery run's recipe records them
     lines = data_lines("DATA", record.data, locate(record.data, candidates))
     if validation:
         lines += data_lines("VALIDATION", validation, locate(validation, candidates))
