@@ -14,6 +14,10 @@ class LessonStep:
     tab_label: str  # the text of that tab's button (the page clicks it, as a person would)
     focus: str  # elem_id of the live control the step talks about
     text: str
+    gallery: tuple[str, ...] = ()  # gallery runs the step picks in its tab's run list when the user has none
+
+
+PIRATE_RED, PIRATE_LORA = "Pirate style · RED", "Pirate style · LoRA r=8"  # gallery runs (gallery.json titles)
 
 
 STEPS = (
@@ -26,23 +30,27 @@ STEPS = (
         "**bias**, and edits the FFN's output: `h' = scale ⊙ h + bias`. Training starts at scale = 1, bias = 0: "
         "exactly the base model.",
     ),
-    # The run the lesson works on comes from a one-minute demo. Where the app lists ready-made runs (a gallery of
-    # trained edits, no training to wait for), this step points at that list instead: its tab, focus and text.
     LessonStep(
         "A run to look at",
-        "model",
-        "Model",
-        "demo-style",
-        "Click **Teach it a style**: the app loads the small default model, trains RED and LoRA for 9 steps on "
-        "pirate-speak answers (about a minute on a CPU) and opens Compare. Then come back with **Next**.",
+        "compare",
+        "Compare",
+        "compare-prepared",
+        f"Here is **{PIRATE_RED}**, a ready-made run from the gallery (with runs of your own, tick it in the run "
+        "list): RED trained on the small default model for 9 steps on pirate-speak answers. Its recorded answers "
+        "stand beside the base model's at once, nothing to wait for; **Generate live** makes the first one again "
+        "now. To train one yourself, the **Model** tab's **Teach it a style** trains RED and LoRA on the same data "
+        "(about a minute on a CPU).",
+        (PIRATE_RED,),
     ),
     LessonStep(
         "What it learned, layer by layer",
         "inspect",
         "Inspect",
         "layers-plot-a",
-        "Pick the RED run and press **Show**. Each bar is one layer: how far its scale moved from 1 and its bias "
-        "from 0. The tallest bars are the layers the edit changed most; Run B puts another run on the same axes.",
+        "Run A is the RED run (yours, or the gallery's pirate run) and its bars show at once; another run: pick it "
+        "and press **Show**. Each bar is one layer: how far its scale moved from 1 and its bias from 0. The tallest "
+        "bars are the layers the edit changed most; Run B puts another run on the same axes.",
+        (PIRATE_RED,),
     ),
     LessonStep(
         "Which part matters: the ablation table",
@@ -58,8 +66,10 @@ STEPS = (
         "compare",
         "Compare",
         "compare-cards",
-        "The same prompt, the same greedy decoding: the base, RED and LoRA side by side. On the default model RED "
-        "trains 34,560 parameters, LoRA r=8 460,800 (13 times as many). Type a prompt of your own and **Generate**.",
+        "The same prompt, the same greedy decoding: the base, RED and LoRA side by side (the gallery's pirate runs "
+        "show their recorded answers above). On the default model RED trains 34,560 parameters, LoRA r=8 460,800 "
+        "(13 times as many). Type a prompt of your own and **Generate**.",
+        (PIRATE_RED, PIRATE_LORA),
     ),
     LessonStep(
         "How strong, and where: strength and token drift",
@@ -68,6 +78,7 @@ STEPS = (
         "explore-strength",
         "Slide the **strength α**: 0 is the base, 1 the trained run, 2 doubles the edit. The **token drift** strip "
         "shades each token by how far the run moves the next-token prediction away from the base's.",
+        (PIRATE_RED,),
     ),
 )
 

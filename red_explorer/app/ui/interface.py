@@ -145,7 +145,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             elem_id="max-length",
             render=False,
         )
-        lesson = lesson_panel.build(state)  # the guided lesson, above the tabs it walks through
+        lesson = lesson_panel.build()  # the guided lesson, above the tabs it walks through
         with gr.Tabs() as tabs:
             about.build()
             model_tab = model.build(state, status, max_length)
@@ -177,7 +177,8 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             api_visibility="private",
             show_progress="hidden",
         )
-        lesson_panel.reopen_on_load(demo, lesson, owner)  # the lesson's step again, after a reload
+        selectors = [_component(demo, name) for name in lesson_panel.SELECTOR_IDS]
+        lesson_panel.wire(demo, lesson, state, owner, selectors)  # its steps pick runs; a reload reopens its step
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
 
         def close_session(request: gr.Request) -> None:

@@ -55,8 +55,12 @@ FOLLOW_JS = """
 PRIVATE = dict(api_visibility="private", show_progress="hidden", queue=False)  # page-only events, quick
 
 
-def build(state: gr.State) -> dict:
-    """The start button and the (hidden) lesson panel, wired; call it above the tabs, and ``reopen_on_load`` later."""
+# The run lists a step may set (see handlers.SELECTORS): Inspect's Run A, Compare's ticked runs, Explore's run.
+SELECTOR_IDS = ("inspect-run-a", "compare-runs", "explore-run-choice")
+
+
+def build() -> dict:
+    """The start button and the (hidden) lesson panel; call it above the tabs, and ``wire`` once the tabs exist."""
     start = gr.Button(START, size="sm", elem_id="lesson-start")
     with gr.Column(visible=False, elem_id="lesson-panel") as panel:
         heading = gr.Markdown(elem_id="lesson-heading")
@@ -66,14 +70,15 @@ def build(state: gr.State) -> dict:
             forward = gr.Button("Next ▶", variant="primary", elem_id="lesson-next")
             end = gr.Button("End lesson", variant="secondary", elem_id="lesson-end")
     target = gr.Textbox(visible=False, elem_id="lesson-target")
-    outputs = [start, panel, heading, text, target]
     moves = {start: handlers.start, forward: handlers.next_step, back: handlers.previous_step, end: handlers.end}
-    for button, handler in moves.items():
-        button.click(ui_event(handler), [state], outputs, **PRIVATE).then(None, [target], None, js=FOLLOW_JS)
-    return {"outputs": outputs}
+    return {"outputs": [start, panel, heading, text, target], "moves": moves}
 
 
-def reopen_on_load(demo: gr.Blocks, parts: dict, owner: gr.BrowserState) -> None:
-    """A page load opens the step the browser's owner was at (after the app's own page-load events)."""
-    outputs = parts["outputs"]
-    demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, outputs[-1:], None, js=FOLLOW_JS)
+def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, selectors: list) -> None:
+    """The buttons' events (they also set the ``selectors``, the run lists of SELECTOR_IDS), and a page load that
+    opens the step the browser's owner was at (after the app's own page-load events)."""
+    outputs = parts["outputs"] + selectors
+    target = parts["outputs"][-1:]
+    for button, handler in parts["moves"].items():
+        button.click(ui_event(handler), [state], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
+    demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)

@@ -1,4 +1,5 @@
-"""The guided lesson: start, next, back, end, and the step a reload opens again (kept per owner)."""
+"""The guided lesson: start, next, back, end, the step a reload opens again (kept per owner), and the gallery runs
+a step picks for a user with no runs of their own."""
 
 from __future__ import annotations
 
@@ -9,24 +10,36 @@ from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session, is_browser_key
 from red_explorer.runs.home import default_home
 
-# Every handler returns: (start button shown, lesson panel shown, heading, text, target) where target is
-# "TAB BUTTON TEXT|ELEM_ID" of the tab the page opens and the control it points at ("" outside the lesson).
-OUTSIDE = (Visible(True), Visible(False), "", "", "")
+# Every handler returns: (start button shown, lesson panel shown, heading, text, target, then the run lists of
+# SELECTORS) where target is "TAB BUTTON TEXT|ELEM_ID" of the tab the page opens and the control it points at
+# ("" outside the lesson), and each run list is the step's pick or left as it is.
+SELECTORS = ("inspect", "compare", "explore")  # the tabs whose run list (Run A, the ticked runs, Run) a step sets
+OUTSIDE = (Visible(True), Visible(False), "", "", "") + (UNCHANGED,) * len(SELECTORS)
 
 
-def view(index: int | None) -> tuple:
-    """The panel at step ``index`` (None: outside the lesson)."""
+def view(index: int | None, picks: tuple[str, ...] = ()) -> tuple:
+    """The panel at step ``index`` (None: outside the lesson), the runs ``picks`` chosen in the step's tab."""
     if index is None:
         return OUTSIDE
     step = STEPS[index]
     text = step.text + (f"\n\n{FINISHED}" if index == len(STEPS) - 1 else "")
-    return Visible(False), Visible(True), f"### {heading(index)}", text, f"{step.tab_label}|{step.focus}"
+    value = (list(picks) if step.tab == "compare" else picks[0]) if picks else UNCHANGED
+    selections = tuple(value if tab == step.tab else UNCHANGED for tab in SELECTORS)
+    return Visible(False), Visible(True), f"### {heading(index)}", text, f"{step.tab_label}|{step.focus}", *selections
+
+
+def gallery_picks(session: Session, index: int) -> tuple[str, ...]:
+    """The gallery runs step ``index`` names that this model lists, when the user has no run of their own on it."""
+    runs = session.workbench.runs
+    if any(not run.gallery for run in runs.values()):
+        return ()  # the tab's own choice: the user's latest run
+    return tuple(label for label in STEPS[index].gallery if label in runs and runs[label].gallery)
 
 
 def _go(session: Session, index: int | None) -> tuple:
     workbench = session.workbench
     remember_step(workbench.store.root, workbench.owner, index)
-    return view(index)
+    return view(index, () if index is None else gallery_picks(session, index))
 
 
 def _current(session: Session) -> int:
@@ -59,6 +72,7 @@ def restore(owner: str | None) -> tuple:
     """Page load: the step the browser's owner (its key, kept in the browser) was at; outside the lesson, the page
     is left as it is (a lesson started while the page loaded stays open).
 
-    It reads the key the browser sent rather than the session, which the page load is adopting meanwhile."""
+    It reads the key the browser sent rather than the session, which the page load is adopting meanwhile; the run
+    lists stay as the tabs choose them."""
     step = recall_step(default_home() / "runs", owner, len(STEPS)) if is_browser_key(owner) else None
     return (UNCHANGED,) * len(OUTSIDE) if step is None else view(step)
