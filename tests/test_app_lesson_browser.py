@@ -1,5 +1,5 @@
 """The guided lesson walked in headless Chromium at a projector's 1280×800: every step opens its tab, points at its
-control, never scrolls sideways, and a reload opens the same step.
+control, never scrolls sideways, and a reload opens the same step; step 2 shows a gallery run's answers at once.
 
 Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium (bash scripts/setup.sh --test).
 """
@@ -63,6 +63,12 @@ def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(
         for index in range(1, len(STEPS)):
             page.click("#lesson-next")
             expect_step(page, index)
+            if index == 1:  # the gallery's pirate RED run, ticked, with its recorded answers at once
+                expect(page.locator("#compare-prepared")).to_contain_text("Arr! The French be cap")
+            if index == 2:  # and shown layer by layer, with no run of the class's own
+                expect(page.locator("#inspect-summary")).to_contain_text("Pirate style · RED: 30 edited sites")
+            if index == 4:  # beside the gallery's pirate LoRA run
+                expect(page.locator("#compare-prepared")).to_contain_text("Pirate style · LoRA r=8")
             shot(page, f"lesson_{index + 1}")
         page.click("#lesson-back")
         expect_step(page, len(STEPS) - 2)
