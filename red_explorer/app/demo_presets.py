@@ -68,7 +68,7 @@ PRESETS = {
         sample="pirate_style.jsonl",
         methods=(RED_FFN, MethodSpec("lora", rank=8, alpha=16)),
         options=TrainOptions(epochs=1.0, max_steps=9, batch_size=2, max_length=64, eval_every=None),
-        learning_rates={"red": 5e-2, "lora": 3e-3},
+        learning_rates={"red": 5e-2, "lora": 9e-3},  # best at 9 steps: benchmarks/method_choice/demo_budget
         max_new_tokens=24,
         prompt="What is the capital of France?",
         max_rows=100,
