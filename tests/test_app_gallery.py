@@ -45,6 +45,8 @@ def test_the_gallery_runs_of_the_model_are_listed_read_only_beside_the_users_run
     assert all(run.gallery and run.shared for run in listed.values())
     choices = common.run_choices(workbench)
     assert set(choices.choices) == CAUSAL and choices.names[PIRATE] == f"Gallery › {PIRATE}"
+    assert choices.value == PIRATE  # a page with no runs of its own opens on the gallery's lead run
+    assert common.run_choices(workbench, prefer=("lora",)).value == "Pirate style · LoRA r=8"
     assert common.latest(workbench) == []  # Compare and Train tick the user's own runs, not the gallery's
     overview = runs.overview(cold)
     assert overview.count("from the gallery, read-only") == len(CAUSAL)

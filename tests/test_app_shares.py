@@ -71,7 +71,7 @@ def test_the_student_sees_the_shared_run_read_only_and_nothing_else(teacher_and_
         assert labels == ["RED scale (ffn)", SHARED], name  # never the teacher's other run
     shown = runs.overview(student)
     assert f"**{SHARED}** (RED, " in shown and "shared with you, read-only" in shown
-    assert "in 1 run." in shown and "RED bias" not in shown  # the student's disk use: their own run only
+    assert "in 1 run of your own." in shown and "RED bias" not in shown  # the student's disk use: their own run only
     assert teacher.workbench.owner not in shown + note and shares.links(student, BASE)[0] == shares.NO_LINKS
     refused = re.escape(f"'{SHARED}' is shared with you read-only: only its owner can")
     with pytest.raises(ValueError, match=f"{refused} rename it"):

@@ -222,8 +222,8 @@ class KeptRuns:
         run = self.run(label)
         if run.gallery:
             raise ValueError(
-                f"{label!r} is a gallery run, read-only: nobody can {doing} it "
-                "(Explore › arithmetic or Export › load an edits zip make a copy of your own)"
+                f"{label!r} is a gallery run, read-only: nobody can {doing} it; it ships with the app"
+                + ("" if doing == "delete" else " (Export › download its edits, then load the zip: a copy of your own)")
             )
         if run.shared:
             raise ValueError(
@@ -257,10 +257,10 @@ class KeptRuns:
         return Shares(self.store).revoke(self.owner, token)
 
     def usage(self) -> str:
-        """'1.2 MB of 500.0 MB in 3 runs': the owner's disk use against the quota."""
+        """'1.2 MB of 500.0 MB in 3 runs of your own': the owner's disk use against the quota."""
         used, runs = self.store.usage_bytes(self.owner), len(self.own_runs())
         quota = f" of {human_bytes(self.store.quota_bytes)}" if self.store.quota_bytes else ""
-        return f"{human_bytes(used)}{quota} in {runs} run{'s' if runs != 1 else ''}"
+        return f"{human_bytes(used)}{quota} in {runs} run{'s' if runs != 1 else ''} of your own"
 
     def local_runs(self) -> list[SessionRun]:
         """The CLI's runs (owner "local") for this model, offered read-only when the app was started to share them."""

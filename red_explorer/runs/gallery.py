@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 GALLERY_OWNER = "gallery"  # the owner folder of the shipped runs
 GALLERY_FILE = "gallery.json"  # recipe, recorded metric and showcase of one gallery run
 CONTROL_VECTOR_FILE = "control_vector.gguf"  # a bias-only gallery run's llama.cpp control vector
+LEAD_RUN = "Pirate style · RED"  # the gallery run a page with no runs of its own opens on
 
 
 def gallery_root() -> Path:

@@ -14,6 +14,7 @@ from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.plots import next_run_colour, run_colours
 from red_explorer.app.workbench import Workbench
+from red_explorer.runs.gallery import LEAD_RUN
 
 if TYPE_CHECKING:
     from red_explorer.app.ui.session import Session
@@ -157,6 +158,7 @@ def run_choices(
     names |= {run.label: run_name(run, other_model_name(run, key)) for run in elsewhere}
     mine = [run for run in here if not run.gallery] or here  # a gallery run is the choice only when there is no other
     preferred = [run for run in mine if run.spec.method in prefer] or mine
+    preferred = sorted(preferred, key=lambda run: run.gallery and run.label == LEAD_RUN)  # the gallery's lead last
     value = keep if keep in labels else (preferred[-1].label if preferred else None)
     choices = labels + [run.label for run in grouped(elsewhere)]
     return Choices(choices, value, {label: name for label, name in names.items() if name != label})
