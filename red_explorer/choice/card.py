@@ -60,11 +60,28 @@ POINT_COLUMNS: tuple[Column, ...] = (
     ("seconds_per_step", "time / step", _seconds),
     ("stopped_reason", "run", str),
 )
+BUDGET_COLUMNS: tuple[Column, ...] = (
+    ("label", "method", str),
+    ("budget", "steps", lambda value: f"{value}"),
+    ("learning_rate", "lr", lambda value: f"{value:g}"),
+    ("after", "{metric} after", _number),
+    ("forgetting", "forgetting", _signed),
+    ("train_seconds", "training time", _seconds),
+    ("stopped_reason", "run", str),
+)
 
 
 def card_rows(results: dict) -> list[dict]:
     """One row per swept method spec: its best point (with the method's cost), in the order swept."""
     return sorted(results["best"], key=lambda record: record["spec_index"])
+
+
+def budget_rows(results: dict) -> list[dict]:
+    """The budget curve: each method's best point and its best rate at the other budgets, by method then steps."""
+    if not results.get("budget_points"):
+        return []
+    rows = card_rows(results) + results["budget_points"]
+    return sorted(rows, key=lambda record: (record["spec_index"], record.get("budget") or 0))
 
 
 def markdown_table(records: list[dict], columns: tuple[Column, ...], metric: str) -> str:
@@ -101,6 +118,17 @@ def card_markdown(results: dict) -> str:
         "",
         markdown_table(results["points"], POINT_COLUMNS, metric),
     ]
+    curve = budget_rows(results)
+    if curve:
+        parts += [
+            "",
+            "## Budget curve",
+            "",
+            "Each method's best rate (chosen at the sweep's own run length) trained again for each budget: separate "
+            "runs from the base, each with its warm-up and decay over its own steps.",
+            "",
+            markdown_table(curve, BUDGET_COLUMNS, metric),
+        ]
     notes = [f"- {row['label']}: {row['merge_note']}" for row in card_rows(results) if row.get("merge_note")]
     if notes:
         parts += ["", "Not merged:", "", *notes]
