@@ -7,7 +7,7 @@ import pytest
 from test_cli import cli
 from tiny_models import save_tiny_causal_lm
 
-from red_explorer.choice.card import budget_rows, card_markdown
+from red_explorer.choice.card import budget_rows, card_markdown, relative_rows
 from red_explorer.choice.sweep import SweepConfig, run_sweep
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.prepared import prepare_data
@@ -111,3 +111,43 @@ def test_cli_sweep_budgets_write_the_curve(model_dir, tmp_path):
     assert [(p["budget"], p["steps"]) for p in saved["budget_points"]] == [(3, 3)]
     assert "RED full (ffn)           at 3 steps val_loss" in result.stdout
     assert "| RED full (ffn) | 3 | 0.01 |" in (out / "results.md").read_text()
+
+
+def test_the_card_compares_per_parameter_and_per_second_against_its_first_method(swept):
+    results = swept[0].to_dict()
+    rows = relative_rows(results)
+    red, lora = rows
+    assert red["parameters_ratio"] == 1.0 and red["time_ratio"] == 1.0
+    assert lora["parameters_ratio"] == pytest.approx(lora["method_parameters"] / red["method_parameters"])
+    assert lora["time_ratio"] == pytest.approx(lora["train_seconds"] / red["train_seconds"])
+    section = card_markdown(results).split("## Per parameter and per second")[1].split("## Budget curve")[0]
+    assert (
+        f"| LoRA r=8 | {lora['after']:.4f} | {lora['method_parameters']:,} | {lora['parameters_ratio']:.1f} |"
+        in section
+    )
+
+
+def test_cli_sweep_takes_method_options_for_equal_parameter_comparisons(model_dir, tmp_path):
+    out = tmp_path / "sweep"
+    args = [
+        "sweep",
+        "--model",
+        str(model_dir),
+        "--data",
+        SAMPLE,
+        "--max-rows",
+        "16",
+        "--methods",
+        "red,lora:rank=1:alpha=2",
+    ]
+    args += ["--lrs", "1e-2", "--max-steps", "1", "--batch-size", "4", "--no-forgetting", "--generation-tokens", "0"]
+    cli(*args, "--out", str(out))
+    best = json.loads((out / "results.json").read_text())["best"]
+    assert [(row["label"], row["spec"]["rank"], row["spec"]["alpha"]) for row in best[1:]] == [("LoRA r=1", 1, 2)]
+    assert "## Per parameter and per second" in (out / "results.md").read_text()
+
+
+def test_cli_sweep_method_option_errors_name_the_option(model_dir, tmp_path):
+    args = ["sweep", "--model", str(model_dir), "--data", SAMPLE, "--methods", "lora:depth=2", "--out", str(tmp_path)]
+    result = cli(*args, check=False)
+    assert result.returncode != 0 and "LoRA has no option 'depth'" in result.stderr

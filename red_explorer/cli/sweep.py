@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from tqdm.auto import tqdm
 
 from red_explorer.choice.defaults import DEFAULT_MAX_STEPS
 from red_explorer.cli.common import (
+    _option,
     add_model_arguments,
     add_training_arguments,
     ensure_directory,
@@ -25,7 +27,11 @@ def register(commands) -> None:
     )
     add_model_arguments(parser)
     add_training_arguments(parser)
-    parser.add_argument("--methods", default="red,lora", help=f"comma-separated, of: {', '.join(METHODS)}")
+    parser.add_argument(
+        "--methods",
+        default="red,lora",
+        help=f"comma-separated, of: {', '.join(METHODS)}; options after colons, e.g. lora:rank=1:alpha=2",
+    )
     parser.add_argument(
         "--lrs",
         default="auto",
@@ -44,6 +50,17 @@ def register(commands) -> None:
         "--generation-tokens", type=int, default=16, help="tokens generated to time generation overhead (0: skip)"
     )
     parser.set_defaults(run=run, max_steps=DEFAULT_MAX_STEPS)
+
+
+def method_spec(text: str) -> MethodSpec:
+    """``lora:rank=1:alpha=2`` -> MethodSpec("lora", rank=1, alpha=2) (values read as JSON when they parse)."""
+    name, *items = text.split(":")
+    method = get_method(name.strip())
+    options = dict(_option(item) for item in items)
+    unknown = sorted(set(options) - {field.name for field in fields(method.options)})
+    if unknown:
+        raise ValueError(f"{method.title} has no option {unknown[0]!r} (in --methods {text!r})")
+    return MethodSpec(method.name, **options)
 
 
 def _numbers(text: str, flag: str) -> list[float]:
@@ -76,7 +93,7 @@ def run(args: argparse.Namespace) -> None:
     from red_explorer.choice.card import card_rows, write_card
     from red_explorer.choice.sweep import run_sweep, write_results
 
-    specs = [MethodSpec(get_method(name.strip()).name) for name in args.methods.split(",") if name.strip()]
+    specs = [method_spec(text.strip()) for text in args.methods.split(",") if text.strip()]
     config = sweep_config(args)
     loaded, data = load_for_training(args)
     total = sum(len(config.rates_for(spec.entry)) + len(config.budgets) for spec in specs)
