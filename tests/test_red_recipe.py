@@ -109,8 +109,8 @@ def test_summarise_groups_cells_and_the_tables_show_them(tmp_path):
     summaries = summarise(results)
     assert [(s.candidate, s.values) for s in summaries] == [("today", [1.0, 1.2, 1.1]), ("cosine", [0.5, 0.5, 0.5])]
     table = comparison_table(summaries, "today", {"t": 3}, ["today", "cosine"])
-    assert "| today | 1.100 ± 0.100 (3) |" in table
-    assert "| cosine | **0.500 ± 0.000 (3)** better |" in table
+    assert "| today | 1.100 ± 0.100 (3) | 10 |" in table
+    assert "| cosine | **0.500 ± 0.000 (3)** better | 10 |" in table
     assert "| t | cosine | 3 | val_loss | 0.500 ± 0.000 (3) | 10 |" in budget_table(summaries, ["cosine"])
 
 

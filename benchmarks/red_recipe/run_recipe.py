@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from red_explorer.choice.forgetting import general_batches, general_paragraphs
-from red_explorer.choice.recipe import Candidate, RecipeTask, measure_cell, run_cells, summarise, winners
+from red_explorer.choice.recipe import Candidate, RecipeTask, cell_key, measure_cell, run_cells, summarise, winners
 from red_explorer.choice.recipe_card import budget_table, comparison_table
 from red_explorer.data.prepared import prepare_data
 from red_explorer.data.public_tasks import write_public_task
@@ -68,7 +68,8 @@ def load_task(name: str, scratch: Path):
 
 
 def plan(phase: str, seeds: list[int], tasks: list[str], candidates: list[str] | None) -> list:
-    """The cells of a phase: the base-budget comparison (candidates and references), then the longer budgets."""
+    """The cells of a phase: the base-budget comparison (candidates and references), then the longer budgets
+    (today's RED and LoRA unless ``candidates`` names others)."""
     known = {candidate.name: candidate for candidate in CANDIDATES + REFERENCES}
     unknown = sorted(set(candidates or ()) - set(known))
     if unknown:
@@ -83,7 +84,8 @@ def plan(phase: str, seeds: list[int], tasks: list[str], candidates: list[str] |
         for seed in seeds:
             for task in (TASKS[name] for name in tasks):
                 for steps in BUDGETS[task.name][1:]:
-                    cells += [(task, candidate, steps, seed) for candidate in (CANDIDATES[0], REFERENCES[0])]
+                    curve = chosen if candidates else [CANDIDATES[0], REFERENCES[0]]
+                    cells += [(task, candidate, steps, seed) for candidate in curve]
     return cells
 
 
@@ -103,7 +105,15 @@ def report(results: dict, out: Path) -> None:
         f"## Budget curves\n\n{budget_table(summaries, [BASELINE, 'LoRA r=8'])}\n"
     )
     (out / "results.md").write_text(text)
-    payload = {"baseline": BASELINE, "winners": won, "summaries": [s.to_dict() for s in summaries]}
+    chosen = next(c for c in CANDIDATES if c.name == (won[0] if won else BASELINE))
+    recipe = {
+        "name": chosen.name,
+        "train": chosen.train,
+        "options": chosen.options,
+        "rate": TASKS["pirate"].rates["red"],
+    }
+    payload = {"baseline": BASELINE, "winners": won, "default_recipe": recipe}
+    payload["summaries"] = [s.to_dict() for s in summaries]
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
@@ -114,6 +124,7 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated, of: {', '.join(TASKS)}")
     parser.add_argument("--candidates", help="comma-separated names (default: every candidate and reference)")
     parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--part", default="", help="a name for this process's cells file, to run parts in parallel")
     parser.add_argument("--report-only", action="store_true", help="rewrite results.md/json from cells.json")
     args = parser.parse_args()
     out = Path(args.out)
@@ -135,8 +146,11 @@ def main() -> None:
         chosen = args.candidates.split(",") if args.candidates else None
         seeds = [int(seed) for seed in args.seeds.split(",")]
         cells = [] if args.report_only else plan(args.phase, seeds, tasks, chosen)
-        for name in tasks:  # one file per task: tasks can run in separate processes
-            run_cells([cell for cell in cells if cell[0].name == name], out / f"cells-{name}.json", run_cell, log)
+        done = set(all_cells(out)["cells"])  # finished by any process
+        cells = [cell for cell in cells if cell_key(cell[0].name, cell[1].name, *cell[2:]) not in done]
+        for name in tasks:  # a file per task (and part): parts can run in separate processes
+            path = out / f"cells-{name}{'-' + args.part if args.part else ''}.json"
+            run_cells([cell for cell in cells if cell[0].name == name], path, run_cell, log)
     report(all_cells(out), out)
 
 

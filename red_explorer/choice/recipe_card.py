@@ -26,13 +26,14 @@ def comparison_table(summaries: list[Summary], baseline: str, steps: dict[str, i
     """Candidates (rows) × tasks (columns) at each task's base budget; better/worse: beyond seed noise."""
     tasks = list(steps)
     found = {(s.task, s.candidate): s for s in summaries if s.steps == steps[s.task]}
-    header = "| candidate | " + " | ".join(f"{task} ({steps[task]} steps)" for task in tasks) + " |"
-    lines = [header, "|---|" + "---:|" * len(tasks)]
+    header = "| candidate | " + " | ".join(f"{task} ({steps[task]} steps)" for task in tasks) + " | parameters |"
+    lines = [header, "|---|" + "---:|" * (len(tasks) + 1)]
     for name in names:
         if not any((task, name) in found for task in tasks):
             continue
         cells = [_cell(found.get((task, name)), found.get((task, baseline))) for task in tasks]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        counts = " / ".join(f"{found[task, name].parameters:,}" if (task, name) in found else "—" for task in tasks)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {counts} |")
     return "\n".join(lines)
 
 
