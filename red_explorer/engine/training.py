@@ -184,8 +184,10 @@ def run_training(
     epoch_batches = runtime.shard(make_batches(0))
     total_steps = count_steps(len(epoch_batches), config)
     scheduler = get_scheduler(config.scheduler, optimizer, round(config.warmup_ratio * total_steps), total_steps)
-    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback, task)
-    loop.start = _snapshot(parameters) if config.decay_toward_start and config.weight_decay else None
+    start = None
+    if config.decay_toward_start and config.weight_decay:  # what the decay pulls toward, whatever the size
+        start = {name: parameter.detach().clone() for name, parameter in parameters.items()}
+    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback, task, start)
     state = _LoopState(total_steps=total_steps, best=_snapshot(parameters) if config.keep == "best" else None)
     model.train()
     started = time.perf_counter()
