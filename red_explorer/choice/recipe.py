@@ -79,7 +79,9 @@ def run_cells(
             "spec": candidate.spec().to_dict(),
         } | record
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+        partial.replace(path)  # atomic: a reader never sees half a file
         log(f"{key}: {record.get('metric')} {record.get('after', float('nan')):.4f}")
     return results
 
