@@ -34,7 +34,8 @@ def fake_run(values: dict):
 
     def run_cell(task, candidate, config):
         asked.append((candidate.name, config.seed, config.max_steps, config.scheduler, config.learning_rate))
-        return {"metric": "val_loss", "after": values[candidate.name, config.seed], "method_parameters": 10}
+        after = values[candidate.name, config.seed]
+        return {"metric": "val_loss", "after": after, "method_parameters": 10, "train_seconds": 2.0}
 
     return run_cell, asked
 
@@ -111,7 +112,7 @@ def test_summarise_groups_cells_and_the_tables_show_them(tmp_path):
     table = comparison_table(summaries, "today", {"t": 3}, ["today", "cosine"])
     assert "| today | 1.100 ± 0.100 (3) | 10 |" in table
     assert "| cosine | **0.500 ± 0.000 (3)** better | 10 |" in table
-    assert "| t | cosine | 3 | val_loss | 0.500 ± 0.000 (3) | 10 |" in budget_table(summaries, ["cosine"])
+    assert "| t | cosine | 3 | val_loss | 0.500 ± 0.000 (3) | 10 | 2 s |" in budget_table(summaries, ["cosine"])
 
 
 def test_measure_cell_is_a_normal_run_and_gives_the_base_back(tmp_path):

@@ -117,7 +117,7 @@ def report(results: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--phase", choices=["compare", "budget", "all"], default="all")
     parser.add_argument("--seeds", default="0,1,2")
@@ -126,7 +126,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE))
     parser.add_argument("--part", default="", help="a name for this process's cells file, to run parts in parallel")
     parser.add_argument("--report-only", action="store_true", help="rewrite results.md/json from cells.json")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     out = Path(args.out)
     contexts: dict[str, tuple] = {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -106,6 +106,7 @@ class Summary:
     higher_is_better: bool
     values: list[float]
     forgetting: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # training time of each run
     parameters: int = 0
 
     @property
@@ -141,6 +142,7 @@ def summarise(results: dict) -> list[Summary]:
             groups[key] = Summary(*key, cell["metric"], higher, [], parameters=cell.get("method_parameters", 0))
         if math.isfinite(cell["after"]):
             groups[key].values.append(cell["after"])
+            groups[key].seconds.append(cell.get("train_seconds", math.nan))
         if cell.get("forgetting") is not None:
             groups[key].forgetting.append(cell["forgetting"])
     return [summary for summary in groups.values() if summary.values]

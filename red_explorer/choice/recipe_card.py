@@ -40,13 +40,13 @@ def comparison_table(summaries: list[Summary], baseline: str, steps: dict[str, i
 def budget_table(summaries: list[Summary], names: list[str]) -> str:
     """Each candidate's metric (mean ± std) against the budget in steps, one row per task × candidate × budget."""
     lines = [
-        "| task | candidate | steps | metric | mean ± std (seeds) | method parameters |",
-        "|---|---|---:|---|---:|---:|",
+        "| task | candidate | steps | metric | mean ± std (seeds) | method parameters | training time (mean) |",
+        "|---|---|---:|---|---:|---:|---:|",
     ]
     shown = [summary for summary in summaries if summary.candidate in names]
     for summary in sorted(shown, key=lambda s: (s.task, names.index(s.candidate), s.steps)):
         lines.append(
             f"| {summary.task} | {summary.candidate} | {summary.steps} | {summary.metric} | "
-            f"{_cell(summary, None)} | {summary.parameters:,} |"
+            f"{_cell(summary, None)} | {summary.parameters:,} | {sum(summary.seconds) / len(summary.seconds):.0f} s |"
         )
     return "\n".join(lines)
