@@ -65,6 +65,15 @@ def test_cells_are_saved_one_by_one_and_a_second_call_resumes(tmp_path):
     assert results["cells"][cell_key("t", "cosine", 3, 1)]["train"]["warmup_ratio"] == 0.1
 
 
+def test_a_candidate_can_be_limited_to_some_tasks():
+    head = Candidate("head", tasks=("rotten_tomatoes",))
+    assert (head.applies_to("rotten_tomatoes"), head.applies_to("pirate"), TODAY.applies_to("pirate")) == (
+        True,
+        False,
+        True,
+    )
+
+
 def test_a_task_without_a_rate_for_the_method_says_which():
     with pytest.raises(ValueError, match="task 't' has no measured rate for 'ia3'"):
         TASK.train_config(Candidate("IA3", method="ia3"), 3, 0)

@@ -45,6 +45,12 @@ CANDIDATES = [
     Candidate("decay 0.1 toward 0", train={"weight_decay": 0.1}, note="AdamW's decay on scale itself"),
     Candidate("FFN + attention", options={"sites": ["ffn", "attn"]}, note="twice the vectors"),
     Candidate("no clipping", train={"max_grad_norm": 0.0}),
+    Candidate(
+        "head lr x1/10",
+        train={"lr_factors": {"classifier.weight": 0.1, "classifier.bias": 0.1}},
+        note="classification only: the new head at a tenth of RED's rate",
+        tasks=("rotten_tomatoes",),
+    ),
 ]
 REFERENCES = [
     Candidate("LoRA r=8", method="lora"),
@@ -79,7 +85,9 @@ def plan(phase: str, seeds: list[int], tasks: list[str], candidates: list[str] |
     if phase in ("compare", "all"):
         for seed in seeds:
             for task in (TASKS[name] for name in tasks):
-                cells += [(task, candidate, task.steps, seed) for candidate in chosen]
+                cells += [
+                    (task, candidate, task.steps, seed) for candidate in chosen if candidate.applies_to(task.name)
+                ]
     if phase in ("budget", "all"):
         for seed in seeds:
             for task in (TASKS[name] for name in tasks):

@@ -27,6 +27,10 @@ class Candidate:
     options: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)  # TrainConfig fields, e.g. {"scheduler": "cosine"}
     note: str = ""
+    tasks: tuple[str, ...] = ()  # the tasks it applies to; empty: every task
+
+    def applies_to(self, task: str) -> bool:
+        return not self.tasks or task in self.tasks
 
     def spec(self) -> MethodSpec:
         return MethodSpec(self.method, **self.options)
