@@ -206,13 +206,17 @@ class _Sweep:
         for steps in self.config.budgets:
             if self.stopped():
                 return
-            position, report = len(self.points) + len(self.budget_points), self.on_progress
-            if report:
-                report(position, self.total, None)
-            timer = StepTimer((lambda event: report(position, self.total, event)) if report else None)
+            timer = self.budget_timer()
             config = replace(train, learning_rate=lr, max_steps=steps, epochs=epochs_for(train.epochs, steps))
             with trained_run(self.loaded, self.data, spec, config, timer, self.stop) as run:
                 self.budget_points.append(self.record(run, index, lr, timer.seconds))
+
+    def budget_timer(self) -> StepTimer:
+        """Reports a budget point's start and its steps, numbered after every point so far."""
+        position, report = len(self.points) + len(self.budget_points), self.on_progress
+        if report:
+            report(position, self.total, None)
+        return StepTimer((lambda event: report(position, self.total, event)) if report else None)
 
     def train_point(
         self, index: int, spec: MethodSpec, lr: float, champion: _Champion | None, folder: Path
