@@ -1,8 +1,8 @@
 """RED recipe candidates and budget curves, seeds repeated; one command, resumable (see README.md here).
 
-    OMP_NUM_THREADS=2 python benchmarks/red_recipe/run_recipe.py --phase all
+    OMP_NUM_THREADS=1 python benchmarks/red_recipe/run_recipe.py --phase all
 
-Writes cells.json after every run (a stopped run keeps what finished; the next call resumes) and results.md /
+Writes cells-TASK.json after every run (a stopped run keeps what finished; the next call resumes) and results.md /
 results.json (mean ± std over seeds) from whatever has finished.
 """
 
