@@ -60,11 +60,56 @@ POINT_COLUMNS: tuple[Column, ...] = (
     ("seconds_per_step", "time / step", _seconds),
     ("stopped_reason", "run", str),
 )
+BUDGET_COLUMNS: tuple[Column, ...] = (
+    ("label", "method", str),
+    ("budget", "steps", lambda value: f"{value}"),
+    ("learning_rate", "lr", lambda value: f"{value:g}"),
+    ("after", "{metric} after", _number),
+    ("forgetting", "forgetting", _signed),
+    ("train_seconds", "training time", _seconds),
+    ("stopped_reason", "run", str),
+)
+RELATIVE_COLUMNS: tuple[Column, ...] = (
+    ("label", "method", str),
+    ("after", "{metric} after", _number),
+    ("method_parameters", "method parameters", _count),
+    ("parameters_ratio", "parameters (× first)", lambda value: f"{value:.1f}"),
+    ("train_seconds", "training time", _seconds),
+    ("time_ratio", "time (× first)", lambda value: f"{value:.2f}"),
+)
 
 
 def card_rows(results: dict) -> list[dict]:
     """One row per swept method spec: its best point (with the method's cost), in the order swept."""
     return sorted(results["best"], key=lambda record: record["spec_index"])
+
+
+def budget_rows(results: dict) -> list[dict]:
+    """The budget curve: each method's best point and its best rate at the other budgets, by method then steps."""
+    if not results.get("budget_points"):
+        return []
+    rows = card_rows(results) + results["budget_points"]
+    return sorted(rows, key=lambda record: (record["spec_index"], record.get("budget") or 0))
+
+
+def relative_rows(results: dict) -> list[dict]:
+    """The card's rows with method parameters and training time as multiples of the first row's (e.g. RED's)."""
+    rows = card_rows(results)
+    if not rows:
+        return []
+    first = rows[0]
+    return [
+        row
+        | {
+            "parameters_ratio": _share(row.get("method_parameters"), first.get("method_parameters")),
+            "time_ratio": _share(row.get("train_seconds"), first.get("train_seconds")),
+        }
+        for row in rows
+    ]
+
+
+def _share(value, reference) -> float | None:
+    return value / reference if value is not None and reference else None
 
 
 def markdown_table(records: list[dict], columns: tuple[Column, ...], metric: str) -> str:
@@ -77,6 +122,34 @@ def markdown_table(records: list[dict], columns: tuple[Column, ...], metric: str
         cells = ["—" if record.get(key) is None else show(record[key]) for key, _, show in shown]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _fair_sections(results: dict, metric: str) -> list[str]:
+    """Per parameter and per second (the card against its first row), then the budget curve when swept."""
+    parts, relative = [], relative_rows(results)
+    if len(relative) > 1 and relative[0].get("method_parameters"):
+        parts += [
+            "",
+            "## Per parameter and per second",
+            "",
+            f"Each method's own parameters (a classification head excluded) and training time as multiples of "
+            f"{relative[0]['label']}'s: a fair comparison holds one of them equal (e.g. LoRA r=1 or IA3 against RED; "
+            "the budget curve's training times for equal seconds).",
+            "",
+            markdown_table(relative, RELATIVE_COLUMNS, metric),
+        ]
+    curve = budget_rows(results)
+    if curve:
+        parts += [
+            "",
+            "## Budget curve",
+            "",
+            "Each method's best rate (chosen at the sweep's own run length) trained again for each budget: separate "
+            "runs from the base, each with its warm-up and decay over its own steps.",
+            "",
+            markdown_table(curve, BUDGET_COLUMNS, metric),
+        ]
+    return parts
 
 
 def card_markdown(results: dict) -> str:
@@ -96,6 +169,7 @@ def card_markdown(results: dict) -> str:
         "full fine-tuning).",
         "",
         markdown_table(card_rows(results), CARD_COLUMNS, metric) if results["best"] else "No point completed.",
+        *_fair_sections(results, metric),
         "",
         "## Every learning rate",
         "",

@@ -27,7 +27,7 @@ from red_explorer.choice.forgetting import general_batches, general_paragraphs, 
 from red_explorer.core.method import Method
 from red_explorer.core.registry import MethodSpec, load_method, save_method
 from red_explorer.engine.experiment import RunResult, trained_run
-from red_explorer.engine.training import StepEvent, TrainConfig
+from red_explorer.engine.training import StepEvent, TrainConfig, epochs_for
 from red_explorer.models.loading import LoadedModel
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ class SweepConfig:
         default="auto", metadata={"help": "'auto' (each method's default × factors) or rates for every method"}
     )
     factors: list[float] = field(default_factory=lambda: list(AUTO_FACTORS))
+    budgets: list[int] = field(
+        default_factory=list, metadata={"help": "more run lengths (steps): each method's best rate trains again"}
+    )
     train: TrainConfig = field(default_factory=TrainConfig)  # its learning_rate is replaced at every point
     forgetting: bool = field(default=True, metadata={"help": "general-text loss before/after (causal LMs)"})
     general_text: str | None = field(default=None, metadata={"help": "paragraph file; None = the bundled one"})
@@ -63,6 +66,7 @@ class SweepConfig:
         if not isinstance(self.learning_rates, str):
             self.learning_rates = _positive(self.learning_rates, "learning_rates")
         self.factors = _positive(self.factors, "factors")
+        self.budgets = _budgets(self.budgets, self.train.max_steps)
         if self.general_max_length < 2:
             raise ValueError("general_max_length must be >= 2 tokens (one token predicts the next)")
 
@@ -74,6 +78,21 @@ class SweepConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _budgets(values, max_steps: int | None) -> list[int]:
+    """The budgets besides the sweep's own run length, sorted; they need the sweep to count steps too."""
+    if not values:
+        return []
+    if not max_steps:
+        raise ValueError("budgets are step counts: give the sweep's train config max_steps (--max-steps) too")
+    try:
+        whole = all(float(value).is_integer() and float(value) >= 1 for value in values)
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ValueError(f"budgets must be whole numbers of steps >= 1, got {values!r}")
+    return sorted({int(value) for value in values} - {max_steps})
 
 
 def _positive(values, name: str) -> list[float]:
@@ -98,6 +117,7 @@ class SweepResult:
     config: dict
     stopped: bool = False
     refused: dict[str, str] = field(default_factory=dict)  # spec label -> why the method refused this model
+    budget_points: list[dict] = field(default_factory=list)  # each method's best rate at the other budgets
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,7 +146,7 @@ def run_sweep(
     higher = loaded.task == "classification"
     sweep = _Sweep(loaded, data, config, "accuracy" if higher else "loss", higher, on_progress, stop)
     sweep.on_point, sweep.finish_point = on_point, finish_point
-    sweep.total = sum(len(config.rates_for(spec.entry)) for spec in specs)
+    sweep.total = sum(len(config.rates_for(spec.entry)) + len(config.budgets) for spec in specs)
     sweep.general = _general_batches(loaded, config)
     for index, spec in enumerate(specs):
         if sweep.stopped():
@@ -134,7 +154,7 @@ def run_sweep(
         sweep.run_spec(index, spec)
     metric = f"val_{sweep.metric}"
     result = SweepResult(loaded.task, metric, higher, sweep.points, sweep.best, config.to_dict(), sweep.stopped())
-    result.refused = sweep.refused
+    result.refused, result.budget_points = sweep.refused, sweep.budget_points
     return result
 
 
@@ -154,6 +174,7 @@ class _Sweep:
     points: list[dict] = field(default_factory=list)
     best: list[dict] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
+    budget_points: list[dict] = field(default_factory=list)
     on_point: PointHook | None = None
     finish_point: bool = False  # True: ``stop`` is heeded between points only, each point runs to its end
 
@@ -177,6 +198,25 @@ class _Sweep:
             if champion is not None:
                 costs = {} if self.stopped() else self.method_costs(spec, champion)
                 self.best.append(champion.record | costs)
+                self.run_budgets(index, spec, champion.record["learning_rate"])
+
+    def run_budgets(self, index: int, spec: MethodSpec, lr: float) -> None:
+        """The best rate again at every other budget: separate runs, each with its own schedule over its steps."""
+        train = self.config.train
+        for steps in self.config.budgets:
+            if self.stopped():
+                return
+            timer = self.budget_timer()
+            config = replace(train, learning_rate=lr, max_steps=steps, epochs=epochs_for(train.epochs, steps))
+            with trained_run(self.loaded, self.data, spec, config, timer, self.stop) as run:
+                self.budget_points.append(self.record(run, index, lr, timer.seconds))
+
+    def budget_timer(self) -> StepTimer:
+        """Reports a budget point's start and its steps, numbered after every point so far."""
+        position, report = len(self.points) + len(self.budget_points), self.on_progress
+        if report:
+            report(position, self.total, None)
+        return StepTimer((lambda event: report(position, self.total, event)) if report else None)
 
     def train_point(
         self, index: int, spec: MethodSpec, lr: float, champion: _Champion | None, folder: Path
@@ -225,6 +265,7 @@ class _Sweep:
             "trainable_parameters": run.trainable_parameters,
             "method_parameters": spec.entry.parameter_count(run.model),
             "steps": len(run.train_loss),
+            "budget": run.train_config.max_steps,
             "seconds_per_step": _steady(step_seconds, self.config.cost.skip_steps),
             "train_seconds": run.train_seconds,
             "peak_memory_bytes": run.peak_memory_bytes,

@@ -46,7 +46,28 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--max-rows", type=int, help="use at most this many rows of the file")
     parser.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(parser)
     parser.add_argument("--out", required=True, help="output directory")
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The optimiser recipe (defaults: TrainConfig's, the RED paper's linear decay after 6 % warm-up)."""
+    parser.add_argument("--scheduler", default="linear", choices=["linear", "cosine", "constant"])
+    parser.add_argument("--warmup-ratio", type=float, default=0.06, help="share of the steps spent warming up")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument(
+        "--decay-toward-start",
+        action="store_true",
+        help="weight decay pulls toward the starting values (RED: scale toward 1, as scale = 1 + s) instead of 0",
+    )
+    parser.add_argument(
+        "--lr-factor",
+        action="append",
+        default=[],
+        metavar="SUFFIX=FACTOR",
+        help="learning rate × FACTOR for parameters whose name ends with SUFFIX, e.g. red_scale=0.3 (repeatable)",
+    )
+    parser.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm; 0: no clipping")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,8 +140,22 @@ def train_options(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "gradient_accumulation": args.gradient_accumulation,
         "seed": args.seed,
+        "scheduler": args.scheduler,
+        "warmup_ratio": args.warmup_ratio,
+        "weight_decay": args.weight_decay,
+        "decay_toward_start": args.decay_toward_start,
+        "lr_factors": dict(_lr_factor(item) for item in args.lr_factor),
+        "max_grad_norm": args.max_grad_norm,
     }
     return options | ({"learning_rate": args.lr} if args.lr else {})
+
+
+def _lr_factor(item: str) -> tuple[str, float]:
+    suffix, _, text = item.partition("=")
+    try:
+        return suffix.strip(), float(text)
+    except ValueError:
+        raise ValueError(f"--lr-factor takes SUFFIX=FACTOR such as red_scale=0.3, got {item!r}") from None
 
 
 def load_for_training(args: argparse.Namespace):

@@ -33,7 +33,14 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     scheduler: str = "linear"
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    decay_toward_start: bool = field(
+        default=False,
+        metadata={"help": "weight decay pulls toward the starting values (RED: scale = 1 + s, s decayed) not 0"},
+    )
+    lr_factors: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "name suffix -> learning-rate multiplier, e.g. red_scale: 0.3"}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this; 0 = no clipping"})
     eval_every: int | None = field(default=None, metadata={"help": "validation loss every N steps"})
     keep: str = field(default="last", metadata={"help": "'last' or 'best' (lowest validation loss)"})
     seed: int = 0
@@ -48,6 +55,10 @@ class TrainConfig:
             raise ValueError(f"scheduler must be linear, cosine or constant, got {self.scheduler!r}")
         if self.keep not in ("last", "best"):
             raise ValueError(f"keep must be 'last' or 'best', got {self.keep!r}")
+        if not (0 <= self.warmup_ratio < 1 and self.weight_decay >= 0 and self.max_grad_norm >= 0):
+            raise ValueError("warmup_ratio must be in [0, 1), weight_decay and max_grad_norm >= 0 (0: no clipping)")
+        if not all(isinstance(key, str) and key and factor > 0 for key, factor in self.lr_factors.items()):
+            raise ValueError(f"lr_factors maps parameter-name suffixes to positive multipliers, got {self.lr_factors}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +131,35 @@ def count_steps(num_batches: int, config: TrainConfig) -> int:
     return min(total, config.max_steps) if config.max_steps else total
 
 
+def parameter_groups(parameters: dict[str, nn.Parameter], config: TrainConfig) -> list[dict]:
+    """AdamW groups: one per learning-rate factor (``lr_factors``: the first name suffix that matches).
+
+    Weight decay is AdamW's (toward 0) unless ``decay_toward_start``: then the loop applies it toward each
+    parameter's starting value, and AdamW's own is 0.
+    """
+    decay = 0.0 if config.decay_toward_start else config.weight_decay
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, parameter in parameters.items():
+        factor = next((f for suffix, f in config.lr_factors.items() if name.endswith(suffix)), 1.0)
+        groups.setdefault(factor, []).append(parameter)
+    unused = [suffix for suffix in config.lr_factors if not any(name.endswith(suffix) for name in parameters)]
+    if unused:
+        raise ValueError(f"lr_factors {unused} match no trainable parameter (names end like {next(iter(parameters))})")
+    return [
+        {"params": group, "lr": config.learning_rate * factor, "weight_decay": decay, "lr_factor": factor}
+        for factor, group in groups.items()
+    ]
+
+
+def _decay_toward(optimizer, parameters: dict[str, nn.Parameter], start: dict[str, torch.Tensor], decay: float):
+    """Decoupled weight decay toward the start, p -= lr · decay · (p − p0): AdamW's decay of s for p = p0 + s."""
+    origin = {id(parameters[name]): value for name, value in start.items()}
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                parameter.sub_(parameter - origin[id(parameter)], alpha=group["lr"] * decay)
+
+
 def run_training(
     model: nn.Module,
     make_batches: Callable[[int], list[dict[str, torch.Tensor]]],
@@ -139,13 +179,16 @@ def run_training(
         raise ValueError("the model has no trainable parameters: attach a method first")
     torch.manual_seed(config.seed)
     runtime = Runtime.detect()
-    optimizer = torch.optim.AdamW(parameters.values(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameter_groups(parameters, config), lr=config.learning_rate)
     train_model, optimizer = runtime.prepare(model, optimizer)
     parameters = trainable_parameters(model)  # FSDP2 replaces them by sharded ones (DDP keeps them)
     epoch_batches = runtime.shard(make_batches(0))
     total_steps = count_steps(len(epoch_batches), config)
     scheduler = get_scheduler(config.scheduler, optimizer, round(config.warmup_ratio * total_steps), total_steps)
-    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback, task)
+    start = None
+    if config.decay_toward_start and config.weight_decay:  # what the decay pulls toward, whatever the size
+        start = {name: parameter.detach().clone() for name, parameter in parameters.items()}
+    loop = _Loop(train_model, parameters, optimizer, scheduler, config, runtime, callback, task, start)
     state = _LoopState(total_steps=total_steps, best=_snapshot(parameters) if config.keep == "best" else None)
     model.train()
     started = time.perf_counter()
@@ -182,6 +225,7 @@ class _Loop:
     runtime: Runtime
     callback: Callback | None
     task: str = "causal-lm"
+    start: dict[str, torch.Tensor] | None = None  # what weight decay pulls toward (decay_toward_start)
 
 
 def _run_epoch(loop: _Loop, epoch_batches, state: _LoopState, stop, evaluate_now: Callable[[], None]) -> None:
@@ -266,7 +310,10 @@ def _optimizer_step(loop: _Loop, group, state: _LoopState) -> None:
         state.reason = f"non-finite loss at step {state.step + 1}: lower the learning rate"
         return
     state.last_good = snapshot
-    loop.runtime.clip_grad_norm(loop.parameters.values(), loop.config.max_grad_norm)
+    if loop.config.max_grad_norm:
+        loop.runtime.clip_grad_norm(loop.parameters.values(), loop.config.max_grad_norm)
+    if loop.start is not None:
+        _decay_toward(loop.optimizer, loop.parameters, loop.start, loop.config.weight_decay)
     loop.optimizer.step()
     loop.scheduler.step()
     loop.optimizer.zero_grad(set_to_none=True)
