@@ -66,3 +66,21 @@ def forking_spaces(monkeypatch):
     monkeypatch.setitem(sys.modules, "spaces", fake)
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def fresh_app_url(tmp_path, monkeypatch):
+    """The app launched in this process on a free port, with a home of its own and no model loaded yet."""
+    from app_helpers import free_port
+
+    from red_explorer.app.ui import build_demo
+    from red_explorer.app.ui.interface import launch_options
+
+    monkeypatch.setenv("RED_EXPLORER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    demo = build_demo(preload=False)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
+    )
+    yield demo.local_url
+    demo.close()

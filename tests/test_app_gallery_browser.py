@@ -7,30 +7,15 @@ import time
 from html import escape
 
 import pytest
-from app_helpers import free_port
 from test_app_browser import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
 
-from red_explorer.app.ui import build_demo
-from red_explorer.app.ui.interface import launch_options
 from red_explorer.runs.gallery import gallery_entry, gallery_runs
 
 pytestmark = pytest.mark.browser
 PIRATE = "Pirate style · RED"
 
 
-@pytest.fixture
-def app_url(tmp_path, monkeypatch):
-    monkeypatch.setenv("RED_EXPLORER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    demo = build_demo(preload=False)  # cold: no model loaded
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
-    )
-    yield demo.local_url
-    demo.close()
-
-
-def test_a_cold_page_shows_a_gallery_runs_prepared_generations_in_compare(app_url):
+def test_a_cold_page_shows_a_gallery_runs_prepared_generations_in_compare(fresh_app_url):
     executable = pytest_chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
@@ -40,7 +25,7 @@ def test_a_cold_page_shows_a_gallery_runs_prepared_generations_in_compare(app_ur
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
         page = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-        page.goto(app_url)
+        page.goto(fresh_app_url)
         started = time.monotonic()
         open_tab(page, "Compare")
         prepared = page.locator("#compare-prepared")

@@ -5,28 +5,13 @@ Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium 
 """
 
 import pytest
-from app_helpers import free_port
 from test_app_browser import ARGS, SHOTS, pytest_chromium_or_skip, shot
 
 from red_explorer.app.lesson_text import STEPS
-from red_explorer.app.ui import build_demo
-from red_explorer.app.ui.interface import launch_options
 
 pytestmark = pytest.mark.browser
 PROJECTOR = {"width": 1280, "height": 800}
 NO_SIDEWAYS_SCROLL = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-
-
-@pytest.fixture
-def app_url(tmp_path, monkeypatch):
-    monkeypatch.setenv("RED_EXPLORER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    demo = build_demo(preload=False)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
-    )
-    yield demo.local_url
-    demo.close()
 
 
 def expect_step(page, index: int) -> None:
@@ -47,7 +32,7 @@ def class_pattern(name: str):
     return re.compile(rf"(^|\s){name}(\s|$)")
 
 
-def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(app_url):
+def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(fresh_app_url):
     executable = pytest_chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
@@ -56,7 +41,7 @@ def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
         page = browser.new_context(viewport=PROJECTOR).new_page()
-        page.goto(app_url)
+        page.goto(fresh_app_url)
         page.click("#lesson-start")
         expect_step(page, 0)
         shot(page, "lesson_1")

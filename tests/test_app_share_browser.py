@@ -6,27 +6,11 @@ Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium 
 import re
 
 import pytest
-from app_helpers import free_port
 from app_process import tiny_edits_zip
 from test_app_browser import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
 
-from red_explorer.app.ui import build_demo
-from red_explorer.app.ui.interface import launch_options
-
 pytestmark = pytest.mark.browser
 SHARED = "(shared)"
-
-
-@pytest.fixture
-def app_url(tmp_path, monkeypatch):
-    monkeypatch.setenv("RED_EXPLORER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SPACE_ID", raising=False)
-    demo = build_demo(preload=False)
-    demo.queue(default_concurrency_limit=4).launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **launch_options()
-    )
-    yield demo.local_url
-    demo.close()
 
 
 def load_model(page, model) -> None:
@@ -38,7 +22,7 @@ def load_model(page, model) -> None:
     expect(page.locator("#model-status")).to_contain_text("ready", timeout=120_000)
 
 
-def test_a_student_opens_the_teachers_link_read_only_until_it_is_revoked(app_url, tmp_path):
+def test_a_student_opens_the_teachers_link_read_only_until_it_is_revoked(fresh_app_url, tmp_path):
     executable = pytest_chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
@@ -48,14 +32,14 @@ def test_a_student_opens_the_teachers_link_read_only_until_it_is_revoked(app_url
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
         teacher = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        teacher.goto(app_url)
+        teacher.goto(fresh_app_url)
         load_model(teacher, model)
         open_tab(teacher, "Export")
         teacher.locator("#import-file input[type=file]").set_input_files(str(archive))
         expect(teacher.locator("#import-status")).to_contain_text("Loaded RED full (ffn)", timeout=120_000)
         teacher.click("#run-share")
         link_box = teacher.locator("#share-link textarea")
-        expect(link_box).to_have_value(link_pattern(app_url), timeout=30_000)
+        expect(link_box).to_have_value(link_pattern(fresh_app_url), timeout=30_000)
         link = link_box.input_value()
         expect(teacher.locator("#share-links")).to_contain_text(link)
         shot(teacher, "share_1_teacher_link")
@@ -87,6 +71,6 @@ def test_a_student_opens_the_teachers_link_read_only_until_it_is_revoked(app_url
         browser.close()
 
 
-def link_pattern(app_url: str) -> re.Pattern:
+def link_pattern(fresh_app_url: str) -> re.Pattern:
     """The link: the app's address, then ?run= and a 43-character token."""
-    return re.compile(re.escape(app_url.rstrip("/")) + r"/\?run=[A-Za-z0-9_-]{43}$")
+    return re.compile(re.escape(fresh_app_url.rstrip("/")) + r"/\?run=[A-Za-z0-9_-]{43}$")
