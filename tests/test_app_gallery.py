@@ -54,6 +54,10 @@ def test_the_gallery_runs_of_the_model_are_listed_read_only_beside_the_users_run
         runs.rename(cold, PIRATE, "mine")
     with pytest.raises(ValueError, match="gallery run, read-only: nobody can delete it"):
         runs.delete(cold, PIRATE)
+    with pytest.raises(ValueError, match="gallery run, read-only: nobody can delete it; it ships with the app$"):
+        runs.may_delete(cold, PIRATE)  # the page's check before its run list is touched
+    with pytest.raises(ValueError, match="nobody can rename it; it ships with the app \\(Export"):
+        runs.may_rename(cold, PIRATE)
     with pytest.raises(ValueError, match="gallery run, read-only: nobody can share it"):
         workbench.share_run(PIRATE)
     assert PIRATE in workbench.runs  # still there

@@ -56,6 +56,8 @@ def test_a_student_opens_the_teachers_link_read_only_until_it_is_revoked(fresh_a
         student.click("#run-delete")
         expect(student.locator(".toast-body").filter(has_text="shared with you read-only").first).to_be_visible()
         expect(overview).to_contain_text(SHARED)  # still listed: nothing was deleted
+        for box in ("#runs-overview", "#export-run"):  # the toast says it; the run list is not painted "Error"
+            expect(student.locator(f"{box} .error")).to_have_count(0)
         shot(student, "share_2_student_read_only")
 
         teacher.locator("#share-revoke-choice input").click()

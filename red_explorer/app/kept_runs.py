@@ -209,15 +209,15 @@ class KeptRuns:
 
     def rename_run(self, label: str, new_label: str) -> SessionRun:
         """Give a run a new label (unique among the owner's runs)."""
-        return SessionRun(self.store.rename(self.owner, self._own(label, "rename").id, new_label))
+        return SessionRun(self.store.rename(self.owner, self.own_run(label, "rename").id, new_label))
 
     def delete_run(self, label: str) -> SessionRun:
         """Delete one run from disk (and its share links): the only way a run goes away."""
-        run = self._own(label, "delete")
+        run = self.own_run(label, "delete")
         Shares(self.store).revoke_run(self.owner, run.id)
         return SessionRun(self.store.delete(self.owner, run.id))
 
-    def _own(self, label: str, doing: str) -> SessionRun:
+    def own_run(self, label: str, doing: str) -> SessionRun:
         """The owner's run ``label``; a clear refusal for a read-only run (shared with this page, or the gallery's)."""
         run = self.run(label)
         if run.gallery:
@@ -243,7 +243,7 @@ class KeptRuns:
 
     def share_run(self, label: str) -> Share:
         """A new share link to one of the owner's runs."""
-        return Shares(self.store).create(self.owner, self._own(label, "share").id)
+        return Shares(self.store).create(self.owner, self.own_run(label, "share").id)
 
     def share_links(self) -> list[tuple[Share, str]]:
         """The owner's active share links with the label of the run each opens, oldest first."""

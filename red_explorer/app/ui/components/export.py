@@ -9,6 +9,8 @@ from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import export as handlers
 from red_explorer.app.ui.handlers import runs, shares
 
+CHECK = dict(api_visibility="private", show_progress="hidden")  # a refusal check: no outputs to paint "Error"
+
 BIAS_ONLY_LABEL = f"Control vector: {handlers.BIAS_ONLY} (leave out a scale part and layer 0, and say so)"
 
 
@@ -94,8 +96,13 @@ def _runs_section(state: gr.State, run: gr.Dropdown, show_cli_runs: bool) -> dic
     with gr.Row(visible=show_cli_runs):
         local = gr.Dropdown([], label="Runs saved from the command line (local only)", elem_id="local-runs")
         import_button = gr.Button("Copy into my runs", elem_id="local-import")
-    rename_button.click(ui_event(runs.rename), [state, run, new_label], [shown, run], api_name="rename_run")
-    deleted = delete_button.click(ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run")
+    # a refusal is checked by an event without outputs: its toast says why, and the run list is not painted "Error"
+    rename_button.click(ui_event(runs.may_rename), [state, run], None, **CHECK).success(
+        ui_event(runs.rename), [state, run, new_label], [shown, run], api_name="rename_run"
+    )
+    deleted = delete_button.click(ui_event(runs.may_delete), [state, run], None, **CHECK).success(
+        ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run"
+    )
     import_button.click(ui_event(runs.import_local), [state, local], [shown, run], api_visibility="private")
     links = _share_section(state, run)
     deleted.success(_links, [state], links, api_visibility="private")  # deleting a run ends its links

@@ -49,6 +49,22 @@ def rename(session: Session, label: str | None, new_label: str | None):
     return overview(session), run_choices(session.workbench, ALL_METHODS, run.label)
 
 
+def may_rename(session: Session, label: str | None) -> None:
+    """Refuse, with its reason, a rename the chosen run does not allow (before the page's run list is touched)."""
+    _may(session, label, "rename")
+
+
+def may_delete(session: Session, label: str | None) -> None:
+    """Refuse, with its reason, deleting a run that is not the owner's (before the page's run list is touched)."""
+    _may(session, label, "delete")
+
+
+def _may(session: Session, label: str | None, doing: str) -> None:
+    if not label:
+        raise ValueError(f"pick the run to {doing} first")
+    session.workbench.own_run(label, doing)
+
+
 def delete(session: Session, label: str | None):
     """Delete the chosen run from disk (the only way a run goes away): (overview, run choices)."""
     if not label:
