@@ -55,6 +55,17 @@ def test_next_back_and_end_move_through_the_steps_and_a_reload_reopens_the_step(
     assert not (home / "runs" / owner / LESSON_FILE).exists()
 
 
+def test_a_lesson_started_before_the_page_load_finished_reopens_after_a_reload(home):
+    first_visit = Session(Workbench(ModelRegistry(), store=RunStore()))  # no key yet: the page load is under way
+    lesson.start(first_visit, "")
+    lesson.next_step(first_visit, "")
+    key = first_visit.adopt_owner("")  # the page load: the browser keeps the key the step was kept under
+    assert lesson.restore(key) == lesson.view(1)
+    returning = Session(Workbench(ModelRegistry(), store=RunStore()))  # a later visit clicks as fast
+    lesson.next_step(returning, key)
+    assert lesson.restore(key) == lesson.view(2) and returning.adopt_owner(key) == key
+
+
 @pytest.mark.parametrize("owner", [None, "", "local", "../x"])
 def test_a_page_without_a_browser_key_opens_outside_the_lesson(home, owner):
     assert lesson.restore(owner) == KEPT

@@ -59,11 +59,16 @@ class Session:
 
     def adopt_owner(self, key: str | None) -> str:
         """Use the runs of the owner ``key`` kept in the browser; a key of any other form than the random ones the
-        app makes (none, a reserved owner such as the command line's "local", a path) gets a new random key.
+        app makes (none, a reserved owner such as the command line's "local", a path) gets the random key this
+        session already uses (a click before the page load finished made one and may have kept something under
+        it), else a new one.
 
         Returns the key, for the browser to keep: a reload or a server restart finds the same runs.
         """
-        self._owner = key if is_browser_key(key) else new_owner_key()
+        if is_browser_key(key):
+            self._owner = key
+        elif not is_browser_key(self._owner):
+            self._owner = new_owner_key()
         self.workbench.set_owner(self._owner)
         return self._owner
 

@@ -80,5 +80,5 @@ def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, 
     outputs = parts["outputs"] + selectors
     target = parts["outputs"][-1:]
     for button, handler in parts["moves"].items():
-        button.click(ui_event(handler), [state], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
+        button.click(ui_event(handler), [state, owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
     demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)

@@ -36,6 +36,13 @@ def gallery_picks(session: Session, index: int) -> tuple[str, ...]:
     return tuple(label for label in STEPS[index].gallery if label in runs and runs[label].gallery)
 
 
+def _adopt(session: Session, owner: str | None) -> None:
+    """Use the browser's key before keeping a step: a click that beats the page load still keeps it where a reload
+    looks."""
+    if is_browser_key(owner):
+        session.adopt_owner(owner)
+
+
 def _go(session: Session, index: int | None) -> tuple:
     workbench = session.workbench
     remember_step(workbench.store.root, workbench.owner, index)
@@ -48,23 +55,27 @@ def _current(session: Session) -> int:
     return 0 if step is None else step
 
 
-def start(session: Session) -> tuple:
-    """Open the lesson at its first step."""
+def start(session: Session, owner: str | None = None) -> tuple:
+    """Open the lesson at its first step (``owner``: the key the browser keeps)."""
+    _adopt(session, owner)
     return _go(session, 0)
 
 
-def next_step(session: Session) -> tuple:
+def next_step(session: Session, owner: str | None = None) -> tuple:
     """The next step (the last one stays)."""
+    _adopt(session, owner)
     return _go(session, min(_current(session) + 1, len(STEPS) - 1))
 
 
-def previous_step(session: Session) -> tuple:
+def previous_step(session: Session, owner: str | None = None) -> tuple:
     """The step before (the first one stays)."""
+    _adopt(session, owner)
     return _go(session, max(_current(session) - 1, 0))
 
 
-def end(session: Session) -> tuple:
+def end(session: Session, owner: str | None = None) -> tuple:
     """Close the lesson; a reload no longer opens it."""
+    _adopt(session, owner)
     return _go(session, None)
 
 
