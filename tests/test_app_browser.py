@@ -155,6 +155,8 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     expect(page.locator("#loss-plot .js-plotly-plot .main-svg").first).to_be_visible()
     expect(page.locator("#loss-plot")).to_contain_text("RED full (ffn) · train")
     expect(page.locator("#train-summary")).to_contain_text("34.6K")
+    expect(page.locator("#train-button")).to_have_text("Train")  # given back for the next run
+    expect(page.locator("#train-button")).to_be_enabled()
     shot(page, "05_trained")
 
     open_tab(page, "Inspect")
@@ -170,6 +172,8 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     page.click("#ablation-button")
     expect(page.locator("#ablation-status")).to_contain_text("Done: 2/2", timeout=SLOW)
     expect(page.locator("#ablation-table")).to_contain_text("RED bias (ffn)")
+    expect(page.locator("#ablation-button")).to_have_text("Run ablation")
+    expect(page.locator("#ablation-button")).to_be_enabled()
     expect(page.locator("#ablation-plot .js-plotly-plot .main-svg").first).to_be_visible()
     shot(page, "07_ablations")
 

@@ -24,8 +24,23 @@ def test_a_run_on_chosen_layers_says_so_in_its_label_and_the_all_layers_run_does
 
 def test_train_and_ablation_buttons_are_greyed_while_their_job_runs_and_given_back_after():
     demo = build_demo(preload=False)
-    for button in ("train-button", "ablation-button"):
-        assert _events(demo, button, "click").count([button]) == 2  # greyed at the click, back after the job
+    functions = list(demo.fns.values())
+
+    def after(index: int) -> list[int]:
+        return [later for later, function in enumerate(functions) if function.trigger_after == index]
+
+    def outputs(index: int) -> list[str]:
+        return [output.elem_id for output in functions[index].outputs]
+
+    for button, job in (("train-button", "train"), ("ablation-button", "ablate")):
+        assert _events(demo, button, "click")[0] == [button]  # the click greys the button, and only that
+        greyed = next(
+            index
+            for index, function in enumerate(functions)
+            if function.name == "<lambda>" and outputs(index) == [button] and function.trigger_after is None
+        )
+        (started,) = [index for index in after(greyed) if functions[index].api_name == job]  # then the job, in
+        assert [button] in [outputs(index) for index in after(started)]  # the same chain; then it is given back
 
 
 def test_a_single_logged_step_is_drawn_as_a_point():

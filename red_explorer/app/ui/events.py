@@ -115,10 +115,16 @@ def ui_event(handler):
     return event
 
 
-def busy_while(button: gr.Button, job, running: str) -> None:
-    """Grey ``button`` out, saying ``running``, while its ``job`` runs (a click then would be dropped without a
-    word), and give it back when the job ends, whether it finished, failed or stopped."""
+def busy_click(button: gr.Button, running: str, fn, inputs, outputs, **options):
+    """``button.click(fn, inputs, outputs, **options)`` with ``button`` greyed out, saying ``running``, while the
+    job runs (a click then would be dropped without a word) and given back when it ends, whether it finished,
+    failed or stopped. Returns the job's event.
+
+    The greying is the first link of the job's own chain: as a separate click event, the browser could send it
+    after the job had ended, and the button stayed grey."""
     idle = button.value
     private = dict(api_visibility="private", show_progress="hidden", queue=False)
-    button.click(lambda: gr.Button(value=running, interactive=False), None, [button], **private)
-    job.then(lambda: gr.Button(value=idle, interactive=True), None, [button], **private)
+    greyed = button.click(lambda: gr.update(value=running, interactive=False), None, [button], **private)
+    job = greyed.then(fn, inputs, outputs, **options)
+    job.then(lambda: gr.update(value=idle, interactive=True), None, [button], **private)
+    return job

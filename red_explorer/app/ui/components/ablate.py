@@ -6,7 +6,7 @@ import gradio as gr
 
 from red_explorer.app.sweeping import DEFAULT_METHODS, METHOD_CHOICES, rates_preview
 from red_explorer.app.ui.components.train import wire_length_note
-from red_explorer.app.ui.events import busy_while, ui_event
+from red_explorer.app.ui.events import busy_click, ui_event
 from red_explorer.app.ui.handlers import ablate as handlers
 from red_explorer.app.ui.handlers import common as common_handlers
 from red_explorer.app.ui.handlers import data as data_handlers
@@ -66,7 +66,9 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
             chart = gr.Plot(show_label=False, label="Metric against trainable parameters", elem_id="ablation-plot")
         sweep_outputs, sweep_results = _sweep_results()
     loop = [max_steps, batch_size, max_length, epochs, seed]
-    job = run.click(
+    job = busy_click(
+        run,
+        "Ablation running… (Stop ends it)",
         ui_event(handlers.ablate),
         [state, rows, *loop],
         [status, table, chart],
@@ -75,7 +77,6 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         concurrency_id="training",
         concurrency_limit=concurrency_limit,
     )
-    busy_while(run, job, "Ablation running… (Stop ends it)")
     job.failure(
         ui_event(handlers.restore_after_failure),
         [state],

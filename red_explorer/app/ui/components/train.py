@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from red_explorer.app.ui.events import busy_while, ui_event
+from red_explorer.app.ui.events import busy_click, ui_event
 from red_explorer.app.ui.handlers import common, train_methods
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
@@ -104,7 +104,9 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
     # the rates table, the pick and the layers go last: the API's earlier positional arguments of /train stay
     *red_tare, layers, rates = method_inputs
     inputs = [state, methods, *red_tare, *loop_inputs, rates, shown, layers]
-    job = start.click(
+    job = busy_click(
+        start,
+        "Training… (Stop ends it)",
         ui_event(handlers.train),
         inputs,
         [status, loss, summary],
@@ -121,7 +123,6 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
         show_progress="hidden",
     )
     stop.click(ui_event(common.stop), [state], [status], api_name="stop", queue=False)
-    busy_while(start, job, "Training… (Stop ends it)")
     wire_runs_shown(tab, job, state, shown, listed, loss, summary)
     wire_length_note(tab, state, max_length, note)
     return {"tab": tab}
