@@ -51,6 +51,18 @@ CANDIDATES = [
         note="classification only: the new head at a tenth of RED's rate",
         tasks=("rotten_tomatoes",),
     ),
+    Candidate(
+        "rate 1e-2",
+        train={"learning_rate": 1e-2},
+        note="classification only: a third of the rate measured best with one seed",
+        tasks=("rotten_tomatoes",),
+    ),
+    Candidate(
+        "rate 1e-2 head x3",
+        train={"learning_rate": 1e-2, "lr_factors": {"classifier.weight": 3.0, "classifier.bias": 3.0}},
+        note="classification only: the vectors at 1e-2, the new head at 3e-2",
+        tasks=("rotten_tomatoes",),
+    ),
 ]
 REFERENCES = [
     Candidate("LoRA r=8", method="lora"),

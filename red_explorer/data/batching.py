@@ -17,7 +17,8 @@ BATCHES_PER_CHUNK = 50
 
 @dataclass(frozen=True)
 class PaddingCollator:
-    """Pads a list of examples on the right to the longest one in the batch.
+    """Pads a list of examples on the right to the longest one in the batch (rounded up to a multiple of
+    ``multiple``: a compiled step sees few shapes).
 
     input_ids pad with `pad_token_id`, attention_mask and token_type_ids with 0, causal-lm labels with -100;
     classification labels are one int per example.
@@ -25,6 +26,7 @@ class PaddingCollator:
 
     pad_token_id: int
     task: str
+    multiple: int = 1
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -33,7 +35,7 @@ class PaddingCollator:
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if not features:
             raise DataError("cannot collate an empty batch; use a batch size of at least 1")
-        longest = max(len(feature["input_ids"]) for feature in features)
+        longest = -(-max(len(feature["input_ids"]) for feature in features) // self.multiple) * self.multiple
         batch = {
             "input_ids": _pad([f["input_ids"] for f in features], longest, self.pad_token_id),  # (B, T)
             "attention_mask": _pad([f["attention_mask"] for f in features], longest, 0),  # (B, T)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -22,10 +22,12 @@ class PreparedData:
     collator: object
     config: object = None  # the DataConfig it was read with (a run records it to be reproduced)
 
-    def train_batches(self, batch_size: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    def train_batches(self, batch_size: int, seed: int, pad_multiple: int = 1) -> list[dict[str, torch.Tensor]]:
+        """One epoch's batches; each padded to a multiple of ``pad_multiple`` tokens (a compiled step's few shapes)."""
         split = self.tokenized["train"]
         lengths = [len(ids) for ids in split["input_ids"]]
-        return [self.collator([split[i] for i in batch]) for batch in length_grouped_batches(lengths, batch_size, seed)]
+        collate = replace(self.collator, multiple=pad_multiple) if pad_multiple > 1 else self.collator
+        return [collate([split[i] for i in batch]) for batch in length_grouped_batches(lengths, batch_size, seed)]
 
     def validation_batches(self, batch_size: int) -> list[dict[str, torch.Tensor]]:
         split = self.tokenized["validation"]

@@ -16,6 +16,7 @@ from torch import nn
 from red_explorer.core.adapters import head_modules
 from red_explorer.core.heads import keep_head, restore_head
 from red_explorer.core.registry import MethodSpec, apply_method, save_method
+from red_explorer.engine.compiled import pad_multiple
 from red_explorer.engine.distributed import is_main_process, shard_model, wait_for_everyone
 from red_explorer.engine.evaluation import evaluate
 from red_explorer.engine.memory import PeakMemory
@@ -93,7 +94,7 @@ def train_method(
         with PeakMemory(loaded.device) as memory:
             loop = run_training(
                 model,
-                lambda epoch: data.train_batches(config.batch_size, config.seed + epoch),
+                lambda epoch: data.train_batches(config.batch_size, config.seed + epoch, pad_multiple(config.compile)),
                 lambda: validation,
                 loaded.task,
                 config,

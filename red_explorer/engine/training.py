@@ -15,6 +15,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from red_explorer.data.batching import IGNORE_INDEX
+from red_explorer.engine.compiled import check_compile_mode, compiled_for_training
 from red_explorer.engine.distributed import Runtime
 from red_explorer.engine.evaluation import evaluate, move
 
@@ -41,6 +42,9 @@ class TrainConfig:
         default_factory=dict, metadata={"help": "name suffix -> learning-rate multiplier, e.g. red_scale: 0.3"}
     )
     max_grad_norm: float = field(default=1.0, metadata={"help": "clip the gradient norm to this; 0 = no clipping"})
+    compile: str = field(
+        default="", metadata={"help": "torch.compile mode of the training step (see engine.compiled); '' = eager"}
+    )
     eval_every: int | None = field(default=None, metadata={"help": "validation loss every N steps"})
     keep: str = field(default="last", metadata={"help": "'last' or 'best' (lowest validation loss)"})
     seed: int = 0
@@ -59,6 +63,7 @@ class TrainConfig:
             raise ValueError("warmup_ratio must be in [0, 1), weight_decay and max_grad_norm >= 0 (0: no clipping)")
         if not all(isinstance(key, str) and key and factor > 0 for key, factor in self.lr_factors.items()):
             raise ValueError(f"lr_factors maps parameter-name suffixes to positive multipliers, got {self.lr_factors}")
+        check_compile_mode(self.compile)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,6 +186,7 @@ def run_training(
     runtime = Runtime.detect()
     optimizer = torch.optim.AdamW(parameter_groups(parameters, config), lr=config.learning_rate)
     train_model, optimizer = runtime.prepare(model, optimizer)
+    train_model = compiled_for_training(train_model, config.compile, runtime.num_processes)
     parameters = trainable_parameters(model)  # FSDP2 replaces them by sharded ones (DDP keeps them)
     epoch_batches = runtime.shard(make_batches(0))
     total_steps = count_steps(len(epoch_batches), config)
