@@ -181,3 +181,14 @@ def test_memory_per_method_on_bf16_8bit_and_4bit_bases_beside_the_plan(bench_run
     assert precisions["8bit"]["weights"] < bf16["weights"] and precisions["4bit"]["weights"] < bf16["weights"]
     report = (out / "bench.md").read_text()
     assert "## Memory per base precision" in report and "| plan: RED training |" in report
+
+
+def test_the_compiled_step_is_timed_against_eager_on_the_same_model(bench_run):
+    out, result = bench_run
+    compiled = result["compiled_step"]
+    assert compiled["mode"] == "default" and compiled["compile_seconds"] > 0  # CUDA graphs only on a GPU
+    assert positive(compiled["red_compiled_ms"]) and positive(compiled["red_eager_ms"])
+    assert result["red_compiled_step_over_eager"] == compiled["compiled_over_eager"] > 0
+    floor = result["training"]["floor"]["median_ms"]
+    assert compiled["compiled_over_floor"] == pytest.approx(compiled["red_compiled_ms"] / floor)
+    assert "## Compiled training step" in (out / "bench.md").read_text()

@@ -45,6 +45,13 @@ TARGETS = (
         "at_most",
         60.0,
     ),
+    Target("red_compiled_step_over_eager", "compiled RED step >= 2 x faster than eager (<= 0.5 x)", "at_most", 0.5),
+    Target(
+        "red_compiled_step_over_floor",
+        "compiled RED step <= 1.05 x the eager floor (medians of two sections)",
+        "at_most",
+        1.05,
+    ),
 )
 
 
@@ -137,7 +144,10 @@ def markdown(result: dict) -> str:
         met = {True: "yes", False: "**no**", None: "not measured"}[verdict["met"]]
         lines.append(f"| {verdict['text']} | {_number(verdict['value'])} | {met} |")
     lines += ["", "## Training step (forward + backward + AdamW step)", "", *_training_table(result["training"])]
-    lines += ["", f"Memory: {result['memory_measure']}.", "", "## Generation", ""]
+    lines += ["", f"Memory: {result['memory_measure']}.", ""]
+    if "compiled_step" in result:
+        lines += ["## Compiled training step", "", *_compiled_lines(result["compiled_step"]), ""]
+    lines += ["## Generation", ""]
     lines += _generation_table(result["generation"])
     many = result["many_edits"]
     lines += ["", "## Many edits in one batch", ""]
@@ -152,6 +162,15 @@ def markdown(result: dict) -> str:
     if "memory" in result:
         lines += ["", "## Memory per base precision", "", *_memory_lines(result["memory"])]
     return "\n".join(lines) + "\n"
+
+
+def _compiled_lines(compiled: dict) -> list[str]:
+    return [
+        f"RED's step through `torch.compile` (mode {compiled['mode']}): {_number(compiled['red_compiled_ms'])} ms vs "
+        f"{_number(compiled['red_eager_ms'])} ms eager = {_number(compiled['compiled_over_eager'])} x (paired turns); "
+        f"{_number(compiled['compiled_over_floor'])} x the training section's floor median. Compiling took "
+        f"{compiled['compile_seconds']:.1f} s once, outside the timings.",
+    ]
 
 
 def _runs_lines(result: dict) -> list[str]:

@@ -6,7 +6,7 @@ repetitions after warm-up: (1) a training step per method against the floor, wit
 (4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop;
 (6) runs as edits: memory per kept run, and base + 8 runs in one batched generate call; (7) each one-minute
 demo of the app end to end; (8) peak training and generation memory per method on a bf16, 8-bit and 4-bit
-base, beside the memory plan's estimate.
+base, beside the memory plan's estimate; (9) RED's training step compiled (CUDA graphs on a GPU) vs eager.
 It writes ``bench.json`` and ``bench.md`` into ``out``.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from red_explorer.bench.compiled import bench_compiled_step
 from red_explorer.bench.memory import bench_memory
 from red_explorer.bench.report import markdown, verdicts
 from red_explorer.bench.serve import bench_generation, bench_many_edits
@@ -43,6 +44,8 @@ HEADLINE_KEYS = (
     "store_memory_per_run_mb",
     "compare_batched_over_sequential",
     "demo_preset_max_seconds",
+    "red_compiled_step_over_eager",
+    "red_compiled_step_over_floor",
 )
 
 
@@ -100,6 +103,7 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
     swap = keep("swap", bench_swap_and_sizes(bench, shape, out))
     training_timings, training = bench_training_steps(bench, shape)
     keep("training", training)
+    compiled = keep("compiled_step", bench_compiled_step(bench, shape, training["floor"]["median_ms"]))
     generation_timings, generation = bench_generation(bench, shape)
     keep("generation", generation)
     many = keep("many_edits", bench_many_edits(bench, shape))
@@ -129,6 +133,9 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
         "demos": demos,
         "demo_preset_max_seconds": demos.get("demo_preset_max_seconds"),
         "memory": memory,
+        "compiled_step": compiled,
+        "red_compiled_step_over_eager": compiled["compiled_over_eager"],
+        "red_compiled_step_over_floor": compiled["compiled_over_floor"],
     }
 
 

@@ -1,0 +1,69 @@
+"""Benchmark of the compiled training step: RED's step eager and through ``torch.compile`` (the engine's own
+``compiled_for_training``; CUDA graphs on a GPU), on the same attached model, batch and optimizer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from red_explorer.bench.setup import BenchModel, BenchShape, token_batch
+from red_explorer.bench.timing import interleaved
+from red_explorer.bench.train import LEARNING_RATE, train_step
+from red_explorer.core.red.edit import attach_red, detach_red
+from red_explorer.engine.compiled import compiled_for_training
+
+
+def compile_mode(device: torch.device) -> str:
+    """CUDA graphs on a GPU (the small model's step is launch-bound); plain compilation elsewhere."""
+    return "reduce-overhead" if device.type == "cuda" else "default"
+
+
+def bench_compiled_step(bench: BenchModel, shape: BenchShape, floor_ms: float | None) -> dict:
+    """RED's step eager vs compiled, paired turn by turn; compiling is timed apart (the first compiled call).
+
+    ``floor_ms``: the training section's floor median, to set the compiled step beside (not paired).
+    """
+    batch = token_batch(bench, shape.train_batch, shape.train_length)
+    mode = compile_mode(bench.device)
+    model = bench.model
+    attach_red(model)
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=LEARNING_RATE)
+    compiled = compiled_for_training(model, mode)
+    model.train()
+    try:
+        began = time.perf_counter()
+        train_step(compiled, batch, optimizer)  # compiles forward and backward
+        if bench.device.type == "cuda":
+            torch.cuda.synchronize(bench.device)
+        compile_seconds = time.perf_counter() - began
+
+        @contextmanager
+        def variant(module) -> Iterator:
+            yield lambda: train_step(module, batch, optimizer)
+
+        timings = interleaved(
+            {"red_eager": lambda: variant(model), "red_compiled": lambda: variant(compiled)},
+            shape.rounds,
+            shape.repeats,
+            shape.warmup,
+            bench.device,
+            reference="red_eager",
+            warm_every_turn=False,
+        )
+    finally:
+        model.eval()
+        detach_red(bench.model)
+    eager, fast = timings.median("red_eager"), timings.median("red_compiled")
+    return {
+        "mode": mode,
+        "compile_seconds": compile_seconds,
+        "red_eager_ms": eager * 1e3,
+        "red_compiled_ms": fast * 1e3,
+        "compiled_over_eager": timings.ratio("red_compiled", "red_eager"),  # paired; < 1 is faster
+        "floor_ms": floor_ms,
+        "compiled_over_floor": None if floor_ms is None else fast * 1e3 / floor_ms,  # medians of two sections
+    }
