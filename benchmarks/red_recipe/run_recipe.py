@@ -68,6 +68,17 @@ REFERENCES = [
     Candidate("LoRA r=8", method="lora"),
     Candidate("IA3", method="ia3", note="FFN scale only, PEFT"),
     Candidate("LoRA r=1", method="lora", options={"rank": 1, "alpha": 2}, note="alpha/r as r=8's"),
+    *(
+        Candidate(
+            f"LoRA r=1 at {rate:g}",
+            method="lora",
+            options={"rank": 1, "alpha": 2},
+            train={"learning_rate": rate},
+            note="classification only: LoRA r=1's own rate, for the equal-parameter comparison",
+            tasks=("rotten_tomatoes",),
+        )
+        for rate in (9e-3, 2.7e-2)
+    ),
 ]
 
 
