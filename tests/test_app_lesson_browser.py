@@ -55,8 +55,10 @@ def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(
             if index == 4:  # beside the gallery's pirate LoRA run
                 expect(page.locator("#compare-prepared")).to_contain_text("Pirate style · LoRA r=8")
             shot(page, f"lesson_{index + 1}")
+        expect(page.locator("#lesson-next")).to_be_hidden()  # the last step: Back or End lesson
         page.click("#lesson-back")
         expect_step(page, len(STEPS) - 2)
+        expect(page.locator("#lesson-next")).to_be_visible()
 
         page.reload()  # the same browser (its owner key) finds its step again
         expect_step(page, len(STEPS) - 2)

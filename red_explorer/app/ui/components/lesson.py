@@ -71,14 +71,14 @@ def build() -> dict:
             end = gr.Button("End lesson", variant="secondary", elem_id="lesson-end")
     target = gr.Textbox(visible=False, elem_id="lesson-target")
     moves = {start: handlers.start, forward: handlers.next_step, back: handlers.previous_step, end: handlers.end}
-    return {"outputs": [start, panel, heading, text, target], "moves": moves}
+    return {"outputs": [start, panel, heading, text, target, forward], "moves": moves}
 
 
 def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, selectors: list) -> None:
     """The buttons' events (they also set the ``selectors``, the run lists of SELECTOR_IDS), and a page load that
     opens the step the browser's owner was at (after the app's own page-load events)."""
     outputs = parts["outputs"] + selectors
-    target = parts["outputs"][-1:]
+    target = parts["outputs"][4:5]  # the tab and control the page follows
     for button, handler in parts["moves"].items():
         button.click(ui_event(handler), [state, owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
     demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
