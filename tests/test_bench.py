@@ -187,6 +187,7 @@ def test_the_compiled_step_is_timed_against_eager_on_the_same_model(bench_run):
     out, result = bench_run
     compiled = result["compiled_step"]
     assert compiled["mode"] == "default" and compiled["compile_seconds"] > 0  # CUDA graphs only on a GPU
+    assert compiled["first_loss_compiled"] == pytest.approx(compiled["first_loss_eager"], abs=1e-4)  # float32
     assert positive(compiled["red_compiled_ms"]) and positive(compiled["red_eager_ms"])
     assert result["red_compiled_step_over_eager"] == compiled["compiled_over_eager"] > 0
     floor = result["training"]["floor"]["median_ms"]

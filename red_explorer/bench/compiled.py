@@ -35,8 +35,9 @@ def bench_compiled_step(bench: BenchModel, shape: BenchShape, floor_ms: float | 
     compiled = compiled_for_training(model, mode)
     model.train()
     try:
+        eager_loss = model(**batch).loss.item()  # at the parameters the first compiled step starts from
         began = time.perf_counter()
-        train_step(compiled, batch, optimizer)  # compiles forward and backward
+        compiled_loss = _first_compiled_step(compiled, batch, optimizer)  # compiles forward and backward
         if bench.device.type == "cuda":
             torch.cuda.synchronize(bench.device)
         compile_seconds = time.perf_counter() - began
@@ -61,9 +62,21 @@ def bench_compiled_step(bench: BenchModel, shape: BenchShape, floor_ms: float | 
     return {
         "mode": mode,
         "compile_seconds": compile_seconds,
+        "first_loss_eager": eager_loss,
+        "first_loss_compiled": compiled_loss,  # the same batch at the same parameters: equal up to the dtype
         "red_eager_ms": eager * 1e3,
         "red_compiled_ms": fast * 1e3,
         "compiled_over_eager": timings.ratio("red_compiled", "red_eager"),  # paired; < 1 is faster
         "floor_ms": floor_ms,
         "compiled_over_floor": None if floor_ms is None else fast * 1e3 / floor_ms,  # medians of two sections
     }
+
+
+def _first_compiled_step(compiled, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+    """``train_step`` through the compiled model, returning its loss (the step that compiles)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = compiled(**batch).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()

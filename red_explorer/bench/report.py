@@ -169,7 +169,8 @@ def _compiled_lines(compiled: dict) -> list[str]:
         f"RED's step through `torch.compile` (mode {compiled['mode']}): {_number(compiled['red_compiled_ms'])} ms vs "
         f"{_number(compiled['red_eager_ms'])} ms eager = {_number(compiled['compiled_over_eager'])} x (paired turns); "
         f"{_number(compiled['compiled_over_floor'])} x the training section's floor median. Compiling took "
-        f"{compiled['compile_seconds']:.1f} s once, outside the timings.",
+        f"{compiled['compile_seconds']:.1f} s once, outside the timings. First step's loss: "
+        f"{compiled['first_loss_compiled']:.5f} compiled, {compiled['first_loss_eager']:.5f} eager.",
     ]
 
 
