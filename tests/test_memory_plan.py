@@ -126,9 +126,12 @@ def test_the_model_tab_shows_the_plan_from_the_config_alone_before_loading(tmp_p
     need = plan_memory(shape, 4, 64, "cpu", available=0, compute_dtype="float32").rows
     monkeypatch.setattr(memory_plan, "available_memory", lambda device: (need[1].training, "available system RAM"))
     table = handlers.memory_plan(str(folder), "causal-lm", "cpu", "auto", 4, 64)
-    expected = plan_markdown(plan_memory(shape, 4, 64, "cpu", compute_dtype="float32"))
+    expected = plan_markdown(plan_memory(shape, 4, 64, "cpu", compute_dtype="float32"), chosen="float32")
     assert table == expected
-    assert f"| float32 | {need[0].weights / 2**10:,.0f} KiB |" in table and "| ◐ fits for generation only |" in table
+    assert f"| **float32** (your choice) | {need[0].weights / 2**10:,.0f} KiB |" in table  # "auto" is float32 here
+    assert "| ◐ fits for generation only |" in table and table.count("(your choice)") == 1
+    quantized = handlers.memory_plan(str(folder), "causal-lm", "cpu", "auto", 4, 64, "4bit")
+    assert "| **4-bit (float32 compute)** (your choice) |" in quantized and "| float32 |" in quantized
     assert "| bfloat16 |" in table and "| ✓ fits |" in table and "| 8-bit (float32 compute) |" in table
     assert "RED training (4 × 64 tokens)" in table
     refused = handlers.memory_plan("no-such-owner/no-such-model", "causal-lm", "cpu", "auto", 4, 64)

@@ -233,8 +233,9 @@ def precision_label(row: PlanRow) -> str:
     return f"{row.precision.removesuffix('bit')}-bit ({row.compute_dtype} compute)"
 
 
-def plan_markdown(plan: MemoryPlan) -> str:
-    """The plan as a markdown table, one row per precision, with a ✓/✗ verdict against the device's memory."""
+def plan_markdown(plan: MemoryPlan, chosen: str | None = None) -> str:
+    """The plan as a markdown table, one row per precision, with a ✓/✗ verdict against the device's memory;
+    the row of the ``chosen`` precision (e.g. "bfloat16", "4bit") in bold, marked as the current choice."""
     shape = plan.shape
     size = f"{plan.batch_size} × {plan.max_length} tokens"
     lines = [
@@ -246,9 +247,9 @@ def plan_markdown(plan: MemoryPlan) -> str:
     ]
     for row in plan.rows:
         mark = "✓" if row.fits_training else ("◐" if row.fits_generation else "✗")
+        label = f"**{precision_label(row)}** (your choice)" if row.precision == chosen else precision_label(row)
         lines.append(
-            f"| {precision_label(row)} | {_gib(row.weights)} | {_gib(row.training)} | {_gib(row.generation)} "
-            f"| {mark} {row.verdict} |"
+            f"| {label} | {_gib(row.weights)} | {_gib(row.training)} | {_gib(row.generation)} | {mark} {row.verdict} |"
         )
     if plan.backend:
         lines += ["", f"8 and 4 bits as {plan.backend} stores them on {plan.device}{BACKEND_NOTES[plan.backend]}."]

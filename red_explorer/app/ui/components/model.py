@@ -78,10 +78,11 @@ def _memory_plan(controls: list, max_length: gr.Slider, tab: gr.Tab) -> None:
         with gr.Column(scale=4):
             gr.Markdown(PLAN_HELP)
     table = gr.Markdown("*Choose a model to see the memory it needs.*", elem_id="memory-plan")
-    spec, task, device, dtype, _ = controls
-    inputs = [spec, task, device, dtype, batch_size, max_length]
+    spec, task, device, dtype, quantize = controls
+    inputs = [spec, task, device, dtype, batch_size, max_length, quantize]
+    changes = [control.change for control in (spec, task, device, dtype, quantize, batch_size, max_length)]
     gr.on(
-        [spec.change, task.change, device.change, dtype.change, batch_size.change, max_length.change, tab.select],
+        [*changes, tab.select],
         ui_event(handlers.memory_plan),
         inputs,
         [table],

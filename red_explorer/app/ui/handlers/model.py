@@ -117,9 +117,12 @@ def load_model(session: Session, spec: str, task: str, device: str, dtype: str, 
     return info_markdown(info), diagram_html(info, activation=_activation(session)), figure, model_status(session)
 
 
-def memory_plan(spec: str, task: str, device: str, dtype: str, batch_size: float, max_length: float) -> str:
+def memory_plan(
+    spec: str, task: str, device: str, dtype: str, batch_size: float, max_length: float, quantize: str = "none"
+) -> str:
     """Before loading: what the chosen model needs in float32, bfloat16, 8 and 4 bits (weights, RED training at
-    ``batch_size`` × ``max_length``, generation) and whether each fits the device's free memory, as a table.
+    ``batch_size`` × ``max_length``, generation) and whether each fits the device's free memory, as a table; the
+    row of the current choice (``quantize``, else the dtype) stands out.
 
     ``dtype`` is the compute dtype of the 8- and 4-bit rows ("auto": what loading would pick on the device).
     """
@@ -130,7 +133,7 @@ def memory_plan(spec: str, task: str, device: str, dtype: str, batch_size: float
         plan = plan_memory(shape, int(batch_size or 1), int(max_length or 1), where, compute_dtype=compute)
     except EXPECTED_ERRORS as error:
         return f"*Cannot be estimated: {escape(str(error))}.*"
-    return plan_markdown(plan)
+    return plan_markdown(plan, quantize if quantize in ("8bit", "4bit") else compute)
 
 
 def _still_using(session: Session) -> str:
