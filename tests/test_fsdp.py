@@ -141,6 +141,16 @@ def test_fsdp2_lora_and_tare_runs_equal_one_process(tiny_folder, tmp_path, metho
     torch.testing.assert_close(losses[0], losses[1], **TOLERANCE)
 
 
+def test_fsdp2_with_decay_toward_the_start_and_a_scale_rate_equals_one_process(tiny_folder, tmp_path):
+    """The recipe options that keep state beside the optimizer (the starting values the decay pulls toward, a
+    group per rate) hold the same shards as the parameters they belong to."""
+    recipe = ["--weight-decay", "0.5", "--decay-toward-start", "--lr-factor", "red_scale=0.3"]
+    sharded, single = train_both(tiny_folder, tmp_path, "red", extra=recipe)
+    assert_same_tensors(read_tensors(sharded), read_tensors(single))
+    config = json.loads((sharded / "metrics.json").read_text())["train_config"]
+    assert config["decay_toward_start"] and config["lr_factors"] == {"red_scale": 0.3}
+
+
 def test_the_8_gpu_bf16_config_on_two_cpu_processes_equals_one_bf16_process(tiny_folder, tmp_path):
     """The shipped 8-GPU config itself (bf16 mixed precision, activation checkpointing), with 2 processes.
 
