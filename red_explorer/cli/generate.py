@@ -28,7 +28,8 @@ def register(commands) -> None:
         "--compile",
         choices=COMPILE_MODES,
         help="decode with a static KV cache and the forward compiled by torch.compile in this mode (reduce-overhead: "
-        "CUDA graphs); the same tokens, faster on a GPU for small models; the first generation includes compiling",
+        "CUDA graphs); the same tokens; meant for a GPU, where a small model's decoding is launch-bound; the first "
+        "generation includes compiling",
     )
     parser.add_argument("--json", action="store_true", help="print the generations as JSON")
     parser.add_argument(

@@ -20,7 +20,8 @@ class DecodingSettings:
     """The same decoding for every method (greedy by default).
 
     ``compile``: "" decodes eagerly (the default); a torch.compile mode decodes with a static KV cache and a
-    compiled forward (``compiled_generation``), the same tokens, faster on a GPU for small models.
+    compiled forward (``compiled_generation``): the same tokens, meant for a GPU, where a small model's decoding
+    is bound by kernel launches.
     """
 
     max_new_tokens: int = 64
