@@ -193,3 +193,15 @@ def test_the_compiled_step_is_timed_against_eager_on_the_same_model(bench_run):
     floor = result["training"]["floor"]["median_ms"]
     assert compiled["compiled_over_floor"] == pytest.approx(compiled["red_compiled_ms"] / floor)
     assert "## Compiled training step" in (out / "bench.md").read_text()
+
+
+def test_red_generation_is_timed_eager_against_compiled_with_the_same_tokens(bench_run):
+    out, result = bench_run
+    compiled = result["compiled_generation"]
+    assert compiled["mode"] == "default" and compiled["compile_seconds"] > 0 and compiled["same_tokens"] is True
+    assert positive(compiled["red_compiled_ms"]) and positive(compiled["red_eager_ms"])
+    tokens = result["shape"]["generate_batch"] * result["shape"]["new_tokens"]
+    assert compiled["red_eager_tokens_per_second"] == pytest.approx(tokens / compiled["red_eager_ms"] * 1e3)
+    assert result["red_compiled_generate_over_eager"] == compiled["compiled_over_eager"] > 0
+    assert result["summary"]["red_compiled_generate_over_eager"] == compiled["compiled_over_eager"]
+    assert "## Compiled generation" in (out / "bench.md").read_text()

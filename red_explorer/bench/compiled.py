@@ -1,5 +1,6 @@
-"""Benchmark of the compiled training step: RED's step eager and through ``torch.compile`` (the engine's own
-``compiled_for_training``; CUDA graphs on a GPU), on the same attached model, batch and optimizer."""
+"""Benchmark of compiled RED: the training step eager and through ``torch.compile`` (the engine's own
+``compiled_for_training``; CUDA graphs on a GPU), on the same attached model, batch and optimizer; and greedy
+generation with RED attached, eager and with a static KV cache and a compiled forward (``compiled_generation``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from contextlib import contextmanager
 
 import torch
 
+from red_explorer.bench.serve import red_variant
 from red_explorer.bench.setup import BenchModel, BenchShape, token_batch
 from red_explorer.bench.timing import interleaved
 from red_explorer.bench.train import LEARNING_RATE, train_step
 from red_explorer.core.red.edit import attach_red, detach_red
 from red_explorer.engine.compiled import compiled_for_training
+from red_explorer.engine.compiled_generation import check_compilable, compiled_generation
 
 
 def compile_mode(device: torch.device) -> str:
@@ -80,3 +83,67 @@ def _first_compiled_step(compiled, batch: dict[str, torch.Tensor], optimizer: to
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
+
+
+def _generate(model, prompts: dict[str, torch.Tensor], new_tokens: int, pad: int, mode: str):
+    """A call generating exactly ``new_tokens`` greedy tokens per row, compiled in ``mode`` ("" eager)."""
+
+    def run() -> torch.Tensor:
+        with torch.no_grad(), compiled_generation(model, mode) as compiled:
+            return model.generate(
+                **prompts,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                **compiled,
+            )
+
+    return run
+
+
+def bench_compiled_generation(bench: BenchModel, shape: BenchShape) -> dict:
+    """RED-attached greedy generation eager vs compiled, paired turn by turn; compiling is timed apart."""
+    try:
+        check_compilable(bench.model)
+    except ValueError as error:  # e.g. a bitsandbytes base
+        return {"skipped": str(error), "compiled_over_eager": None}
+    prompts = token_batch(bench, shape.generate_batch, shape.prompt_length, seed=1)
+    prompts.pop("labels")
+    pad = bench.tokenizer.pad_token_id if bench.tokenizer.pad_token_id is not None else 0
+    mode = compile_mode(bench.device)
+    with red_variant(bench.model) as model:
+        eager = _generate(model, prompts, shape.new_tokens, pad, "")
+        compiled = _generate(model, prompts, shape.new_tokens, pad, mode)
+        began = time.perf_counter()
+        compiled_tokens = compiled()  # compiles the decoding step
+        if bench.device.type == "cuda":
+            torch.cuda.synchronize(bench.device)
+        compile_seconds = time.perf_counter() - began
+        same_tokens = torch.equal(compiled_tokens, eager())
+
+        @contextmanager
+        def variant(run) -> Iterator:
+            yield run
+
+        timings = interleaved(
+            {"red_eager": lambda: variant(eager), "red_compiled": lambda: variant(compiled)},
+            shape.generate_rounds,
+            shape.generate_repeats,
+            shape.warmup,
+            bench.device,
+            reference="red_eager",
+            warm_every_turn=False,
+        )
+    tokens = shape.generate_batch * shape.new_tokens
+    slow, fast = timings.median("red_eager"), timings.median("red_compiled")
+    return {
+        "mode": mode,
+        "compile_seconds": compile_seconds,
+        "same_tokens": same_tokens,  # greedy tokens of the two, compared once
+        "red_eager_ms": slow * 1e3,
+        "red_compiled_ms": fast * 1e3,
+        "red_eager_tokens_per_second": tokens / slow,
+        "red_compiled_tokens_per_second": tokens / fast,
+        "compiled_over_eager": timings.ratio("red_compiled", "red_eager"),  # paired; < 1 is faster
+    }

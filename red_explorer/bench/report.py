@@ -147,6 +147,8 @@ def markdown(result: dict) -> str:
     lines += ["", f"Memory: {result['memory_measure']}.", ""]
     if "compiled_step" in result:
         lines += ["## Compiled training step", "", *_compiled_lines(result["compiled_step"]), ""]
+    if "compiled_generation" in result:
+        lines += ["## Compiled generation", "", *_compiled_generation_lines(result["compiled_generation"]), ""]
     lines += ["## Generation", ""]
     lines += _generation_table(result["generation"])
     many = result["many_edits"]
@@ -171,6 +173,19 @@ def _compiled_lines(compiled: dict) -> list[str]:
         f"{_number(compiled['compiled_over_floor'])} x the training section's floor median. Compiling took "
         f"{compiled['compile_seconds']:.1f} s once, outside the timings. First step's loss: "
         f"{compiled['first_loss_compiled']:.5f} compiled, {compiled['first_loss_eager']:.5f} eager.",
+    ]
+
+
+def _compiled_generation_lines(compiled: dict) -> list[str]:
+    if "skipped" in compiled:
+        return [f"Skipped: {compiled['skipped']}."]
+    same = "the same greedy tokens" if compiled["same_tokens"] else "greedy tokens that differ from eager"
+    return [
+        f"RED attached, greedy, static KV cache and a compiled forward (mode {compiled['mode']}): "
+        f"{_number(compiled['red_compiled_tokens_per_second'], 1)} tokens/s vs "
+        f"{_number(compiled['red_eager_tokens_per_second'], 1)} eager = {_number(compiled['compiled_over_eager'])} x "
+        f"the time (paired turns), {same}. Compiling took {compiled['compile_seconds']:.1f} s once, "
+        "outside the timings.",
     ]
 
 

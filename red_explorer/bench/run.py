@@ -6,7 +6,8 @@ repetitions after warm-up: (1) a training step per method against the floor, wit
 (4) switching between saved edits and their file sizes; (5) the engine's training path vs a raw loop;
 (6) runs as edits: memory per kept run, and base + 8 runs in one batched generate call; (7) each one-minute
 demo of the app end to end; (8) peak training and generation memory per method on a bf16, 8-bit and 4-bit
-base, beside the memory plan's estimate; (9) RED's training step compiled (CUDA graphs on a GPU) vs eager.
+base, beside the memory plan's estimate; (9) RED's training step compiled (CUDA graphs on a GPU) vs eager, and
+RED-attached generation with a static KV cache and a compiled forward vs eager.
 It writes ``bench.json`` and ``bench.md`` into ``out``.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from red_explorer.bench.compiled import bench_compiled_step
+from red_explorer.bench.compiled import bench_compiled_generation, bench_compiled_step
 from red_explorer.bench.memory import bench_memory
 from red_explorer.bench.report import markdown, verdicts
 from red_explorer.bench.serve import bench_generation, bench_many_edits
@@ -46,6 +47,7 @@ HEADLINE_KEYS = (
     "demo_preset_max_seconds",
     "red_compiled_step_over_eager",
     "red_compiled_step_over_floor",
+    "red_compiled_generate_over_eager",
 )
 
 
@@ -111,8 +113,9 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
     batched = keep("batched_compare", bench_batched_compare(bench, shape, out, quick))
     demos = keep("demos", _demos(bench, quick, out))
     memory = keep("memory", bench_memory(bench, shape, out))
-    # last: compiling takes tens of seconds, and a GPU slot that runs out of time keeps every section before it
+    # last: compiling takes tens of seconds each, and a GPU slot that runs out of time keeps every section before it
     compiled = keep("compiled_step", bench_compiled_step(bench, shape, training["floor"]["median_ms"]))
+    compiled_generation = keep("compiled_generation", bench_compiled_generation(bench, shape))
     return {
         "shape": shape.__dict__,
         "batch_shape": {
@@ -137,6 +140,8 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
         "compiled_step": compiled,
         "red_compiled_step_over_eager": compiled["compiled_over_eager"],
         "red_compiled_step_over_floor": compiled["compiled_over_floor"],
+        "compiled_generation": compiled_generation,
+        "red_compiled_generate_over_eager": compiled_generation["compiled_over_eager"],
     }
 
 

@@ -8,6 +8,7 @@ import functools
 from tqdm.auto import tqdm
 
 from red_explorer.cli.common import add_model_arguments, print_json
+from red_explorer.engine.compiled import COMPILE_MODES
 from red_explorer.models.loading import load_model
 from red_explorer.runs.attach import attach_saved, release
 
@@ -23,6 +24,13 @@ def register(commands) -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--repetition-penalty", type=float, default=1.0)
     parser.add_argument("--no-repeat-ngram-size", type=int, default=0)
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        help="decode with a static KV cache and the forward compiled by torch.compile in this mode (reduce-overhead: "
+        "CUDA graphs); the same tokens; meant for a GPU, where a small model's decoding is launch-bound; the first "
+        "generation includes compiling",
+    )
     parser.add_argument("--json", action="store_true", help="print the generations as JSON")
     parser.add_argument(
         "--strength", type=float, help="apply every --edits run at this strength (0 = base, 1 = as trained, 2 = twice)"
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> None:
         top_p=args.top_p,
         repetition_penalty=args.repetition_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size,
+        compile=args.compile or "",
     )
     prompts = [chat_prompt(loaded.tokenizer, prompt) for prompt in args.prompt]
     columns = [compare_generations([Contender("base", loaded.model)], loaded.tokenizer, prompts, settings)]

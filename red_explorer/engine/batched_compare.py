@@ -121,6 +121,10 @@ def _pad_id(tokenizer) -> int:
 
 
 def _generate_kwargs(settings: DecodingSettings, tokenizer, fixed_length: bool) -> dict:
+    if settings.compile:
+        raise ValueError(
+            "compiled generation decodes one prompt per call: compare with compare_generations, or leave compile off"
+        )
     kwargs = settings.generate_kwargs() | {"pad_token_id": _pad_id(tokenizer)}
     if fixed_length:  # every row produces exactly max_new_tokens tokens: equal work for timing
         kwargs["min_new_tokens"] = settings.max_new_tokens

@@ -11,11 +11,18 @@ import torch
 from torch import nn
 
 from red_explorer.data.render import encode_prompt, render_prompt
+from red_explorer.engine.compiled import check_compile_mode
+from red_explorer.engine.compiled_generation import compiled_generation
 
 
 @dataclass
 class DecodingSettings:
-    """The same decoding for every method (greedy by default)."""
+    """The same decoding for every method (greedy by default).
+
+    ``compile``: "" decodes eagerly (the default); a torch.compile mode decodes with a static KV cache and a
+    compiled forward (``compiled_generation``): the same tokens, meant for a GPU, where a small model's decoding
+    is bound by kernel launches.
+    """
 
     max_new_tokens: int = 64
     do_sample: bool = False
@@ -24,12 +31,14 @@ class DecodingSettings:
     repetition_penalty: float = 1.0
     no_repeat_ngram_size: int = 0
     seed: int = 0
+    compile: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 4096:
             raise ValueError(f"max_new_tokens must be between 1 and 4096, got {self.max_new_tokens}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
             raise ValueError("temperature and repetition_penalty must be > 0 and top_p in (0, 1]")
+        check_compile_mode(self.compile)
 
     def generate_kwargs(self) -> dict:
         kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample}
@@ -88,9 +97,9 @@ def generate_one(contender: Contender, tokenizer, prompt: str, settings: Decodin
     encoded = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     torch.manual_seed(settings.seed)
-    with contender.context():
+    with contender.context(), compiled_generation(model, settings.compile) as compiled:
         started = time.perf_counter()
-        output = model.generate(**encoded, pad_token_id=pad, **settings.generate_kwargs())
+        output = model.generate(**encoded, pad_token_id=pad, **settings.generate_kwargs(), **compiled)
         seconds = time.perf_counter() - started
     new_ids = output[0, encoded["input_ids"].shape[1] :]
     text = tokenizer.decode(new_ids, skip_special_tokens=True).strip()
