@@ -48,5 +48,6 @@ def test_cli_recipe_flags_default_to_the_training_defaults():
         "decay_toward_start": defaults.decay_toward_start,
         "lr_factor": [],
         "max_grad_norm": defaults.max_grad_norm,
+        "compile": defaults.compile,  # eager
     }
     assert {field.name for field in fields(TrainConfig)} >= set(RECIPE_FIELDS)

@@ -72,6 +72,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile",
         choices=COMPILE_MODES,
+        default="",
         help="compile the training step with torch.compile in this mode (reduce-overhead: CUDA graphs); pays on a "
         "GPU when steps are bound by kernel launches (small models); compiling takes tens of seconds first",
     )
@@ -153,7 +154,7 @@ def train_options(args: argparse.Namespace) -> dict:
         "decay_toward_start": args.decay_toward_start,
         "lr_factors": dict(_lr_factor(item) for item in args.lr_factor),
         "max_grad_norm": args.max_grad_norm,
-        "compile": args.compile or "",
+        "compile": args.compile,
     }
     return options | ({"learning_rate": args.lr} if args.lr else {})
 
