@@ -44,6 +44,7 @@ def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(
         page.goto(fresh_app_url)
         page.click("#lesson-start")
         expect_step(page, 0)
+        expect(page.locator("#lesson-back")).to_be_hidden()  # nothing before the first step
         shot(page, "lesson_1")
         for index in range(1, len(STEPS)):
             page.click("#lesson-next")

@@ -19,7 +19,7 @@ from red_explorer.app.workbench import Workbench
 from red_explorer.runs.gallery import gallery_runs
 from red_explorer.runs.store import RunStore
 
-KEPT = (UNCHANGED,) * 9  # a reload outside the lesson: the panel, Next and the three run lists stay as they are
+KEPT = (UNCHANGED,) * 10  # a reload outside the lesson: the panel, its buttons and the three run lists stay
 
 
 @pytest.fixture
@@ -38,19 +38,19 @@ def test_next_back_and_end_move_through_the_steps_and_a_reload_reopens_the_step(
     owner = "a" * 32
     session = browser_session(owner)
     assert lesson.restore(owner) == KEPT  # never started: the page stays as it is
-    start, panel, heading, text, target, forward, *lists = lesson.start(session)
-    assert (start, panel, forward) == (Visible(False), Visible(True), Visible(True))
+    start, panel, heading, text, target, back, forward, *lists = lesson.start(session)
+    assert (start, panel, back, forward) == (Visible(False), Visible(True), Visible(False), Visible(True))
     assert heading == "### Lesson · step 1 of 6 · What RED is" and target == "What is RED?|about-figure"
     assert lists == [UNCHANGED] * 3
     for _ in range(len(STEPS) + 3):  # past the end: the last step stays
-        *_, heading, text, target, forward, _, _, _ = lesson.next_step(session)
+        *_, heading, text, target, back, forward, _, _, _ = lesson.next_step(session)
     assert heading.startswith("### Lesson · step 6 of 6") and "End lesson" in text and target.startswith("Explore|")
-    assert forward == Visible(False)  # the last step has no Next
-    *_, heading, _, target, forward, _, _, _ = lesson.previous_step(session)
-    assert forward == Visible(True)
+    assert (back, forward) == (Visible(True), Visible(False))  # the first step has no Back, the last no Next
+    *_, heading, _, target, back, forward, _, _, _ = lesson.previous_step(session)
+    assert (back, forward) == (Visible(True), Visible(True))
     assert heading == "### Lesson · step 5 of 6 · Side by side with LoRA" and target == "Compare|compare-cards"
     assert (
-        lesson.restore(owner) == lesson.view(4) and lesson.view(4)[6:] == (UNCHANGED,) * 3
+        lesson.restore(owner) == lesson.view(4) and lesson.view(4)[7:] == (UNCHANGED,) * 3
     )  # a reload: the same step, read with the browser's key
     assert lesson.restore("b" * 32) == KEPT  # another browser is not in the lesson
     assert lesson.end(session) == lesson.OUTSIDE and lesson.restore(owner) == KEPT
@@ -122,7 +122,7 @@ def test_with_no_runs_of_their_own_the_steps_pick_the_gallerys_pirate_runs(tmp_p
     seen = [lesson.start(cold)] + [lesson.next_step(cold) for _ in range(len(STEPS) - 1)]
     assert seen[1][4] == "Compare|compare-prepared" and "Teach it a style" in seen[1][3]  # the demo: optional
     # (Inspect's Run A, Compare's ticked runs, Explore's run), as each step leaves them
-    assert [step[6:] for step in seen] == [
+    assert [step[7:] for step in seen] == [
         (UNCHANGED, UNCHANGED, UNCHANGED),
         (UNCHANGED, [PIRATE_RED], UNCHANGED),
         (PIRATE_RED, UNCHANGED, UNCHANGED),
@@ -130,7 +130,7 @@ def test_with_no_runs_of_their_own_the_steps_pick_the_gallerys_pirate_runs(tmp_p
         (UNCHANGED, [PIRATE_RED, PIRATE_LORA], UNCHANGED),
         (UNCHANGED, UNCHANGED, PIRATE_RED),
     ]
-    assert "Arr! The French be cap" in gallery.prepared(cold, seen[1][7])  # the recorded answers, no computing
+    assert "Arr! The French be cap" in gallery.prepared(cold, seen[1][8])  # the recorded answers, no computing
 
 
 def test_a_user_with_a_run_of_their_own_keeps_the_tabs_choice(tmp_path):
@@ -142,4 +142,4 @@ def test_a_user_with_a_run_of_their_own_keeps_the_tabs_choice(tmp_path):
     session = cold_session(tmp_path / "runs")
     assert not session.workbench.runs["my pirate"].gallery
     assert all(lesson.gallery_picks(session, index) == () for index in range(len(STEPS)))
-    assert lesson.start(session)[6:] == lesson.next_step(session)[6:] == (UNCHANGED,) * 3
+    assert lesson.start(session)[7:] == lesson.next_step(session)[7:] == (UNCHANGED,) * 3

@@ -71,7 +71,7 @@ def build() -> dict:
             end = gr.Button("End lesson", variant="secondary", elem_id="lesson-end")
     target = gr.Textbox(visible=False, elem_id="lesson-target")
     moves = {start: handlers.start, forward: handlers.next_step, back: handlers.previous_step, end: handlers.end}
-    return {"outputs": [start, panel, heading, text, target, forward], "moves": moves}
+    return {"outputs": [start, panel, heading, text, target, back, forward], "moves": moves}
 
 
 def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, selectors: list) -> None:

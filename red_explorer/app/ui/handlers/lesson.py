@@ -10,11 +10,12 @@ from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session, is_browser_key
 from red_explorer.runs.home import default_home
 
-# Every handler returns: (start button shown, lesson panel shown, heading, text, target, Next shown, then the run
-# lists of SELECTORS) where target is "TAB BUTTON TEXT|ELEM_ID" of the tab the page opens and the control it points
-# at ("" outside the lesson), Next is hidden on the last step, and each run list is the step's pick or left as it is.
+# Every handler returns: (start button shown, lesson panel shown, heading, text, target, Back shown, Next shown,
+# then the run lists of SELECTORS) where target is "TAB BUTTON TEXT|ELEM_ID" of the tab the page opens and the
+# control it points at ("" outside the lesson), Back is hidden on the first step and Next on the last, and each
+# run list is the step's pick or left as it is.
 SELECTORS = ("inspect", "compare", "explore")  # the tabs whose run list (Run A, the ticked runs, Run) a step sets
-OUTSIDE = (Visible(True), Visible(False), "", "", "", UNCHANGED) + (UNCHANGED,) * len(SELECTORS)
+OUTSIDE = (Visible(True), Visible(False), "", "", "", UNCHANGED, UNCHANGED) + (UNCHANGED,) * len(SELECTORS)
 
 
 def view(index: int | None, picks: tuple[str, ...] = ()) -> tuple:
@@ -25,9 +26,9 @@ def view(index: int | None, picks: tuple[str, ...] = ()) -> tuple:
     text = step.text + (f"\n\n{FINISHED}" if index == len(STEPS) - 1 else "")
     value = (list(picks) if step.tab == "compare" else picks[0]) if picks else UNCHANGED
     selections = tuple(value if tab == step.tab else UNCHANGED for tab in SELECTORS)
-    last = index == len(STEPS) - 1
-    target = f"{step.tab_label}|{step.focus}"
-    return Visible(False), Visible(True), f"### {heading(index)}", text, target, Visible(not last), *selections
+    target, first, last = f"{step.tab_label}|{step.focus}", index == 0, index == len(STEPS) - 1
+    shown = (Visible(not first), Visible(not last))  # Back, Next
+    return Visible(False), Visible(True), f"### {heading(index)}", text, target, *shown, *selections
 
 
 def gallery_picks(session: Session, index: int) -> tuple[str, ...]:
