@@ -54,9 +54,11 @@ CSS = """
 .red-note {font-size: 13px; color: #566573;}
 .red-narrow {display: none;}
 #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
+#memory-plan :is(th, td) {overflow-wrap: normal; word-break: normal;}  /* a narrow page wraps at spaces only */
 @media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
   #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
   #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
+  :is(#train-summary, #ablation-table, #sweep-card, #compare-table) th * {overflow-wrap: normal !important;}
   #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}}
 """
 CSS += lesson_panel.CSS  # the guided lesson's panel and projector type

@@ -18,9 +18,9 @@ MODEL_HELP = (
 )
 
 QUANTIZE_HELP = (
-    "store the frozen base in 8 or 4 bits: about 1/2 or 1/4 of bf16's memory on CUDA (bitsandbytes), less on "
-    "CPU (torchao); 8 bits lose little quality, 4 bits more (most on small models); full fine-tuning and BitFit "
-    "cannot train on it"
+    "**Quantize** stores the frozen base in 8 or 4 bits: about 1/2 or 1/4 of bf16's memory on CUDA (bitsandbytes), "
+    "less on CPU (torchao); 8 bits lose little quality, 4 bits more (most on small models); full fine-tuning and "
+    "BitFit cannot train on it."
 )
 
 DEMOS_HELP = (
@@ -108,8 +108,9 @@ def build(state: gr.State, status: gr.Markdown, max_length: gr.Slider) -> dict:
             device = gr.Dropdown(["auto", "cpu", "cuda", "mps"], value="auto", label="Device", scale=1)
             dtype = gr.Dropdown(["auto", "float32", "bfloat16", "float16"], value="auto", label="dtype", scale=1)
             quantize = gr.Dropdown(
-                ["none", "8bit", "4bit"], value="none", label="Quantize", info=QUANTIZE_HELP, scale=1
+                ["none", "8bit", "4bit"], value="none", label="Quantize", scale=1, elem_id="model-quantize"
             )
+        gr.Markdown(QUANTIZE_HELP, elem_classes=["red-note"])  # under the row: as a control's info it wrapped narrow
         controls = [spec, task, device, dtype, quantize]
         with gr.Accordion("Memory before loading", open=True):
             _memory_plan(controls, max_length, tab)
