@@ -199,3 +199,16 @@ def test_the_tour_names_the_demos_and_explore_and_a_refused_zip_lists_few_runs(m
     assert export._runs_now(session) == (
         "Your runs on this model: run 11, run 12, run 13, run 14, run 15 and 11 more (see Your runs below)."
     )
+
+
+def test_the_sample_list_shows_the_bundled_sample_that_is_loaded(files, tmp_path):
+    from red_explorer.app.ui.handlers.navigation import UNCHANGED
+
+    session = new_session(files)  # a CSV of its own: the list stays as the user left it
+    assert data.loaded_sample(session) is UNCHANGED
+    lookalike = tmp_path / "pirate_style.jsonl"  # an upload that only shares a sample's name
+    lookalike.write_text('{"prompt": "a b", "response": "c d"}\n' * 12)
+    data.load_data(session, str(lookalike), None, 0.2, 0, 64)
+    assert data.loaded_sample(session) is UNCHANGED
+    data.load_data(session, None, "pirate_style.jsonl", 0.1, 0, 64)  # as a demo or the list loads it
+    assert data.loaded_sample(session) == "pirate_style.jsonl"

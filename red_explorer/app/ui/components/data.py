@@ -66,4 +66,5 @@ def build(state: gr.State, max_length: gr.Slider) -> dict:
         loaded.failure(**restore, **private).then(**widths, **private)
     max_length.change(**length_set)
     tab.select(**show).then(**widths, **private)  # what is loaded now, also when a demo loaded it
+    tab.select(ui_event(handlers.loaded_sample), [state], [sample], **private)  # the sample it is, if one
     return {"tab": tab}

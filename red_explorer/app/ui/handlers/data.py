@@ -11,6 +11,7 @@ import pandas as pd
 
 from red_explorer.app.plots import empty_figure, token_length_figure
 from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, ColumnWidths, optional_int, plural
+from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import DataState
 from red_explorer.data.bundled import SAMPLE_FOLDER
@@ -126,6 +127,14 @@ def show_data(session: Session, max_length: float = 128):
         return NO_DATA, preview_table(None), empty_figure("Token lengths appear when data is loaded")
     figure = token_length_figure(data.lengths(), max_length)
     return summary_markdown(data, max_length, workbench.key.task), preview_table(data), figure
+
+
+def loaded_sample(session: Session):
+    """The sample list's choice: the bundled sample that is loaded now (a demo or a reload loaded it), else as is."""
+    data = session.workbench.data
+    if data is not None and data.name in SAMPLES and Path(data.path).resolve() == (SAMPLE_FOLDER / data.name).resolve():
+        return data.name
+    return UNCHANGED
 
 
 def load_data(
