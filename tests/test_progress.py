@@ -60,3 +60,11 @@ def test_the_bar_shows_the_fraction_what_runs_and_the_time_left_at_the_pace_so_f
     ]
     assert time_left(0.2) == "about 1 s left" and time_left(200) == "about 3 min left"
     ShownProgress(None)(1, 2, "no bar")  # outside the app: nothing to show, no error
+
+
+def test_a_gradio_progress_is_kept_though_it_is_falsy_before_it_tracks_anything():
+    import gradio as gr
+
+    progress = gr.Progress()
+    assert not progress  # its length: nothing tracked yet
+    assert ShownProgress(progress).progress is progress

@@ -20,7 +20,9 @@ class ShownProgress:
     runs now and, once a pass is done, the time left at the pace so far (counted from the first report)."""
 
     def __init__(self, progress: Progress | None, clock: Callable[[], float] = time.monotonic):
-        self.progress, self.clock, self.started = progress or no_progress, clock, None
+        # not ``progress or ...``: a gr.Progress with nothing tracked yet has length 0, so it is falsy
+        self.progress = no_progress if progress is None else progress
+        self.clock, self.started = clock, None
 
     def __call__(self, done: int, total: int, what: str) -> None:
         now = self.clock()
