@@ -87,6 +87,22 @@ def test_train_inspect_compare_export_through_the_api(ready, tmp_path):
     assert "load_method" in snippet
 
 
+def test_the_per_layer_measure_sends_its_progress_while_it_runs(ready, monkeypatch):
+    from red_explorer.explore import layers
+
+    train(ready)  # a RED run to measure
+    evaluate = layers.evaluate  # the app runs in this process: each evaluation takes a while, to be seen
+    monkeypatch.setattr(layers, "evaluate", lambda *args: (time.sleep(0.4), evaluate(*args))[1])
+    job, seen = ready.submit("RED full (ffn)", 64, api_name="/explore_layers"), []
+    while not job.done():
+        progress = job.status().progress_data
+        seen += [(progress[-1].progress, progress[-1].desc)] if progress else []
+        time.sleep(0.05)
+    assert job.result()["type"] == "plotly"
+    heard = {fraction: desc.split(" · about")[0] for fraction, desc in seen}  # two layers: 6 evaluations
+    assert heard.get(0.5) == "layer 0 (1 of 2) · keep only" and heard.get(5 / 6) == "layer 1 (2 of 2) · keep only"
+
+
 def test_ablate_two_rows(ready):
     status, table, chart = ready.predict(["RED full (ffn)", "RED bias (ffn)"], 2, 8, 64, 1, 0, api_name="/ablate")
     assert "<b>Done:</b> 2/2 rows" in status

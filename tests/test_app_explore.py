@@ -63,6 +63,36 @@ def test_dose_response_has_one_point_per_strength_and_no_drift_at_zero(session):
     assert losses[1.0] == pytest.approx(figures.metrics_after["loss"], rel=1e-4)  # α = 1 is the trained run
 
 
+class Bar:
+    """Stands in for gr.Progress: keeps every (fraction, desc)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fraction, desc=None):
+        self.calls.append((fraction, desc))
+
+
+def test_dose_response_and_layers_fill_the_bar_pass_by_pass(session):
+    bar = Bar()  # one validation batch: the base, then each of the 8 strengths
+    assert explore.dose(session, session.red, MAX_LENGTH, bar) == explore.dose(session, session.red, MAX_LENGTH)
+    assert [fraction for fraction, _ in bar.calls] == pytest.approx([done / 9 for done in range(10)])
+    assert bar.calls[0] == (0.0, "the base") and bar.calls[-1] == (1.0, "done")
+    assert bar.calls[1][1].startswith("α = -1 (1 of 8) · about ") and bar.calls[1][1].endswith(" left")
+    bar = Bar()  # two layers: base, run, then leave out and keep only per layer
+    assert explore.layers(session, session.red, MAX_LENGTH, bar) == explore.layers(session, session.red, MAX_LENGTH)
+    assert [fraction for fraction, _ in bar.calls] == pytest.approx([done / 6 for done in range(7)])
+    assert [desc.split(" · about")[0] for _, desc in bar.calls] == [
+        "the base model",
+        "the whole run",
+        "layer 0 (1 of 2) · leave out",
+        "layer 0 (1 of 2) · keep only",
+        "layer 1 (2 of 2) · leave out",
+        "layer 1 (2 of 2) · keep only",
+        "done",
+    ]
+
+
 def test_token_strip_has_one_span_per_token(session):
     strip, text = explore.drift(session, session.red, "red cat runs", "cat cat")
     tokenizer = session.workbench.loaded().tokenizer

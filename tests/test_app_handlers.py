@@ -11,7 +11,7 @@ from app_helpers import TRAIN, new_session, write_csv
 
 from red_explorer.app.model_registry import ModelKey, ModelRegistry
 from red_explorer.app.ui.events import ui_event
-from red_explorer.app.ui.handlers import ablate, common, compare, data, explore, export, inspect, model, train
+from red_explorer.app.ui.handlers import ablate, common, compare, data, explore, export, gallery, inspect, model, train
 from red_explorer.app.ui.handlers.common import Choices, Notice
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -190,6 +190,20 @@ def test_compare_shows_every_method_with_latency(session):
     assert compare.example_index("#12: words") == 12 and compare.example_index("") is None
 
 
+def test_compare_and_generate_live_fill_the_bar_token_by_token(session):
+    bar, runs, decoding = Recorder(), ["RED full (ffn)", "LoRA r=8"], (8, False, 0.7, 1.0, 0)
+    _, cards, table = compare.compare(session, "red cat", None, runs, *decoding, progress=bar)
+    assert list(table["text"]) == list(compare.compare(session, "red cat", None, runs, *decoding)[2]["text"])
+    assert bar.calls[0] == (0.0, "generating up to 8 tokens for base + 2 runs") and bar.calls[-1] == (1.0, "done")
+    fractions = [fraction for fraction, _ in bar.calls]
+    assert fractions == sorted(fractions) and len(fractions) >= 3  # a step or more, then done
+    assert bar.calls[1][1].startswith("generating for base + 2 runs: token 1 of 8 · about ")
+    live = Recorder()
+    _, _, again = gallery.generate_live(session, "red cat", None, runs, *decoding, progress=live)
+    assert list(again["text"]) == list(table["text"]) and cards.count("gen-card") == 3
+    assert live.calls[0] == bar.calls[0] and live.calls[-1] == (1.0, "done")
+
+
 def test_explore_and_export_default_to_the_latest_red_run(session):
     """A LoRA run trained after a RED run (as a demo does) is not the default where RED-only actions wait."""
     assert session.workbench.run_labels() == ["RED full (ffn)", "LoRA r=8"]
@@ -318,9 +332,9 @@ def test_compare_is_one_batched_call_and_says_what_it_timed(session, monkeypatch
 
     calls, real = [], workbench_module.compare_batched
 
-    def recording(model, tokenizer, prompts, runs, settings=None, **options):
+    def recording(model, tokenizer, prompts, runs, settings=None, *rest, **options):
         calls.append(([run.label for run in runs], settings.max_new_tokens))
-        return real(model, tokenizer, prompts, runs, settings, **options)
+        return real(model, tokenizer, prompts, runs, settings, *rest, **options)
 
     monkeypatch.setattr(workbench_module, "compare_batched", recording)
     shown, _, table = compare.compare(session, "red cat", None, ["RED full (ffn)"], 8)

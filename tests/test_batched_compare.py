@@ -179,3 +179,20 @@ def test_rows_that_count_their_context_equal_their_prompt_alone_where_the_pad_is
         assert [(g.text, g.new_tokens) for g in batched.generations] == [(g.text, g.new_tokens) for g in alone]
         ended += sum(ids[-1] == tokenizer.eos_token_id for ids in batched.token_ids)
     assert ended > 0  # rows do end, where a padded row would have its end of sequence banned
+
+
+def test_progress_counts_every_decoding_step_of_every_call(base, red_runs):
+    model, tokenizer = base
+    heard, runs, hear = [], red_runs[:2], lambda *call: heard.append(call)
+    batched = compare_batched(model, tokenizer, PROMPTS, runs, SETTINGS, hear, fixed_length=True)
+    assert batched.token_ids == compare_batched(model, tokenizer, PROMPTS, runs, SETTINGS, fixed_length=True).token_ids
+    steps = [(done, 8, f"generating for base + 2 runs: token {done} of 8") for done in range(1, 9)]
+    assert heard == [(0, 8, "generating up to 8 tokens for base + 2 runs"), *steps, (8, 8, "done")]
+    heard.clear()
+    compare_batched(model, tokenizer, PROMPTS[:1], runs, SETTINGS, hear, batch=False, fixed_length=True)
+    starts = [call for call in heard if call[2].startswith("generating up to")]
+    assert [(done, total) for done, total, _ in starts] == [(0, 24), (8, 24), (16, 24)]  # a call each
+    assert [what for *_, what in starts] == [
+        f"generating up to 8 tokens for {label}" for label in [BASE, *(run.label for run in runs)]
+    ]
+    assert heard[-1] == (24, 24, "done") and len(heard) == 3 + 3 * 8 + 1

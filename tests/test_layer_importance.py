@@ -99,3 +99,14 @@ def test_train_layers_reads_last_and_explore_layers_reports_each(tmp_path):
     report = json.loads(cli("explore", "layers", *common, "--edits", run).stdout)
     assert [row["layer_index"] for row in report["layers"]] == [0, 1]
     assert report["layers"][0]["loss_without"] != report["run_loss"]
+
+
+def test_layer_importance_tells_each_of_its_two_plus_two_per_layer_evaluations():
+    model = with_random_red(three_layer_llama(), RedConfig(sites=["ffn", "attn"]), seed=2)
+    data, heard = batches(), []
+    report = layer_importance(model, data, on_progress=lambda *call: heard.append(call))
+    assert report == layer_importance(model, data)  # the same losses, heard or not
+    layers = [f"layer {index} ({index + 1} of 3) · {kind}" for index in range(3) for kind in ("leave out", "keep only")]
+    assert heard == [(done, 8, what) for done, what in enumerate(["the base model", "the whole run", *layers])] + [
+        (8, 8, "done")
+    ]

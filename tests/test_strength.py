@@ -186,3 +186,15 @@ def test_dose_response_does_not_touch_a_copy():
     before = copy.deepcopy(red_vectors(model))
     dose_response(model, batches(count=1), strengths=[-1.0, 3.0])
     assert all(torch.equal(before[name], vector) for name, vector in red_vectors(model).items())
+
+
+def test_dose_response_tells_each_forward_pass_per_batch():
+    model, data, heard = with_random_red(tiny_model("llama")), batches(count=2), []
+    points = dose_response(model, data, strengths=[0.0, 1.0], on_progress=lambda *call: heard.append(call))
+    assert points == dose_response(model, data, strengths=[0.0, 1.0])  # the same points, heard or not
+    passes = [
+        f"batch {number} of 2 · {what}"
+        for number in (1, 2)
+        for what in ("the base", "α = 0 (1 of 2)", "α = 1 (2 of 2)")
+    ]
+    assert heard == [(done, 6, what) for done, what in enumerate(passes)] + [(6, 6, "done")]

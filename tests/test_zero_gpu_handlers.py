@@ -15,7 +15,7 @@ from red_explorer.app.demo_presets import PRESETS
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.ui.gpu import gpu_task
-from red_explorer.app.ui.handlers import ablate, common, compare, explore, inspect, model, train
+from red_explorer.app.ui.handlers import ablate, common, compare, explore, gallery, inspect, model, train
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import MethodSpec
@@ -117,8 +117,11 @@ def test_a_page_that_leaves_stops_its_training_in_the_worker(forking_spaces, fil
 
 
 def test_compare_in_the_worker_answers_as_here(forking_spaces, trained):
-    arguments = (trained, "red cat runs", None, [trained.red], 8)
-    here, there = compare.compare(*arguments), in_worker(compare.compare)(*arguments)
+    arguments, bar = (trained, "red cat runs", None, [trained.red], 8), Progress()
+    here, there = compare.compare(*arguments), in_worker(compare.compare)(*arguments, progress=bar)
+    assert bar.calls[-1] == (1.0, "done")  # its progress came back
+    live = in_worker(gallery.generate_live)(*arguments, False, 0.7, 1.0, 0)  # Compare's generation, granted too
+    assert list(live[2]["text"]) == list(compare.compare(*arguments, False, 0.7, 1.0, 0)[2]["text"])
     assert list(there[2]["method"]) == list(here[2]["method"]) == ["base", trained.red]
     assert list(there[2]["text"]) == list(here[2]["text"])
     assert there[0].split("\n\n")[0] == here[0].split("\n\n")[0]  # the prompt as the model sees it

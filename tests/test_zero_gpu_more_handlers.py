@@ -2,6 +2,7 @@
 Export's merged model and imported edits, the sweep. Each answers in the worker as it does here, and what it keeps
 (a run, a file, the sweep's points) is this session's afterwards."""
 
+import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -10,12 +11,13 @@ import pytest
 import torch
 from app_helpers import QUICK, new_session
 from safetensors.torch import load as load_safetensors
-from test_zero_gpu_handlers import in_worker, plotted
+from test_zero_gpu_handlers import Progress, in_worker, plotted
 
 from red_explorer.app import sweeping
-from red_explorer.app.ui.handlers import explore, export, sweep
+from red_explorer.app.ui.handlers import common, explore, export, sweep
 from red_explorer.choice.cost import CostConfig
 from red_explorer.core.registry import MethodSpec
+from red_explorer.explore import layers
 from red_explorer.explore.runs import read_red_run
 
 MAX_LENGTH = 64
@@ -62,6 +64,20 @@ def test_drift_in_the_worker_answers_as_here(forking_spaces, trained):
         arguments = (trained, trained.red, "red cat runs", text, 8)
         here = explore.drift(*arguments)
         assert in_worker(explore.drift)(*arguments) == here and 'class="drift-token"' in here[0]
+
+
+def test_layers_in_the_worker_fill_the_bar_while_they_run(forking_spaces, trained, monkeypatch):
+    monkeypatch.setattr(common, "POLL_SECONDS", 0.01)  # the worker, forked later, polls as often
+    evaluate = layers.evaluate
+    monkeypatch.setattr(layers, "evaluate", lambda *args: (time.sleep(0.2), evaluate(*args))[1])  # passes take time
+    bar = Progress()
+    there = in_worker(explore.layers)(trained, trained.red, MAX_LENGTH, bar)
+    assert plotted(there) == [
+        pytest.approx(values, abs=1e-5) for values in plotted(explore.layers(trained, trained.red, MAX_LENGTH))
+    ]
+    fractions = [fraction for fraction, _ in bar.calls]
+    assert fractions == sorted(fractions) and bar.calls[-1] == (1.0, "done")
+    assert len({fraction for fraction in fractions if fraction < 1}) >= 3  # heard while it ran, not only at its end
 
 
 def test_layers_in_the_worker_answer_as_here(forking_spaces, trained):

@@ -13,6 +13,7 @@ from red_explorer.app.options import APP_DECODING
 from red_explorer.app.workbench import Workbench
 from red_explorer.core.registry import REGISTRY, attached_method
 from red_explorer.engine.generation import Contender, Generation, chat_prompt, generate_one
+from red_explorer.engine.progress import OnProgress
 from red_explorer.explore.arithmetic import compose_runs, mix_runs, negate_run
 from red_explorer.explore.control_vector import ExportedVector, export_control_vector
 from red_explorer.explore.drift import TokenDrift, token_drift
@@ -84,13 +85,19 @@ class Explorer:
             second = generate_one(edited, loaded.tokenizer, formatted, settings)
         return StrengthGenerations(formatted, strength, first, second)
 
-    def dose_response(self, label: str, max_length: int, strengths: Sequence[float] = DOSE_STRENGTHS):
-        """Validation loss and mean KL from the base at each strength α (``explore.strength.dose_response``)."""
+    def dose_response(
+        self,
+        label: str,
+        max_length: int,
+        strengths: Sequence[float] = DOSE_STRENGTHS,
+        on_progress: OnProgress | None = None,
+    ) -> list[DosePoint]:
+        """Validation loss and mean KL from the base at each strength α (``explore.strength.dose_response``);
+        ``on_progress(done, total, what)`` hears of each forward pass."""
         self._run(label)
         batches = self.validation_batches(max_length)
         with self.workbench.attached(label) as model:
-            points: list[DosePoint] = dose_response(model, batches, strengths)
-        return points
+            return dose_response(model, batches, strengths, on_progress)
 
     def drift(self, label: str, text: str, prompt: str | None = None) -> TokenDrift:
         """Per token of the formatted ``prompt`` + ``text``: KL(run ‖ base) of the next-token prediction, what moved."""
@@ -103,13 +110,14 @@ class Explorer:
         with self.workbench.attached(label) as model:
             return token_drift(model, tokenizer, text or "", formatted, top_k=3)
 
-    def layers(self, label: str, max_length: int) -> LayerImportance:
-        """Leave-one-out and keep-one validation losses per layer of a RED run."""
+    def layers(self, label: str, max_length: int, on_progress: OnProgress | None = None) -> LayerImportance:
+        """Leave-one-out and keep-one validation losses per layer of a RED run; ``on_progress(done, total, what)``
+        hears of each of its 2 + 2 × layers evaluations."""
         self._run(label, ("red",))
         batches = self.validation_batches(max_length)
         task = self.workbench.loaded().task
         with self.workbench.attached(label) as model:
-            return layer_importance(model, batches, task)
+            return layer_importance(model, batches, task, on_progress)
 
     def combine(self, operation: str, first: str, second: str | None, weights: tuple[float, float], name: str):
         """A new RED run from kept RED runs (compose, mix or negate), checked on the base and kept in the store."""

@@ -328,6 +328,7 @@ class Workbench(RunFiles, KeptRuns):
         example_index: int | None = None,
         labels: list[str] | None = None,
         settings: DecodingSettings | None = None,
+        on_progress: Callable[[int, int, str], None] | None = None,  # hears of each step: (done, total, what)
     ) -> Comparison:
         """The base model and each chosen run on one prompt, same decoding, in as few generate calls as possible."""
         loaded = self.loaded()
@@ -337,7 +338,7 @@ class Workbench(RunFiles, KeptRuns):
         chosen = [self.run(label) for label in (self.run_labels() if labels is None else labels)]
         runs = [SavedRun(run.label, run.record.path, run.spec) for run in chosen]
         with self.registry.base_lock(self.training_key()):
-            batched = compare_batched(loaded.model, loaded.tokenizer, [formatted], runs, settings or DecodingSettings())
+            batched = compare_batched(loaded.model, loaded.tokenizer, [formatted], runs, settings, on_progress)
         if reference:
             for generation in batched.generations:
                 generation.reference, generation.rouge_l = reference, rouge_l(generation.text, reference)

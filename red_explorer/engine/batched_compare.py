@@ -24,6 +24,7 @@ from red_explorer.core.registry import MethodSpec, detect_method
 from red_explorer.core.state import attached_state
 from red_explorer.data.render import encode_prompt
 from red_explorer.engine.generation import DecodingSettings, Generation
+from red_explorer.engine.progress import OnProgress, PassCounter, TokenCounter
 from red_explorer.runs.attach import attach_saved, release
 from red_explorer.runs.record import RunRecord
 
@@ -138,9 +139,17 @@ def _synchronize(device: torch.device) -> None:
 
 @torch.no_grad()
 def timed_generate(
-    model: nn.Module, inputs: dict, kwargs: dict, seed: int, warmup: bool, extra: dict | None = None
+    model: nn.Module,
+    inputs: dict,
+    kwargs: dict,
+    seed: int,
+    warmup: bool,
+    extra: dict | None = None,
+    streamer: TokenCounter | None = None,
 ) -> tuple[torch.Tensor, float]:
-    """(output ids (B, T + new), seconds of the timed call); a short untimed warm-up call first."""
+    """(output ids (B, T + new), seconds of the timed call); a short untimed warm-up call first.
+
+    ``streamer`` hears of each step of the timed call (not of the warm-up)."""
     extra = extra or {}
     device = inputs["input_ids"].device
     if warmup:
@@ -150,7 +159,7 @@ def timed_generate(
     torch.manual_seed(seed)
     _synchronize(device)
     started = time.perf_counter()
-    output = model.generate(**inputs, **kwargs, **extra)
+    output = model.generate(**inputs, **kwargs, **extra, **({"streamer": streamer} if streamer else {}))
     _synchronize(device)
     return output, time.perf_counter() - started
 
@@ -228,6 +237,7 @@ class _Caller:
     seed: int
     warmup: bool
     end_ids: set[int]
+    counter: PassCounter = field(default_factory=lambda: PassCounter(0))  # one pass per decoding step
     tokens: dict[str, dict[int, list[int]]] = field(default_factory=dict)  # label -> prompt index -> new ids
     seconds: dict[str, float] = field(default_factory=dict)  # label -> seconds of its calls, summed
 
@@ -237,7 +247,8 @@ class _Caller:
         """One call on the prompts ``group`` (their ``inputs``, (P, T) each) for every contender in ``labels``."""
         prompts, width = inputs["input_ids"].shape
         rows = {key: value.repeat(len(labels), 1) for key, value in inputs.items()}  # (C·P, T), contender-major
-        output, seconds = timed_generate(model, rows, self.kwargs, self.seed, self.warmup, extra)
+        streamer = self._announce(labels)
+        output, seconds = timed_generate(model, rows, self.kwargs, self.seed, self.warmup, extra, streamer)
         for index, label in enumerate(labels):
             block = output[index * prompts : (index + 1) * prompts, width:]  # (P, new)
             self.tokens.setdefault(label, {}).update(
@@ -246,6 +257,13 @@ class _Caller:
             self.seconds[label] = self.seconds.get(label, 0.0) + seconds
         new_tokens = sum(len(self.tokens[label][prompt]) for label in labels for prompt in group)
         return CallTiming(labels, batched, len(labels) * prompts, new_tokens, seconds, self._measured(labels, prompts))
+
+    def _announce(self, labels: list[str]) -> TokenCounter | None:
+        """Tell that a call for 'base + 3 runs' (or its one contender) starts; what counts its steps, if heard."""
+        most, others = self.kwargs["max_new_tokens"], len(labels) - 1
+        who = f"{labels[0]} + {others} run{'s' if others > 1 else ''}" if others else labels[0]
+        self.counter.tell(f"generating up to {most} tokens for {who}")
+        return TokenCounter(self.counter, who, most) if self.counter.on_progress else None
 
     def _measured(self, labels: list[str], prompts: int) -> str:
         text = (
@@ -280,6 +298,7 @@ def compare_batched(
     prompts: Sequence[str],
     runs: Sequence[SavedRun],
     settings: DecodingSettings | None = None,
+    on_progress: OnProgress | None = None,
     batch: bool = True,
     warmup: bool = True,
     fixed_length: bool = False,
@@ -292,6 +311,7 @@ def compare_batched(
     warm-up (``warmup``). Greedy decoding gives the same tokens as one call per run and prompt; sampled
     rows draw from one random stream, so their draws differ from separate calls.
     ``batch=False`` gives every contender (the base too) a call of its own: the sequential reference.
+    ``on_progress(done, total, what)`` hears of each decoding step: ``max_new_tokens`` passes per call.
     """
     settings = settings or DecodingSettings()
     _check_inputs(model, runs)
@@ -299,17 +319,20 @@ def compare_batched(
     caller = _Caller(_generate_kwargs(settings, tokenizer, fixed_length), settings.seed, warmup, set())
     caller.end_ids = _end_ids(model, tokenizer)
     plan = plan_batch(runs) if batch else _Plan(separate={run.label: "batching turned off" for run in runs})
-    by_label = {run.label: run for run in runs}
+    by_label, alone = {run.label: run for run in runs}, ([] if batch else [BASE]) + list(plan.separate)
+    groups = prompt_groups(tokenizer, prompts, settings)  # each has a shared call (when batched) and one per alone
+    caller.counter = PassCounter(len(groups) * (int(batch) + len(alone)) * settings.max_new_tokens, on_progress)
     calls, batched = [], []
-    for group in prompt_groups(tokenizer, prompts, settings):
+    for group in groups:
         inputs = left_padded(tokenizer, [prompts[index] for index in group], device)
         if batch:
             with _batched_model(model, plan, len(group)) as (target, labels, extra):
                 calls.append(caller.call(target, inputs, group, labels, True, extra))
                 batched = labels
-        for label in ([] if batch else [BASE]) + list(plan.separate):
+        for label in alone:
             with _own_model(model, by_label.get(label)) as target:
                 calls.append(caller.call(target, inputs, group, [label], False, {}))
+    caller.counter.finish()
     generations, token_ids = _generations(tokenizer, prompts, [BASE, *by_label], caller)
     return BatchedComparison(generations, token_ids, batched, plan.separate, calls)
 

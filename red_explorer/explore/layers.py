@@ -12,6 +12,7 @@ from torch import nn
 from red_explorer.core.red.bank import swap_edits
 from red_explorer.core.red.edit import BIAS, SCALE, get_state, red_disabled, red_vectors
 from red_explorer.engine.evaluation import evaluate
+from red_explorer.engine.progress import OnProgress, PassCounter
 
 LAYER_SYNTAX = "comma-separated items: 3 | 5-9 (inclusive) | first:4 | last:4, e.g. '0,2,5-9' or 'last:4'"
 
@@ -112,12 +113,16 @@ class LayerImportance:
 
 
 def layer_importance(
-    model: nn.Module, batches: list[dict[str, torch.Tensor]], task: str = "causal-lm"
+    model: nn.Module,
+    batches: list[dict[str, torch.Tensor]],
+    task: str = "causal-lm",
+    on_progress: OnProgress | None = None,
 ) -> LayerImportance:
     """Validation loss of a model carrying RED with each layer's edit removed, and with it alone.
 
     Sites are grouped by layer index (an 'ffn' and an 'attn' site of one layer go together). The
-    vectors are swapped in place (``swap_edits``) and restored afterwards.
+    vectors are swapped in place (``swap_edits``) and restored afterwards. ``on_progress(done, total, what)``
+    hears of each of the 2 + 2 × layers evaluations (base, run, then per layer: leave out, keep only).
     """
     state = get_state(model)
     by_layer: dict[int, list[str]] = {}
@@ -125,17 +130,23 @@ def layer_importance(
         by_layer.setdefault(site.layer_index, []).append(site.name)
     original = {name: vector.detach().clone() for name, vector in red_vectors(model).items()}
     every_site = [site.name for site in state.sites]
-    with red_disabled(model):
+    counter = PassCounter(2 + 2 * len(by_layer), on_progress)
+    with counter.step("the base model"), red_disabled(model):
         base_loss = evaluate(model, batches, task)["loss"]
-    run_loss = evaluate(model, batches, task)["loss"]
+    with counter.step("the whole run"):
+        run_loss = evaluate(model, batches, task)["loss"]
     effects = []
     try:
-        for layer_index, sites in sorted(by_layer.items()):
+        for position, (layer_index, sites) in enumerate(sorted(by_layer.items()), start=1):
+            layer = f"layer {layer_index} ({position} of {len(by_layer)})"
             swap_edits(model, reset_sites(original, sites))
-            without = evaluate(model, batches, task)["loss"]
+            with counter.step(f"{layer} · leave out"):
+                without = evaluate(model, batches, task)["loss"]
             swap_edits(model, reset_sites(original, [name for name in every_site if name not in sites]))
-            only = evaluate(model, batches, task)["loss"]
+            with counter.step(f"{layer} · keep only"):
+                only = evaluate(model, batches, task)["loss"]
             effects.append(LayerEffect(layer_index, sites, without, only, without - run_loss, base_loss - only))
     finally:
         swap_edits(model, original)
+    counter.finish()
     return LayerImportance(base_loss=base_loss, run_loss=run_loss, layers=effects)

@@ -18,6 +18,7 @@ from red_explorer.core.registry import attached_method
 from red_explorer.core.tare.edit import BIAS as TARE_BIAS
 from red_explorer.core.tare.edit import SCALE as TARE_SCALE
 from red_explorer.core.tare.edit import tare_parameters
+from red_explorer.engine.progress import OnProgress, PassCounter
 from red_explorer.explore.measures import forward, kl_divergence, log_probabilities, loss_weight, position_mask
 
 DEFAULT_STRENGTHS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
@@ -200,33 +201,41 @@ class DosePoint:
 
 
 def dose_response(
-    model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], strengths: Sequence[float] = DEFAULT_STRENGTHS
+    model: nn.Module,
+    batches: Iterable[dict[str, torch.Tensor]],
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    on_progress: OnProgress | None = None,
 ) -> list[DosePoint]:
     """For each strength α: the validation loss and the mean KL(edited_α ‖ base) over validation tokens.
 
     The batches carry ``labels`` (``PreparedData.validation_batches``); tokens are the positions
     whose attention mask is 1 (rows, for classification). Per batch, one forward at strength 0 (the base)
-    and one per strength; the base distributions are reused for every strength.
+    and one per strength; the base distributions are reused for every strength. ``on_progress(done, total,
+    what)`` hears of each of those batches × (1 + strengths) forward passes.
     """
-    strengths = [check_strength(strength) for strength in strengths]
+    strengths, batches = [check_strength(strength) for strength in strengths], list(batches)
     if not strengths:
         raise ValueError("give at least one strength, e.g. (-1, 0, 1, 2, 3)")
     handler = strength_handler(model)
     totals = {strength: [0.0, 0, 0.0, 0] for strength in strengths}  # loss sum, loss weight, KL sum, tokens
+    counter = PassCounter(len(batches) * (1 + len(strengths)), on_progress)
     was_training = model.training
     model.eval()
     try:
-        for batch in batches:
+        for number, batch in enumerate(batches, start=1):
             if "labels" not in batch:
                 raise ValueError("dose_response needs batches with labels (PreparedData.validation_batches)")
-            with handler(model, 0.0):  # the base, its own classification head included
+            where = f"batch {number} of {len(batches)} · " if len(batches) > 1 else ""
+            with counter.step(f"{where}the base"), handler(model, 0.0):  # its own classification head included
                 base = log_probabilities(forward(model, batch).logits)  # (B, T, V) or (B, C)
-            for strength in strengths:
-                with handler(model, strength):
+            for position, strength in enumerate(strengths, start=1):
+                step = counter.step(f"{where}α = {strength:g} ({position} of {len(strengths)})")
+                with step, handler(model, strength):
                     output = forward(model, batch)
                 _accumulate(totals[strength], output, base, batch)
     finally:
         model.train(was_training)
+    counter.finish()
     return [_point(strength, *totals[strength]) for strength in strengths]
 
 

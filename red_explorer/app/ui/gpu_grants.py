@@ -12,6 +12,7 @@ GPU_SECONDS = {
     "ablate.ablate": 300,
     "sweep.sweep": 300,
     "compare.compare": 90,
+    "gallery.generate_live": 90,  # Compare's generation, on a gallery run's prompt
     "explore.generate": 60,
     "explore.regenerate": 60,
     "explore.dose": 90,

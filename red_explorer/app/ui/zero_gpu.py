@@ -5,7 +5,8 @@ it yields are pickled, and its memory is a snapshot of the fork (a model loaded 
 So the worker gets the handler's name and its arguments, the session among them as its workbench's ticket
 (``Session.__reduce__``); it rebuilds the workbench over its own model cache (the base loads there, inside the
 grant, when the snapshot lacks it), runs the handler and yields ``Update``s (outputs, progress, the job running),
-then ``Finished`` with the ticket of what it left. Here each update is shown and ``Finished`` is adopted: this
+then ``Finished`` with the ticket of what it left; a plain handler that reports progress runs in a thread there, so
+that its progress comes while it runs. Here each update is shown and ``Finished`` is adopted: this
 process stays the owner of every session. Runs travel through the shared run store on disk; Stop through the
 session's stop file (``StopFlag``).
 """
@@ -21,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from red_explorer.app.ui.gpu_grants import GPU_SECONDS, handler_name
-from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS
+from red_explorer.app.ui.handlers import common
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Worker
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench_ticket import WorkbenchTicket, adopt, stop_across_processes, ticket
 
@@ -50,6 +52,10 @@ class Finished:
     error: BaseException | None
 
 
+class Running:
+    """The outputs of an update sent while a plain handler still runs: none yet, only its progress."""
+
+
 class ProgressSlot:
     """Where the handler's ``progress`` goes in the arguments sent (Gradio's progress object stays here)."""
 
@@ -66,6 +72,23 @@ class _Recorder:
     def take(self) -> tuple[tuple, dict] | None:
         last, self.last = self.last, None
         return last
+
+
+def _while_running(call: Callable[[], object], recorder: _Recorder):
+    """``call`` in a thread: ``Running()`` after each poll in which it reported progress, then its outputs. If the
+    page leaves, the call still ends before the worker takes the next one."""
+    worker = Worker(call)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(common.POLL_SECONDS)
+            if worker.is_alive() and recorder.last is not None:
+                yield Running()
+    finally:
+        worker.join()
+    if worker.error is not None:
+        raise worker.error
+    yield worker.result
 
 
 def _portable(error: Exception) -> Exception:
@@ -89,9 +112,12 @@ def granted_work(name: str, args: tuple, kwargs: dict):
     session, recorder = args[0], _Recorder()
     args = tuple(recorder if isinstance(value, ProgressSlot) else value for value in args)
     kwargs = {key: recorder if isinstance(value, ProgressSlot) else value for key, value in kwargs.items()}
-    results, error = None, None
+    results, error, handler = None, None, handler_named(name)
     try:
-        results = handler_named(name)(*args, **kwargs)
+        if "progress" in inspect.signature(handler).parameters and not inspect.isgeneratorfunction(handler):
+            results = _while_running(lambda: handler(*args, **kwargs), recorder)
+        else:
+            results = handler(*args, **kwargs)
         for outputs in results if inspect.isgenerator(results) else [results]:
             yield Update(outputs, recorder.take(), session.job)
     except Exception as raised:  # noqa: BLE001 - sent back and raised there
@@ -127,7 +153,8 @@ def in_worker(handler: Callable, granted: Callable) -> Callable:
                 session.job = message.job
                 if message.progress is not None and callable(progress):
                     progress(*message.progress[0], **message.progress[1])
-                yield message.outputs
+                if not isinstance(message.outputs, Running):
+                    yield message.outputs
         except GeneratorExit:  # the page left: the job in the worker stops after its step
             with contextlib.suppress(ValueError):  # (a closed page's stop was asked when it closed)
                 session.workbench.stop()

@@ -9,6 +9,7 @@ import pandas as pd
 from red_explorer.app.options import APP_DECODING, decoding_text
 from red_explorer.app.plots import METHOD_COLOURS
 from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choices, colours, latest, run_choices
+from red_explorer.app.ui.handlers.counting import ShownProgress
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.data.bundled import SAMPLE_FOLDER
@@ -152,8 +153,10 @@ def compare(
     temperature: float = 0.7,
     repetition_penalty: float = APP_DECODING.repetition_penalty,
     no_repeat_ngram_size: float = 0,
+    progress=None,
 ):
-    """Generate with base + the ticked runs: (prompt and reference markdown, cards html, table)."""
+    """Generate with base + the ticked runs: (prompt and reference markdown, cards html, table); each decoding step
+    is told to ``progress``."""
     settings = DecodingSettings(
         max_new_tokens=int(max_new_tokens),
         do_sample=bool(do_sample),
@@ -163,7 +166,7 @@ def compare(
     )
     index = example_index(example)
     labels = list(runs) if runs else []
-    comparison = session.workbench.compare(prompt or "", index, labels, settings)
+    comparison = session.workbench.compare(prompt or "", index, labels, settings, ShownProgress(progress))
     formatted, reference, generations = comparison.prompt, comparison.reference, comparison.generations
     shown = f"**Prompt** (as the model sees it):\n```text\n{formatted.strip()}\n```"
     if reference:

@@ -9,6 +9,7 @@ from red_explorer.app.explore_plots import dose_response_figure, layer_importanc
 from red_explorer.app.exploring import BATCH_SIZE, MAX_BATCHES, OPERATIONS, STRENGTH_METHODS, Explorer
 from red_explorer.app.options import APP_DECODING, decoding_text
 from red_explorer.app.ui.handlers.common import Notice, colours, pick_run, run_choices
+from red_explorer.app.ui.handlers.counting import ShownProgress
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -82,11 +83,12 @@ def _with_data(figure, warning: str):
     return Notice(figure, warning) if warning else figure
 
 
-def dose(session: Session, label: str | None, max_length: int):
-    """The dose-response figure: validation loss and mean KL from the base over α ∈ {−1, −0.5, 0, …, 3}."""
+def dose(session: Session, label: str | None, max_length: int, progress=None):
+    """The dose-response figure: validation loss and mean KL from the base over α ∈ {−1, −0.5, 0, …, 3}; each
+    forward pass is told to ``progress``."""
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
-    points = Explorer(workbench).dose_response(label, int(max_length))
+    points = Explorer(workbench).dose_response(label, int(max_length), on_progress=ShownProgress(progress))
     words, warning = data_used(workbench, label)
     colour = colours(workbench).get(label)
     return _with_data(dose_response_figure(points, f"{label} on {words}: loss and KL from the base", colour), warning)
@@ -106,11 +108,12 @@ def drift(session: Session, label: str | None, prompt: str, text: str, max_new_t
     return token_strip_html(explorer.drift(label, text, prompt)), text
 
 
-def layers(session: Session, label: str | None, max_length: int):
-    """Per layer of a RED run: validation loss without that layer's edit and with only it, beside base and run."""
+def layers(session: Session, label: str | None, max_length: int, progress=None):
+    """Per layer of a RED run: validation loss without that layer's edit and with only it, beside base and run;
+    each evaluation is told to ``progress``."""
     workbench = session.workbench
     label = pick_run(workbench, label, ("red",))
-    importance = Explorer(workbench).layers(label, int(max_length))
+    importance = Explorer(workbench).layers(label, int(max_length), ShownProgress(progress))
     words, warning = data_used(workbench, label)
     figure = layer_importance_figure(importance, f"{label} on {words}: which layers matter", colours(workbench)[label])
     return _with_data(figure, warning)

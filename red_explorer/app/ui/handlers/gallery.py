@@ -63,6 +63,18 @@ def live_settings(session: Session, runs: list[str] | None) -> tuple:
     return entry.showcase[0].prompt, None, decoding["max_new_tokens"], False, decoding["repetition_penalty"], 0
 
 
-def generate_live(session: Session, *compare_inputs):
+def generate_live(
+    session: Session,
+    prompt: str,
+    example: str | None,
+    runs: list[str] | None,
+    max_new_tokens: float,
+    do_sample: bool,
+    temperature: float,
+    repetition_penalty: float,
+    no_repeat_ngram_size: float,
+    progress=None,
+):
     """ "Generate live" once ``live_settings`` filled in the prompt and decoding: Compare's own generation."""
-    return compare(session, *compare_inputs)
+    decoding = (max_new_tokens, do_sample, temperature, repetition_penalty, no_repeat_ngram_size)
+    return compare(session, prompt, example, runs, *decoding, progress=progress)
