@@ -158,6 +158,8 @@ def test_compare_learns_what_was_listed_as_the_page_opens():
     ]
     assert listing.outputs[0] is choices.inputs[2] and choices.outputs[2] is choices.inputs[2]
     assert [block.elem_id for block in choices.outputs[:2]] == ["compare-example", "compare-runs"]
+    (tabs,) = [block for block in demo.blocks.values() if isinstance(block, gr.Tabs)]
+    assert all(isinstance(child, gr.Tab) for child in tabs.children)  # a state there is drawn as a tab button
 
 
 def _outputs(demo: gr.Blocks, tab_id: str) -> list[str]:

@@ -75,6 +75,7 @@ def build(state: gr.State) -> dict:
             wrap=True,
             column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
         )
+        listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
     generate.click(
         ui_event(handlers.compare),
         [state, prompt, example, runs, *decoding],
@@ -84,7 +85,6 @@ def build(state: gr.State) -> dict:
         concurrency_limit=2,
         show_progress_on=[cards],  # one spinner where the generations appear, not three over the whole result
     )
-    listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
     tab.select(
         ui_event(handlers.choices),
         [state, runs, listed],
