@@ -7,7 +7,7 @@ from html import unescape
 
 import pytest
 import torch
-from app_helpers import TRAIN, save_tiny_llama, tiny_rows, write_csv
+from app_helpers import QUICK, TRAIN, new_session, save_tiny_llama, tiny_rows, write_csv
 
 from red_explorer.app.exploring import DOSE_STRENGTHS, Explorer
 from red_explorer.app.model_registry import ModelRegistry
@@ -144,6 +144,25 @@ def test_layer_chart_has_one_bar_per_layer_per_series(session):
 def test_layers_refuse_a_tare_run(session):
     with pytest.raises(ValueError, match="works on RED runs"):
         explore.layers(session, session.tare, MAX_LENGTH)
+
+
+def test_run_b_starts_as_another_red_run_that_combines_with_run_a(files):
+    """Run A the latest RED run; run B the most recent other one with the same sites and layers, else empty."""
+    session = new_session(files)
+    workbench = session.workbench
+    full = workbench.train(MethodSpec("red", variant="full", sites=["ffn"]), QUICK).label
+    _, first, second = explore.choices(session)
+    assert (first.value, second.value) == (full, None)  # one RED run: nothing to pair it with
+    bias = workbench.train(MethodSpec("red", variant="bias", sites=["ffn"], layers=[1]), QUICK).label
+    _, first, second = explore.choices(session)
+    assert (first.value, second.value) == (bias, None)  # layer 1 only: it does not combine with the full run
+    scale = workbench.train(MethodSpec("red", variant="scale", sites=["ffn"]), QUICK).label
+    workbench.train(MethodSpec("lora"), QUICK)  # not RED: never run B
+    _, first, second = explore.choices(session)
+    assert (first.value, second.value) == (scale, full)  # the bias run, though newer, has other layers
+    assert explore.choices(session, None, full)[2].value == scale  # run A chosen: B pairs with it
+    assert explore.choices(session, None, scale, bias)[2].value == bias  # a run B chosen stays chosen
+    session.close()
 
 
 def test_mix_of_a_run_with_itself_is_kept_as_the_same_run(session):

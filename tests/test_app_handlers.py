@@ -179,7 +179,7 @@ def test_ablate_two_rows(files):
 
 
 def test_compare_shows_every_method_with_latency(session):
-    examples, runs = compare.choices(session)
+    examples, runs, _ = compare.choices(session)
     assert examples.choices[0].startswith("#0: ") and runs.value == ["RED full (ffn)", "LoRA r=8"]
     shown, cards, table = compare.compare(session, "", examples.choices[1], runs.value, 8)
     assert "**Reference:**" in shown

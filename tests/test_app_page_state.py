@@ -116,7 +116,7 @@ def test_a_page_ticks_the_latest_three_runs_not_all(files):
     for variant in ("full", "scale", "bias", "full", "scale"):
         session.workbench.train(MethodSpec("red", variant=variant), TrainOptions(max_steps=1, max_length=32))
     labels = session.workbench.run_labels()
-    _, runs = compare.choices(session)
+    _, runs, _ = compare.choices(session)
     assert runs.choices == labels and runs.value == labels[-3:]
     picker, listed = train.shown_choices(session, [], None)  # the page's first listing
     assert picker.value == labels[-3:] and listed == labels
@@ -124,6 +124,42 @@ def test_a_page_ticks_the_latest_three_runs_not_all(files):
     picker, _ = train.shown_choices(session, picker.value, listed)  # a new run joins what is shown
     assert picker.value == [*labels[-3:], session.workbench.run_labels()[-1]]
     session.close()
+
+
+def test_compare_ticks_the_runs_trained_since_it_last_listed_and_keeps_a_pick_otherwise(files):
+    """A demo ticks its runs in Compare; runs trained after it (Train, an ablation) are ticked when Compare opens."""
+    session = new_session(files)
+    workbench, options = session.workbench, TrainOptions(max_steps=1, max_length=32)
+    listed = compare.listed_runs(session)  # as the page opens
+    demo = [workbench.train(MethodSpec(method), options).label for method in ("red", "lora")]  # ticked by the demo
+    trained = [workbench.train(MethodSpec("red", variant=v), options).label for v in ("full", "scale", "bias")]
+    trained.append(workbench.train(MethodSpec("lora"), options, group="ablation A").label)
+    _, runs, listed = compare.choices(session, demo, listed)
+    assert runs.value == trained[-3:] and listed == workbench.run_labels()  # the newest three: the cap stays
+    _, runs, listed = compare.choices(session, [demo[0], trained[0]], listed)  # nothing new: the user's pick stays
+    assert runs.value == [demo[0], trained[0]]
+    newest = workbench.train(MethodSpec("red", variant="scale"), options).label
+    _, runs, _ = compare.choices(session, [demo[0], trained[0]], listed)  # one new run joins the pick
+    assert runs.value == [demo[0], trained[0], newest]
+    _, runs, _ = compare.choices(session, [], listed)  # none ticked: the latest three
+    assert runs.value == workbench.run_labels()[-3:]
+    session.close()
+
+
+def test_compare_learns_what_was_listed_as_the_page_opens():
+    """The page load lists the runs into the state Compare's tab select reads: runs trained later are new."""
+    demo = build_demo(preload=False)
+    (listing,) = [function for function in demo.fns.values() if function.name == "listed_runs"]
+    tab = next(block for block in demo.blocks.values() if isinstance(block, gr.Tab) and block.id == "compare")
+    (choices,) = [
+        function
+        for function in demo.fns.values()
+        if (tab._id, "select") in function.targets and function.name == "choices"
+    ]
+    assert listing.outputs[0] is choices.inputs[2] and choices.outputs[2] is choices.inputs[2]
+    assert [block.elem_id for block in choices.outputs[:2]] == ["compare-example", "compare-runs"]
+    (tabs,) = [block for block in demo.blocks.values() if isinstance(block, gr.Tabs)]
+    assert all(isinstance(child, gr.Tab) for child in tabs.children)  # a state there is drawn as a tab button
 
 
 def _outputs(demo: gr.Blocks, tab_id: str) -> list[str]:

@@ -18,6 +18,7 @@ from red_explorer.core.tare.config import TareConfig
 from red_explorer.core.tare.edit import attach_tare
 from red_explorer.core.tare.saving import save_tare
 from red_explorer.explore.arithmetic import compose, compose_runs, invert, mix, mix_runs, negate
+from red_explorer.explore.runs import combinable, read_red_run
 from red_explorer.explore.strength import scaled_vectors
 
 SITES = RedConfig(sites=["ffn", "attn"])
@@ -150,6 +151,11 @@ def test_incompatible_runs_are_refused_with_the_reason(tmp_path):
     with pytest.raises(ValueError, match="holds TARE edits; this works on RED runs"):
         compose_runs(llama, tmp_path / "tare", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+    same = save_random_run(tiny_model("llama"), tmp_path / "same", RedConfig(use_scale=False), seed=2)
+    read = {name: read_red_run(path) for name, path in [("llama", llama), ("same", same), ("one", layer_one)]}
+    read |= {"gpt2": read_red_run(gpt2), "wider": read_red_run(wider)}
+    assert combinable(read["llama"], read["same"])  # same sites and layers: a bias-only run mixes with a full one
+    assert not any(combinable(read["llama"], read[name]) for name in ("one", "gpt2", "wider"))
 
 
 def test_explore_arithmetic_commands_write_loadable_runs(tmp_path):

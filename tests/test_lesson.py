@@ -11,7 +11,7 @@ import pytest
 from red_explorer.app.lesson_progress import LESSON_FILE, recall_step
 from red_explorer.app.lesson_text import PIRATE_LORA, PIRATE_RED, STEPS
 from red_explorer.app.model_registry import ModelRegistry
-from red_explorer.app.ui.handlers import gallery, lesson
+from red_explorer.app.ui.handlers import compare, explore, gallery, lesson
 from red_explorer.app.ui.handlers.common import Visible
 from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session
@@ -131,6 +131,17 @@ def test_with_no_runs_of_their_own_the_steps_pick_the_gallerys_pirate_runs(tmp_p
         (UNCHANGED, UNCHANGED, PIRATE_RED),
     ]
     assert "Arr! The French be cap" in gallery.prepared(cold, seen[1][8])  # the recorded answers, no computing
+
+
+def test_the_gallery_runs_a_step_ticks_stay_ticked_and_are_never_new(tmp_path):
+    """Compare opened on a step's gallery runs keeps them (listed or not); Explore pairs two different runs."""
+    cold = cold_session(tmp_path / "runs")
+    ticked = [PIRATE_RED, PIRATE_LORA]
+    for listed in (None, [], compare.listed_runs(cold)):
+        assert compare.choices(cold, ticked, listed)[1].value == ticked
+    _, first, second = explore.choices(cold)
+    assert first.value == PIRATE_RED and second.value not in (None, PIRATE_RED)
+    assert cold.workbench.runs[second.value].gallery and cold.workbench.runs[second.value].spec.layers is None
 
 
 def test_a_user_with_a_run_of_their_own_keeps_the_tabs_choice(tmp_path):

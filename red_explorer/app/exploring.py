@@ -18,6 +18,7 @@ from red_explorer.explore.arithmetic import compose_runs, mix_runs, negate_run
 from red_explorer.explore.control_vector import ExportedVector, export_control_vector
 from red_explorer.explore.drift import TokenDrift, token_drift
 from red_explorer.explore.layers import LayerImportance, layer_importance
+from red_explorer.explore.runs import RedRun, combinable, read_red_run
 from red_explorer.explore.strength import DosePoint, at_strength, check_strength, dose_response
 from red_explorer.runs.attach import attach_saved, release
 
@@ -41,6 +42,16 @@ class StrengthGenerations:
     strength: float
     base: Generation | None  # None when only the run was generated (the base does not change with α)
     edited: Generation
+
+
+def _red_run(run: SessionRun | None) -> RedRun | None:
+    """A kept RED run's record and vectors, or None for none or another kind (another method, a classifier's)."""
+    if run is None or run.spec.method != "red":
+        return None
+    try:
+        return read_red_run(run.record.path)
+    except ValueError:  # EditsFileError: not RED vectors arithmetic can read
+        return None
 
 
 class Explorer:
@@ -137,6 +148,20 @@ class Explorer:
         else:
             negate_run(sources[0], target)
         return self._keep(target, name or f"{operation} of {' and '.join([first, second][: len(sources)])}")
+
+    def partner(self, first: str | None) -> str | None:
+        """The run B that arithmetic with RED run ``first`` starts from: the most recent other RED run of this model
+        that combines with it (same sites and layers; the user's own before the gallery's), else None."""
+        source = _red_run(self.workbench.runs.get(first)) if first else None
+        if source is None:
+            return None
+        others = [run for run in self.workbench.runs.values() if run.label != first]
+        own, gallery = [run for run in others if not run.gallery], [run for run in others if run.gallery]
+        for run in [*reversed(own), *reversed(gallery)]:
+            other = _red_run(run)
+            if other is not None and combinable(source, other):
+                return run.label
+        return None
 
     def _keep(self, folder: Path, label: str) -> SessionRun:
         workbench, loaded = self.workbench, self.workbench.loaded()

@@ -86,6 +86,17 @@ def check_compatible(runs: Sequence[RedRun]) -> None:
             )
 
 
+def combinable(first: RedRun, second: RedRun) -> bool:
+    """Whether ``check_compatible`` lets the two runs combine (a different base config record only warns)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            check_compatible([first, second])
+        except ValueError:
+            return False
+    return True
+
+
 def write_red_run(directory: str | Path, vectors: Mapping[str, torch.Tensor], source: RedRun, derivation: dict) -> Path:
     """Write ``vectors`` as a normal RED edits folder for the base and sites of ``source``.
 

@@ -11,6 +11,7 @@ from red_explorer.app.model_registry import SHARED_MODELS, ModelKey
 from red_explorer.app.ui.components import ablate, about, compare, data, explore, export, inspect, model, train
 from red_explorer.app.ui.components import lesson as lesson_panel
 from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.handlers import compare as compare_handlers
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import shares
 from red_explorer.app.ui.handlers.model import model_status, restore_last
@@ -155,7 +156,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             train.build(state, max_length, jobs)
             inspect.build(state)
             ablate.build(state, max_length, jobs)
-            compare.build(state)
+            compare_tab = compare.build(state)
             explore.build(state, max_length)
             export.build(state, show_cli_runs)
         model.wire_demos(model_tab, state, tabs, [_component(demo, name) for name in model.COMPARE_IDS])
@@ -176,6 +177,12 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             ui_event(data_handlers.restored_length),
             [state],
             [max_length],
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(  # the runs there are as the page opens: Compare ticks those trained after
+            ui_event(compare_handlers.listed_runs),
+            [state],
+            [compare_tab["listed"]],
             api_visibility="private",
             show_progress="hidden",
         )

@@ -75,6 +75,7 @@ def build(state: gr.State) -> dict:
             wrap=True,
             column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
         )
+        listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
     generate.click(
         ui_event(handlers.compare),
         [state, prompt, example, runs, *decoding],
@@ -84,9 +85,13 @@ def build(state: gr.State) -> dict:
         concurrency_limit=2,
         show_progress_on=[cards],  # one spinner where the generations appear, not three over the whole result
     )
-    tab.select(ui_event(handlers.choices), [state, runs], [example, runs], queue=False, api_visibility="private").then(
-        ui_event(gallery.prepared), [state, runs], [prepared], queue=False, api_visibility="private"
-    )
+    tab.select(
+        ui_event(handlers.choices),
+        [state, runs, listed],
+        [example, runs, listed],
+        queue=False,
+        api_visibility="private",
+    ).then(ui_event(gallery.prepared), [state, runs], [prepared], queue=False, api_visibility="private")
     runs.change(ui_event(gallery.prepared), [state, runs], [prepared], queue=False, api_visibility="private")
     filled = [prompt, example, decoding[0], decoding[1], decoding[3], decoding[4]]
     live.click(ui_event(gallery.live_settings), [state, runs], filled, queue=False, api_visibility="private").success(
@@ -99,4 +104,4 @@ def build(state: gr.State) -> dict:
         show_progress_on=[cards],
     )
     tab.select(ui_event(handlers.prompt_for_data), [state, prompt], [prompt], queue=False, api_visibility="private")
-    return {"tab": tab}
+    return {"tab": tab, "listed": listed}

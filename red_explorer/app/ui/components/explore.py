@@ -80,8 +80,8 @@ def _arithmetic_section(state: gr.State, run: gr.Dropdown) -> tuple[gr.Dropdown,
         inputs = [state, operation, first, second, weight_first, weight_second, name]
         make.click(ui_event(handlers.combine), inputs, [status, run, first, second], api_name="explore_combine")
         gr.Markdown("A bias-only RED run on the FFN outputs is a llama.cpp control vector (`--control-vector`).")
-        with gr.Row(equal_height=True):
-            export = gr.Button("Control vector (GGUF) of run A")
+        with gr.Row(equal_height=False):  # the button keeps a button's height beside the taller file box
+            export = gr.Button("Control vector (GGUF) of run A", elem_id="explore-control-vector")
             download = gr.File(label="Control vector", interactive=False)
         export.click(ui_event(handlers.control_vector), [state, first], download, api_name="explore_control_vector")
     return first, second

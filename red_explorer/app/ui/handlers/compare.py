@@ -12,6 +12,7 @@ from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choic
 from red_explorer.app.ui.handlers.counting import ShownProgress
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
+from red_explorer.app.workbench import Workbench
 from red_explorer.data.bundled import SAMPLE_FOLDER
 from red_explorer.engine.batched_compare import BatchedComparison
 from red_explorer.engine.generation import DecodingSettings, Generation
@@ -28,19 +29,44 @@ def _example_label(index: int, prompt: str) -> str:
     return f"#{index}: {text[:90]}{'…' if len(text) > 90 else ''}"
 
 
-def choices(session: Session, current_runs: list[str] | None = None):
-    """(validation examples, runs to compare): examples labelled '#i: text'; this model's runs, groups together, the
-    ticked ones kept, else the latest ``LATEST_SHOWN`` ticked (every run would make Generate slow)."""
+def _examples(workbench: Workbench) -> list[str]:
+    """The first ``EXAMPLE_LIMIT`` validation examples of the data loaded, labelled '#i: text'."""
+    if workbench.data is None:
+        return []
+    split = workbench.data.probe.raw["validation"]
+    columns = split.column_names
+    return [
+        _example_label(index, " | ".join(str(split[index][name]) for name in columns[:1]))
+        for index in range(min(split.num_rows, EXAMPLE_LIMIT))
+    ]
+
+
+def ticked_runs(workbench: Workbench, current: list[str] | None, listed: list[str] | None) -> list[str]:
+    """The runs Compare ticks: with none ``current`` ticked, the latest ``LATEST_SHOWN`` (every run would make
+    Generate slow); else the runs trained since the runs were ``listed`` (new ones; a gallery run never is) join
+    the ticked ones, the newest ``LATEST_SHOWN`` of them; with nothing new (or ``listed`` None) the ticks stay."""
+    here = set(workbench.runs)
+    kept = [label for label in current or [] if label in here]
+    new = [label for label in workbench.run_labels() if listed is not None and label not in listed]
+    if not kept or not new:
+        return kept or latest(workbench, LATEST_SHOWN)
+    room = LATEST_SHOWN - min(len(new), LATEST_SHOWN)
+    kept = [label for label in kept if label not in new]
+    return (kept[-room:] if room else []) + new[-LATEST_SHOWN:]
+
+
+def choices(session: Session, current_runs: list[str] | None = None, listed: list[str] | None = None):
+    """(validation examples, runs to compare, the runs now listed): examples labelled '#i: text'; this model's
+    runs, groups together, ticked as ``ticked_runs`` says (``listed``: what the last listing held)."""
     workbench = session.workbench
-    examples = []
-    if workbench.data is not None:
-        split = workbench.data.probe.raw["validation"]
-        columns = split.column_names
-        for index in range(min(split.num_rows, EXAMPLE_LIMIT)):
-            examples.append(_example_label(index, " | ".join(str(split[index][name]) for name in columns[:1])))
     runs = run_choices(workbench, other_models=False)
-    ticked = [label for label in current_runs or [] if label in runs.choices] or latest(workbench, LATEST_SHOWN)
-    return Choices(examples, None), Choices(runs.choices, ticked, runs.names)
+    ticked = ticked_runs(workbench, current_runs, listed)
+    return Choices(_examples(workbench), None), Choices(runs.choices, ticked, runs.names), list(runs.choices)
+
+
+def listed_runs(session: Session) -> list[str]:
+    """The runs Compare lists now (as the page opens: a run trained after this is new)."""
+    return run_choices(session.workbench, other_models=False).choices
 
 
 def prompt_for_data(session: Session, prompt: str | None) -> str:

@@ -19,10 +19,13 @@ from red_explorer.runs.record import file_sha256
 
 def choices(session: Session, current: str | None = None, first: str | None = None, second: str | None = None):
     """Dropdown choices: the run to explore (RED/TARE/LoRA; unless one is chosen, the latest RED run, which every
-    measure takes), and the two RED runs of the arithmetic."""
+    measure takes), and the two RED runs of the arithmetic: unless chosen, run A the latest RED run and run B the
+    most recent other one that combines with it (``Explorer.partner``; none when there is none)."""
     workbench = session.workbench
     red = run_choices(workbench, ("red",), first)
     second_choice = run_choices(workbench, ("red",), second)
+    if second_choice.value != second:  # none chosen (or no longer listed): not run A again
+        second_choice = replace(second_choice, value=Explorer(workbench).partner(red.value))
     return run_choices(workbench, STRENGTH_METHODS, current, prefer=("red",)), red, second_choice
 
 
