@@ -20,7 +20,12 @@ SITES = [("FFN output (paper default)", "ffn"), ("attention output", "attn")]
 def _method_settings() -> list:
     with gr.Accordion("RED / TARE settings", open=True):
         variant = gr.Radio(VARIANTS, value="full", label="RED vectors")
-        sites = gr.CheckboxGroup(SITES, value=["ffn"], label="Edit sites")
+        sites = gr.CheckboxGroup(
+            SITES,
+            value=["ffn"],
+            label="Edit sites",
+            info="both: level with LoRA r=8 on the generation samples measured, with more forgetting (README)",
+        )
         layers = gr.Textbox(
             "",
             label="Layers (RED and TARE; empty = all)",
