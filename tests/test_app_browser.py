@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,24 @@ def page(app_url):
         page.goto(app_url)
         yield page
         browser.close()
+
+
+@contextmanager
+def page_at(url: str, viewport: dict, timeout_ms: int = 60_000):
+    """A headless Chromium page on ``url`` at ``viewport`` (skips where Chromium is missing); closed after."""
+    executable = pytest_chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=timeout_ms)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
+        page = browser.new_context(viewport=viewport).new_page()
+        page.goto(url)
+        try:
+            yield page
+        finally:
+            browser.close()
 
 
 def shot(page, name: str) -> None:

@@ -4,21 +4,15 @@ Needs /usr/bin/chromium (bash scripts/setup.sh --test).
 """
 
 import pytest
-from test_app_browser import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
+from test_app_browser import open_tab, page_at, shot
 
 pytestmark = pytest.mark.browser
 
 
 def test_the_control_vector_button_is_one_line_high_beside_its_file_box(fresh_app_url):
-    executable = pytest_chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=60_000)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        page.goto(fresh_app_url)
+    with page_at(fresh_app_url, {"width": 1400, "height": 1000}) as page:
         open_tab(page, "Explore")
         page.get_by_text("Arithmetic on RED runs", exact=False).first.click()
         button = page.locator("#explore-control-vector")
@@ -26,4 +20,3 @@ def test_the_control_vector_button_is_one_line_high_beside_its_file_box(fresh_ap
         shot(page, "explore_arithmetic")
         height = button.bounding_box()["height"]
         assert 20 < height < 80, f"the button is {height:.0f} px high"
-        browser.close()

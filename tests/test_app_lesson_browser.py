@@ -5,7 +5,7 @@ Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium 
 """
 
 import pytest
-from test_app_browser import ARGS, SHOTS, pytest_chromium_or_skip, shot
+from test_app_browser import SHOTS, page_at, shot
 
 from red_explorer.app.lesson_text import STEPS
 
@@ -33,15 +33,9 @@ def class_pattern(name: str):
 
 
 def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(fresh_app_url):
-    executable = pytest_chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-        page = browser.new_context(viewport=PROJECTOR).new_page()
-        page.goto(fresh_app_url)
+    with page_at(fresh_app_url, PROJECTOR, timeout_ms=30_000) as page:
         page.click("#lesson-start")
         expect_step(page, 0)
         expect(page.locator("#lesson-back")).to_be_hidden()  # nothing before the first step
@@ -70,4 +64,3 @@ def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(
         page.reload()
         expect(page.locator("#lesson-start")).to_be_visible()
         expect(page.locator("#lesson-panel")).to_be_hidden()
-        browser.close()

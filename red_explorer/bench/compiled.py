@@ -44,20 +44,8 @@ def bench_compiled_step(bench: BenchModel, shape: BenchShape, floor_ms: float | 
         if bench.device.type == "cuda":
             torch.cuda.synchronize(bench.device)
         compile_seconds = time.perf_counter() - began
-
-        @contextmanager
-        def variant(module) -> Iterator:
-            yield lambda: train_step(module, batch, optimizer)
-
-        timings = interleaved(
-            {"red_eager": lambda: variant(model), "red_compiled": lambda: variant(compiled)},
-            shape.rounds,
-            shape.repeats,
-            shape.warmup,
-            bench.device,
-            reference="red_eager",
-            warm_every_turn=False,
-        )
+        runs = (lambda: train_step(model, batch, optimizer), lambda: train_step(compiled, batch, optimizer))
+        timings = _eager_against_compiled(*runs, shape.rounds, shape.repeats, shape.warmup, bench.device)
     finally:
         model.eval()
         detach_red(bench.model)
@@ -121,20 +109,8 @@ def bench_compiled_generation(bench: BenchModel, shape: BenchShape) -> dict:
             torch.cuda.synchronize(bench.device)
         compile_seconds = time.perf_counter() - began
         same_tokens = torch.equal(compiled_tokens, eager())
-
-        @contextmanager
-        def variant(run) -> Iterator:
-            yield run
-
-        timings = interleaved(
-            {"red_eager": lambda: variant(eager), "red_compiled": lambda: variant(compiled)},
-            shape.generate_rounds,
-            shape.generate_repeats,
-            shape.warmup,
-            bench.device,
-            reference="red_eager",
-            warm_every_turn=False,
-        )
+        rounds = (shape.generate_rounds, shape.generate_repeats, shape.warmup)
+        timings = _eager_against_compiled(eager, compiled, *rounds, bench.device)
     tokens = shape.generate_batch * shape.new_tokens
     slow, fast = timings.median("red_eager"), timings.median("red_compiled")
     return {
@@ -147,3 +123,21 @@ def bench_compiled_generation(bench: BenchModel, shape: BenchShape) -> dict:
         "red_compiled_tokens_per_second": tokens / fast,
         "compiled_over_eager": timings.ratio("red_compiled", "red_eager"),  # paired; < 1 is faster
     }
+
+
+def _eager_against_compiled(eager, compiled, rounds: int, repeats: int, warmup: int, device: torch.device):
+    """Timings of the two calls, each compiled turn paired with the eager turn just before it (warm once)."""
+
+    @contextmanager
+    def variant(run) -> Iterator:
+        yield run
+
+    return interleaved(
+        {"red_eager": lambda: variant(eager), "red_compiled": lambda: variant(compiled)},
+        rounds,
+        repeats,
+        warmup,
+        device,
+        reference="red_eager",
+        warm_every_turn=False,
+    )
