@@ -59,7 +59,6 @@ CSS = """
 @media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
   #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
   #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
-  :is(#train-summary, #ablation-table, #sweep-card, #compare-table) th * {overflow-wrap: normal !important;}
   #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}}
 """
 CSS += lesson_panel.CSS  # the guided lesson's panel and projector type
