@@ -254,6 +254,9 @@ def a_reload_finds_the_runs_again(page) -> None:
     open_tab(page, "Compare")
     expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
     expect(page.locator("#compare-runs")).to_contain_text("RED bias (ffn)")
+    open_tab(page, "Train")  # the loop settings as they were, not the defaults
+    for element_id, value in (("max-steps", "3"), ("batch-size", "4"), ("eval-every", "1")):
+        expect(page.locator(f"#{element_id} input[type=number]").first).to_have_value(value)
     shot(page, "11_after_reload")
 
 

@@ -13,7 +13,7 @@ from red_explorer.app.ui.components import lesson as lesson_panel
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as compare_handlers
 from red_explorer.app.ui.handlers import data as data_handlers
-from red_explorer.app.ui.handlers import shares
+from red_explorer.app.ui.handlers import shares, train_settings
 from red_explorer.app.ui.handlers.model import model_status, restore_last
 from red_explorer.app.ui.session import Session, keep_closing_idle
 
@@ -135,6 +135,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         state = gr.State(Session(show_cli_runs=show_cli_runs), delete_callback=Session.close)
         # The secret outlives the process (see browser_secret): after a restart the browser still reads its key.
         owner = gr.BrowserState("", storage_key=OWNER_STORAGE_KEY, secret=browser_secret())
+        kept_loop = train.kept_loop_state()  # the Train tab's loop settings, kept in the browser
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
         shared_note = gr.Markdown(elem_id="shared-note")
@@ -152,7 +153,7 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             about.build()
             model_tab = model.build(state, status, max_length)
             data.build(state, max_length)
-            train.build(state, max_length, jobs)
+            train_tab = train.build(state, max_length, jobs, kept_loop)
             inspect.build(state)
             ablate.build(state, max_length, jobs)
             compare_tab = compare.build(state)
@@ -182,6 +183,12 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             ui_event(compare_handlers.listed_runs),
             [state],
             [compare_tab["listed"]],
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(  # the Train tab's loop settings as the browser kept them
+            ui_event(train_settings.restored),
+            [kept_loop],
+            train_tab["loop"],
             api_visibility="private",
             show_progress="hidden",
         )

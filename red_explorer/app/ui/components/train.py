@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.ui.events import busy_click, ui_event
 from red_explorer.app.ui.handlers import common, train_methods
 from red_explorer.app.ui.handlers import data as data_handlers
 from red_explorer.app.ui.handlers import train as handlers
+from red_explorer.app.ui.handlers import train_settings as settings
 from red_explorer.app.ui.texts import EPOCHS_LABEL, FULL_SENTENCE, MAX_STEPS_LABEL, TARE_SENTENCE, TIMING_NOTE
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.core.registry import DEFAULT_LEARNING_RATES
@@ -77,10 +79,11 @@ def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
     return [epochs, max_steps, batch_size, max_length, seed, eval_every], note
 
 
+LOOP_STORAGE_KEY = "red-explorer-train-loop"  # where the browser keeps the Train tab's loop settings
 SUMMARY_WIDTHS = ["20%"] + ["10%"] * (len(handlers.SUMMARY_COLUMNS) - 1)
 
 
-def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dict:
+def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int, kept_loop: gr.BrowserState) -> dict:
     with gr.Tab("Train", id="train") as tab:
         gr.Markdown("#### Train RED or any other method on your data (each run keeps only what it trained)")
         with gr.Row():
@@ -130,7 +133,16 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int) -> dic
     stop.click(ui_event(common.stop), [state], [status], api_name="stop", queue=False)
     wire_runs_shown(tab, job, state, shown, listed, loss, summary)
     wire_length_note(tab, state, max_length, note)
-    return {"tab": tab}
+    loop = [component for component in loop_inputs if component is not max_length]  # the Data tab keeps that one
+    changes = [component.change for component in loop]  # kept in the browser: a reload gives them back
+    gr.on(changes, settings.kept, loop, [kept_loop], queue=False, show_progress="hidden", api_visibility="private")
+    return {"tab": tab, "loop": loop}
+
+
+def kept_loop_state() -> gr.BrowserState:
+    """Where the browser keeps the loop settings; make it outside the tabs (a state in a tab not yet drawn is not
+    read from the browser when the page loads)."""
+    return gr.BrowserState({}, storage_key=LOOP_STORAGE_KEY, secret=browser_secret())
 
 
 def wire_runs_shown(tab: gr.Tab, job, state: gr.State, shown: gr.Dropdown, listed: gr.State, loss, summary) -> None:
