@@ -4,17 +4,16 @@ Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium 
 """
 
 import csv
-import os
 import re
 import shutil
 import stat
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from app_helpers import free_port
 from app_process import start_app, stop_app, tiny_edits_zip
+from browser_helpers import ARGS, SHOTS, TABS, fill_number, open_tab, pytest_chromium_or_skip, shot
 
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.interface import launch_options
@@ -22,25 +21,8 @@ from red_explorer.app.ui.session import open_sessions
 
 pytestmark = [pytest.mark.browser, pytest.mark.real_model]
 
-CHROMIUM = Path("/usr/bin/chromium")
-TABS = ("What is RED?", "Model", "Data", "Train", "Inspect", "Ablations", "Compare", "Explore", "Export")
-SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-]
 SLOW = 300_000  # ms: training the real model on a shared 2-core CPU
 QUESTIONS = [(a, b) for a in range(2, 8) for b in range(3, 7)]
-
-
-def pytest_chromium_or_skip() -> str:
-    if CHROMIUM.exists():
-        return str(Path("/usr/lib/chromium/chromium") if Path("/usr/lib/chromium/chromium").exists() else CHROMIUM)
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must run the browser tests: install chromium (bash scripts/setup.sh --test)")
-    pytest.skip("no /usr/bin/chromium here: install it with `bash scripts/setup.sh --test` to run the browser tests")
 
 
 @pytest.fixture(scope="module")
@@ -80,46 +62,6 @@ def page(app_url):
         page.goto(app_url)
         yield page
         browser.close()
-
-
-@contextmanager
-def page_at(url: str, viewport: dict, timeout_ms: int = 60_000):
-    """A headless Chromium page on ``url`` at ``viewport`` (skips where Chromium is missing); closed after."""
-    executable = pytest_chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=timeout_ms)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=ARGS)
-        page = browser.new_context(viewport=viewport).new_page()
-        page.goto(url)
-        try:
-            yield page
-        finally:
-            browser.close()
-
-
-def shot(page, name: str) -> None:
-    page.wait_for_timeout(600)  # let plotly finish its transitions
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def fill_number(page, element_id: str, value) -> None:
-    box = page.locator(f"#{element_id} input[type=number]").first
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=TABS[0], exact=True).wait_for()  # the tab bar is drawn (after a reload too)
-    tab = page.get_by_role("tab", name=name, exact=True)
-    if tab.count() and tab.first.is_visible():
-        tab.first.click()
-        return
-    page.locator(".overflow-menu > button").first.click()  # a narrow window keeps the last tabs in a "…" menu
-    page.locator(".overflow-dropdown button").filter(has_text=name).first.click()
 
 
 def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):

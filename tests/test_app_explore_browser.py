@@ -4,7 +4,7 @@ Needs /usr/bin/chromium (bash scripts/setup.sh --test).
 """
 
 import pytest
-from test_app_browser import open_tab, page_at, shot
+from browser_helpers import open_tab, page_at, shot
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ import time
 from html import escape
 
 import pytest
-from test_app_browser import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
+from browser_helpers import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
 
 from red_explorer.runs.gallery import gallery_entry, gallery_runs
 

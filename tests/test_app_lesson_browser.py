@@ -5,7 +5,7 @@ Screenshots go to artifacts/screenshots/ (git-ignored). Needs /usr/bin/chromium 
 """
 
 import pytest
-from test_app_browser import SHOTS, page_at, shot
+from browser_helpers import SHOTS, page_at, shot
 
 from red_explorer.app.lesson_text import STEPS
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 from app_process import tiny_edits_zip
-from test_app_browser import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
+from browser_helpers import ARGS, SHOTS, open_tab, pytest_chromium_or_skip, shot
 
 pytestmark = pytest.mark.browser
 SHARED = "(shared)"
