@@ -36,8 +36,9 @@ def home(tmp_path, monkeypatch):
 
 
 def secret_of(demo) -> str:
-    (owner,) = [block for block in demo.blocks.values() if type(block).__name__ == "BrowserState"]
-    return owner.secret
+    """The one secret every value the browser keeps (the owner key, the Train tab's settings) is encrypted with."""
+    (secret,) = {block.secret for block in demo.blocks.values() if type(block).__name__ == "BrowserState"}
+    return secret
 
 
 # ------------------------------------------------------------------ a restart keeps the browser's key readable
