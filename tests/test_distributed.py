@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from app_helpers import free_port
 from safetensors.torch import load_file
 from tiny_models import save_tiny_causal_lm
 from transformers import AutoModelForCausalLM
@@ -43,23 +43,19 @@ save_file(tensors, os.path.join(sys.argv[3], f"rank{os.environ['RANK']}.safetens
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+DDP_OPTIONS = ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
 
 
-def accelerate_launch(arguments: list[str]) -> subprocess.CompletedProcess:
-    """``accelerate launch --multi_gpu --num_processes 2 ...`` on this CPU-only machine: two DDP processes.
+def accelerate_launch(arguments: list[str], options: list[str] = DDP_OPTIONS) -> subprocess.CompletedProcess:
+    """``accelerate launch OPTIONS ...`` on this CPU-only machine; by default two DDP processes over gloo.
 
     (``--cpu --num_processes 2`` starts a single process in accelerate 1.15: multi-CPU goes through mpirun.)
     """
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command = [sys.executable, "-m", "accelerate.commands.launch", *options, "--dynamo_backend", "no"]
     command += ["--main_process_port", str(free_port()), *arguments]
     path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
     env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    env["CUDA_VISIBLE_DEVICES"] = ""  # DDP over gloo on the CPU, even where a GPU exists
+    env["CUDA_VISIBLE_DEVICES"] = ""  # gloo on the CPU, even where a GPU exists
     result = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result

@@ -9,15 +9,13 @@ allow 1e-6 (absolute and relative) for a different summation order of the gradie
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
+from test_distributed import accelerate_launch
 from tiny_models import save_tiny_causal_lm
 
 from red_explorer.cli.main import main
@@ -72,22 +70,9 @@ save_file(tensors, os.path.join(sys.argv[3], f"rank{os.environ['RANK']}.safetens
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def fsdp_launch(arguments: list[str], config: Path = CONFIG) -> subprocess.CompletedProcess:
     """``accelerate launch --config_file CONFIG --num_processes 2 ...``: two FSDP2 processes on CPU."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2"]
-    command += ["--main_process_port", str(free_port()), *arguments]
-    path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
-    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": path, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    env["CUDA_VISIBLE_DEVICES"] = ""  # FSDP2 over gloo on the CPU, even where a GPU exists
-    result = subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
+    return accelerate_launch(arguments, ["--config_file", str(config), "--num_processes", "2"])
 
 
 @pytest.fixture(scope="module")
