@@ -32,7 +32,7 @@ def test_check_passes_on_cpu(tmp_path, one_thread, dtype) -> None:
     assert rows["Compare: batched = separate calls (4 runs)"]["value"].startswith("10/10 generations identical")
     assert {"app: load → train RED", "app: compare → explore"} <= set(rows)
     assert f"cpu/{dtype}" in rows["app: load → train RED"]["value"]
-    assert "bench: every section finishes" not in rows  # the bench runs by default on CUDA only
+    assert "bench: finishes" not in rows  # the bench runs by default on CUDA only
     assert "**all checks pass** (23 checks)" in (out / "check.md").read_text()
 
 
@@ -68,3 +68,24 @@ def test_check_refuses_bad_steps(capsys) -> None:
 def test_check_refuses_an_unknown_random_model(tmp_path, capsys) -> None:
     assert main(["check", "--device", "cpu", "--model", "random:gpt5", "--out", str(tmp_path)]) == 1
     assert "unknown random model 'random:gpt5'; use one of" in capsys.readouterr().err
+
+
+def test_the_bench_skips_its_later_sections_past_the_time_budget(tmp_path, one_thread, monkeypatch) -> None:
+    """With the budget spent by the checks, the bench still times training and generation and says what it skipped."""
+    monkeypatch.setattr(run, "CHECKED_METHODS", ("red",))
+    out = tmp_path / "check"
+    command = ["check", "--device", "cpu", "--model", "tiny", "--steps", "2", "--bench", "--minutes", "0.001"]
+    assert main([*command, "--out", str(out)]) == 0
+    rows = {row["name"]: row for row in json.loads((out / "check.json").read_text())["checks"]}
+    later = "many_edits, engine, run_store, batched_compare, demos, memory, compiled_step, compiled_generation"
+    assert rows["bench: finishes"]["value"].endswith(f"; skipped: {later}")
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    assert bench["complete"] is True and bench["training"]["red_ffn"]["median_ms"] > 0
+    assert bench["compiled_step"]["skipped"].startswith("the time budget of 0 s was spent")
+    assert bench["red_compiled_step_over_floor"] is None and bench["generation"]
+    assert "## Compiled training step\n\nSkipped: the time budget" in (out / "bench" / "bench.md").read_text()
+
+
+def test_check_refuses_a_budget_that_is_not_positive(capsys) -> None:
+    assert main(["check", "--device", "cpu", "--minutes", "0"]) == 1
+    assert "--minutes must be positive, got 0.0" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 
@@ -112,9 +113,25 @@ def _swap_lines(result: dict) -> list[str]:
     ]
 
 
+def _budget_line(seconds: float | None) -> list[str]:
+    if seconds is None:
+        return []
+    return [f"- time budget {seconds:.0f} s: the sections after generation start only while time is left"]
+
+
+def _unless_skipped(figures: dict, lines: Callable[[dict], list[str]]) -> list[str]:
+    """A section's lines, or why it was skipped."""
+    return [f"Skipped: {figures['skipped']}."] if "skipped" in figures else lines(figures)
+
+
+def _many_lines(many: dict) -> list[str]:
+    return [
+        f"{many['distinct_edits']} distinct edits (row b uses edit b) vs one shared edit: generation × "
+        f"{_number(many['generate_ratio'])}, one forward pass × {_number(many['forward_ratio'])}."
+    ]
+
+
 def _engine_lines(engine: dict) -> list[str]:
-    if "skipped" in engine:
-        return [f"Engine comparison skipped: {engine['skipped']}"]
     return [
         f"{engine['rows']} rows of `{engine['data']}`, {engine['batches']} length-grouped batches, "
         f"{engine['tokens']:,} real tokens (padding efficiency {engine['padding_efficiency']:.2f}):",
@@ -134,6 +151,7 @@ def markdown(result: dict) -> str:
         f"transformers {result['versions']['transformers']}, peft {result['versions']['peft']}",
         f"- training batch {shape['train']}, generation batch {shape['generate']} (B, prompt, new tokens); "
         f"medians of {result['repetitions']} timed runs per figure, variants interleaved",
+        *_budget_line(result.get("time_budget_seconds")),
         "",
         "## Targets",
         "",
@@ -145,24 +163,18 @@ def markdown(result: dict) -> str:
         lines.append(f"| {verdict['text']} | {_number(verdict['value'])} | {met} |")
     lines += ["", "## Training step (forward + backward + AdamW step)", "", *_training_table(result["training"])]
     lines += ["", f"Memory: {result['memory_measure']}.", ""]
-    if "compiled_step" in result:
-        lines += ["## Compiled training step", "", *_compiled_lines(result["compiled_step"]), ""]
-    if "compiled_generation" in result:
-        lines += ["## Compiled generation", "", *_compiled_generation_lines(result["compiled_generation"]), ""]
+    lines += ["## Compiled training step", "", *_unless_skipped(result["compiled_step"], _compiled_lines), ""]
+    compiled_generation = result["compiled_generation"]
+    lines += ["## Compiled generation", "", *_unless_skipped(compiled_generation, _compiled_generation_lines), ""]
     lines += ["## Generation", ""]
     lines += _generation_table(result["generation"])
-    many = result["many_edits"]
-    lines += ["", "## Many edits in one batch", ""]
-    lines += [
-        f"{many['distinct_edits']} distinct edits (row b uses edit b) vs one shared edit: generation × "
-        f"{_number(many['generate_ratio'])}, one forward pass × {_number(many['forward_ratio'])}."
-    ]
+    lines += ["", "## Many edits in one batch", "", *_unless_skipped(result["many_edits"], _many_lines)]
     lines += ["", "## Swapping edits and file sizes", "", *_swap_lines(result), "", "## Engine overhead", ""]
-    lines += _engine_lines(result["engine"])
-    lines += ["", "## Runs as edits", "", *_runs_lines(result)]
-    lines += ["", "## One-minute demos", "", *_demo_lines(result["demos"])]
-    if "memory" in result:
-        lines += ["", "## Memory per base precision", "", *_memory_lines(result["memory"])]
+    lines += _unless_skipped(result["engine"], _engine_lines)
+    lines += ["", "## Runs as edits", "", *_unless_skipped(result["run_store"], _store_lines)]
+    lines += ["", *_unless_skipped(result["batched_compare"], _batched_lines)]
+    lines += ["", "## One-minute demos", "", *_unless_skipped(result["demos"], _demo_lines)]
+    lines += ["", "## Memory per base precision", "", *_unless_skipped(result["memory"], _memory_lines)]
     return "\n".join(lines) + "\n"
 
 
@@ -177,8 +189,6 @@ def _compiled_lines(compiled: dict) -> list[str]:
 
 
 def _compiled_generation_lines(compiled: dict) -> list[str]:
-    if "skipped" in compiled:
-        return [f"Skipped: {compiled['skipped']}."]
     same = "the same greedy tokens" if compiled["same_tokens"] else "greedy tokens that differ from eager"
     return [
         f"RED attached, greedy, static KV cache and a compiled forward (mode {compiled['mode']}): "
@@ -189,25 +199,27 @@ def _compiled_generation_lines(compiled: dict) -> list[str]:
     ]
 
 
-def _runs_lines(result: dict) -> list[str]:
-    """What a kept run costs in memory, and base + 8 runs in one batched generate call."""
-    store, batched = result["run_store"], result["batched_compare"]
+def _store_lines(store: dict) -> list[str]:
+    """What a kept run costs in memory and on disk."""
     return [
         f"{store['runs']} RED runs kept in a run store: {_number(store['per_run_mb'], 4)} MiB per run "
         f"({store['measure']}; resident memory {_number(store['resident_per_run_mb'], 2)} MiB per run), "
         f"{store['run_folder_bytes']:,} bytes on disk per run; a model copy per run would hold "
-        f"{_number(store['model_copy_mb'], 1)} MiB.",
-        "",
+        f"{_number(store['model_copy_mb'], 1)} MiB."
+    ]
+
+
+def _batched_lines(batched: dict) -> list[str]:
+    """Base + 8 runs in one batched generate call against separate calls."""
+    return [
         f"Base + {batched['runs']} RED runs, {batched['new_tokens']} new tokens, {batched['threads']} thread(s): "
         f"one batched call × {_number(batched['ratio'])} of the {batched['sequential_calls']} separate calls "
-        f"(same tokens: {'yes' if batched['same_tokens'] else 'no'}). Measured: {batched['measured']}.",
+        f"(same tokens: {'yes' if batched['same_tokens'] else 'no'}). Measured: {batched['measured']}."
     ]
 
 
 def _demo_lines(demos: dict) -> list[str]:
     """Each demo of the Model tab: its seconds end to end (model load beside) and its validation figures."""
-    if "skipped" in demos:
-        return [f"Skipped: {demos['skipped']}."]
     note = f" (the bench's model in place of each preset's: {demos['stand_in']})" if demos["stand_in"] else ""
     lines = [f"Each preset as one click runs it{note}:", "", "| demo | model | seconds | model load (s) | runs |"]
     lines.append("|---|---|---|---|---|")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from red_explorer.bench.budget import TimeBudget
 from red_explorer.bench.compiled import bench_compiled_generation, bench_compiled_step
 from red_explorer.bench.memory import bench_memory
 from red_explorer.bench.report import markdown, verdicts
@@ -77,8 +78,13 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _headline(training: Timings, generation: Timings, many: dict, swap: dict, engine: dict) -> dict:
-    """The headline ratios of bench.json: paired per-round time ratios (> 1 is slower), except the engine's."""
+def _headline(training: Timings, generation: Timings, swap: dict, found: dict) -> dict:
+    """The headline ratios of bench.json: paired per-round time ratios (> 1 is slower), except the engine's.
+
+    ``found`` holds the optional sections; a skipped one leaves its figures None ("not measured").
+    """
+    many, engine = found["many_edits"], found["engine"]
+    compiled, compiled_generation = found["compiled_step"], found["compiled_generation"]
     return {
         "red_step_over_floor": training.ratio("red_ffn", "floor"),
         "red_step_over_lora": training.ratio("red_ffn", "lora_r8"),
@@ -91,31 +97,45 @@ def _headline(training: Timings, generation: Timings, many: dict, swap: dict, en
         "lora_attached_generate_over_base": generation.ratio("lora_attached", "base"),
         "lora_merged_generate_over_base": generation.ratio("lora_merged", "base"),
         "tare_generate_over_base": generation.ratio("tare_attached", "base"),
-        "many_edits_over_one_edit": many["generate_ratio"],
-        "many_edits_forward_over_one_edit": many["forward_ratio"],
+        "many_edits_over_one_edit": many.get("generate_ratio"),
+        "many_edits_forward_over_one_edit": many.get("forward_ratio"),
         "red_swap_ms": swap["red_swap_ms"],
         "lora_swap_ms": swap["lora_swap_ms"],
         "engine_over_raw_throughput": engine.get("engine_over_raw_throughput"),
+        "store_memory_per_run_mb": found["run_store"].get("per_run_mb"),
+        "compare_batched_over_sequential": found["batched_compare"].get("ratio"),
+        "demo_preset_max_seconds": found["demos"].get("demo_preset_max_seconds"),
+        "red_compiled_step_over_eager": compiled.get("compiled_over_eager"),
+        "red_compiled_step_over_floor": compiled.get("compiled_over_floor"),
+        "red_compiled_generate_over_eager": compiled_generation.get("compiled_over_eager"),
     }
 
 
-def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, object], object]) -> dict:
-    """Every section in turn; ``keep(name, figures)`` saves each as it finishes (a timeout keeps what finished)."""
+def _measure(
+    bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, object], object], budget: TimeBudget
+) -> dict:
+    """Every section in turn; ``keep(name, figures)`` saves each as it finishes (a timeout keeps what finished).
+
+    Swapping, training and generation always run; the sections after them start only while ``budget`` has time.
+    """
     shape = choose_shape(bench.device, quick, bench.name)
     swap = keep("swap", bench_swap_and_sizes(bench, shape, out))
     training_timings, training = bench_training_steps(bench, shape)
     keep("training", training)
     generation_timings, generation = bench_generation(bench, shape)
     keep("generation", generation)
-    many = keep("many_edits", bench_many_edits(bench, shape))
-    engine = keep("engine", bench_engine(bench, shape))
-    run_store = keep("run_store", bench_store_memory(bench, out))
-    batched = keep("batched_compare", bench_batched_compare(bench, shape, out, quick))
-    demos = keep("demos", _demos(bench, quick, out))
-    memory = keep("memory", bench_memory(bench, shape, out))
-    # last: compiling takes tens of seconds each, and a GPU slot that runs out of time keeps every section before it
-    compiled = keep("compiled_step", bench_compiled_step(bench, shape, training["floor"]["median_ms"]))
-    compiled_generation = keep("compiled_generation", bench_compiled_generation(bench, shape))
+    optional = {
+        "many_edits": lambda: bench_many_edits(bench, shape),
+        "engine": lambda: bench_engine(bench, shape),
+        "run_store": lambda: bench_store_memory(bench, out),
+        "batched_compare": lambda: bench_batched_compare(bench, shape, out, quick),
+        "demos": lambda: _demos(bench, quick, out),
+        "memory": lambda: bench_memory(bench, shape, out),
+        # last: compiling takes tens of seconds each, and a GPU slot that runs out of time keeps every section before it
+        "compiled_step": lambda: bench_compiled_step(bench, shape, training["floor"]["median_ms"]),
+        "compiled_generation": lambda: bench_compiled_generation(bench, shape),
+    }
+    found = {name: keep(name, budget.run(name, measure)) for name, measure in optional.items()}
     return {
         "shape": shape.__dict__,
         "batch_shape": {
@@ -124,24 +144,12 @@ def _measure(bench: BenchModel, quick: bool, out: Path, keep: Callable[[str, obj
         },
         "repetitions": shape.rounds * shape.repeats,
         "memory_measure": _memory_note(training_timings.memory_measure),
+        "time_budget_seconds": budget.seconds,
+        "swap": swap,
         "training": training,
         "generation": generation,
-        "many_edits": many,
-        "swap": swap,
-        "engine": engine,
-        "run_store": run_store,
-        "batched_compare": batched,
-        **_headline(training_timings, generation_timings, many, swap, engine),
-        "store_memory_per_run_mb": run_store["per_run_mb"],
-        "compare_batched_over_sequential": batched["ratio"],
-        "demos": demos,
-        "demo_preset_max_seconds": demos.get("demo_preset_max_seconds"),
-        "memory": memory,
-        "compiled_step": compiled,
-        "red_compiled_step_over_eager": compiled["compiled_over_eager"],
-        "red_compiled_step_over_floor": compiled["compiled_over_floor"],
-        "compiled_generation": compiled_generation,
-        "red_compiled_generate_over_eager": compiled_generation["compiled_over_eager"],
+        **found,
+        **_headline(training_timings, generation_timings, swap, found),
     }
 
 
@@ -182,13 +190,16 @@ def run_benchmark(
     quick: bool = False,
     out: str = "bench",
     quantize: str | None = None,
+    seconds: float | None = None,
 ) -> dict:
     """Run the benchmark on ``model`` ('default', a folder, 'tiny', 'random:smollm2', 'random:llama-7b').
 
-    Returns the content of ``out/bench.json`` (with a "summary" key) and writes ``out/bench.md``.
+    Returns the content of ``out/bench.json`` (with a "summary" key) and writes ``out/bench.md``. ``seconds``
+    bounds the run: the sections after generation that cannot start in time are marked skipped.
     """
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
+    budget = TimeBudget(seconds)  # counted from before loading: what the user waits
     bench = load_bench_model(model, device=device, dtype=dtype, quantize=quantize)
     result = {
         "model": bench.name,
@@ -199,7 +210,7 @@ def run_benchmark(
         "versions": _versions(),
         "quick": quick,
     }
-    result |= _measure(bench, quick, directory, _keeper(result, directory / "bench.json"))
+    result |= _measure(bench, quick, directory, _keeper(result, directory / "bench.json"), budget)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["process_peak_rss_bytes"] = int(rss if sys.platform == "darwin" else rss * 1024)
     result["complete"] = True

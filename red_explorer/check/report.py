@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 DEFAULT_STEPS = 20  # training steps per method
+DEFAULT_MINUTES = 5.0  # the whole check on an H100/H200, the bench included
 
 
 @dataclass

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 import transformers
 
+from red_explorer.bench.budget import TimeBudget
 from red_explorer.bench.setup import RANDOM_SHAPES, load_bench_model
 from red_explorer.check.flows import check_app, check_compare
 from red_explorer.check.methods import CHECKED_METHODS, check_method
-from red_explorer.check.report import DEFAULT_STEPS, CheckReport
+from red_explorer.check.report import DEFAULT_MINUTES, DEFAULT_STEPS, CheckReport
 from red_explorer.core.registry import MethodSpec
 from red_explorer.data.bundled import TRAINING_SAMPLE
 from red_explorer.data.prepared import prepare_data
@@ -61,12 +63,15 @@ def run_check(
     dtype: str = "auto",
     steps: int = DEFAULT_STEPS,
     bench: bool | None = None,
+    seconds: float = 60 * DEFAULT_MINUTES,
 ) -> CheckReport:
     """Run every check and write ``out/check.json`` and ``out/check.md`` (rewritten after each check).
 
     ``bench`` (default: on CUDA) runs the cost benchmark last, into ``out/bench``, each section saved as it
-    finishes. Returns the report; ``report.passed`` tells whether every check passed.
+    finishes; it gets what is left of ``seconds`` (counted from the start), so its later sections are skipped
+    when the checks before it took long. Returns the report; ``report.passed`` tells whether every check passed.
     """
+    budget = TimeBudget(seconds)
     torch_device = resolve_device(device)
     name = model or default_model(torch_device)
     out = Path(out)
@@ -86,15 +91,24 @@ def run_check(
         dtype_name = next(key for key, value in DTYPES.items() if value == loaded.dtype)
         check_app(report, folder, str(loaded.device), dtype_name, steps, scratch)
         if bench if bench is not None else torch_device.type == "cuda":
-            report.run("bench: every section finishes", lambda: _bench(name, device, dtype_name, out / "bench"))
+            report.run(
+                "bench: finishes", partial(_bench, name, device, dtype_name, out / "bench", max(0.0, budget.left()))
+            )
         return report
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _bench(name: str, device: str, dtype: str, out: Path) -> tuple[bool, str, str]:
+def _bench(name: str, device: str, dtype: str, out: Path, seconds: float) -> tuple[bool, str, str]:
     from red_explorer.bench.run import run_benchmark
 
-    summary = run_benchmark(name, device=device, dtype=dtype, out=str(out))["summary"]
+    result = run_benchmark(name, device=device, dtype=dtype, out=str(out), seconds=seconds)
+    summary, skipped = result["summary"], [name for name, figures in result.items() if _skipped(figures)]
     value = f"{summary['targets_met']}/{summary['targets']} cost targets met (see {out}/bench.md)"
+    if skipped:
+        value += f"; skipped: {', '.join(skipped)}"
     return True, value, "finishes (figures are reported, not judged)"
+
+
+def _skipped(figures: object) -> bool:
+    return isinstance(figures, dict) and "skipped" in figures

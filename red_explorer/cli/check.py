@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from red_explorer.check.report import DEFAULT_STEPS
+from red_explorer.check.report import DEFAULT_MINUTES, DEFAULT_STEPS
 
 
 def register(commands) -> None:
@@ -25,6 +25,12 @@ def register(commands) -> None:
         help="run the cost benchmark last, into OUT/bench (default: on CUDA)",
     )
     parser.add_argument(
+        "--minutes",
+        type=float,
+        default=DEFAULT_MINUTES,
+        help=f"the whole check's time budget: past it the bench skips its later sections (default {DEFAULT_MINUTES:g})",
+    )
+    parser.add_argument(
         "--hub-kernels",
         action="store_true",
         default=None,
@@ -38,7 +44,9 @@ def run(args: argparse.Namespace) -> None:
 
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
-    report = run_check(args.device, args.out, args.model, args.dtype, args.steps, args.bench)
+    if args.minutes <= 0:
+        raise ValueError(f"--minutes must be positive, got {args.minutes}")
+    report = run_check(args.device, args.out, args.model, args.dtype, args.steps, args.bench, 60 * args.minutes)
     for result in report.results:
         print(f"{'pass' if result.passed else 'FAIL'}  {result.name}: {result.value}", flush=True)
     failed = [result.name for result in report.results if not result.passed]
