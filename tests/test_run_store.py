@@ -22,6 +22,7 @@ from red_explorer.core.registry import MethodSpec, apply_method, load_edits
 from red_explorer.engine.experiment import RunResult
 from red_explorer.engine.training import TrainConfig
 from red_explorer.models.loading import LoadedModel
+from red_explorer.runs.disk_room import DiskFullError, free_bytes, reserve_bytes
 from red_explorer.runs.home import default_home
 from red_explorer.runs.record import data_fingerprint
 from red_explorer.runs.store import QuotaError, RunNotFoundError, RunStore, folder_bytes
@@ -275,3 +276,30 @@ def test_saves_from_several_processes_get_distinct_labels_and_respect_the_quota(
     assert sorted(outcomes).count("quota") == 2
     full = RunStore(tmp_path / "full", quota_bytes=quota)
     assert len(full.list("alice")) == 4 and full.usage_bytes("alice") <= quota
+
+
+def test_a_save_that_would_leave_the_disk_under_its_reserve_is_refused_and_keeps_every_run(
+    tmp_path, loaded, red_result, monkeypatch
+):
+    store = RunStore(tmp_path)
+    first = store.save("alice", red_result, loaded, None)
+    free = free_bytes(tmp_path)
+    monkeypatch.setenv("RED_EXPLORER_MIN_FREE_MB", str(free / 1_000_000 + 1))  # 1 MB more than the disk has free
+    with pytest.raises(DiskFullError, match="must stay free for the app; nothing was deleted") as refusal:
+        store.save("alice", red_result, loaded, None)
+    assert "Delete runs you no longer need" in str(refusal.value) and "and save again" in str(refusal.value)
+    assert [path.name for path in (tmp_path / "alice").iterdir()] == [first.id]  # no half-written folder left
+    with pytest.raises(DiskFullError, match=r"training this run would keep about 2\.0 kB, but the disk"):
+        store.check_room("alice", 2_000)
+    monkeypatch.setenv("RED_EXPLORER_MIN_FREE_MB", "0")
+    assert store.save("alice", red_result, loaded, None).label != first.label
+
+
+def test_the_reserve_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("RED_EXPLORER_MIN_FREE_MB", raising=False)
+    assert reserve_bytes() == 200_000_000
+    monkeypatch.setenv("RED_EXPLORER_MIN_FREE_MB", "1.5")
+    assert reserve_bytes() == 1_500_000
+    monkeypatch.setenv("RED_EXPLORER_MIN_FREE_MB", "lots")
+    with pytest.raises(ValueError, match="RED_EXPLORER_MIN_FREE_MB must be a number of megabytes, got 'lots'"):
+        reserve_bytes()

@@ -20,7 +20,8 @@ from red_explorer.runs.home import default_home, restart_warning
 from red_explorer.runs.labels import unique_label
 from red_explorer.runs.record import RunRecord
 from red_explorer.runs.shares import Share, ShareNotFoundError, Shares
-from red_explorer.runs.store import METRICS_FILE, RunStore, human_bytes
+from red_explorer.runs.size import human_bytes
+from red_explorer.runs.store import METRICS_FILE, RunStore
 
 LOCAL_OWNER = "local"  # the owner of the runs the CLI keeps
 SHARED_MARK = " (shared)"  # after the label of a run opened from another owner's share link

@@ -13,6 +13,7 @@ from filelock import FileLock
 
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.data.bundled import SAMPLE_FOLDER
+from red_explorer.runs.disk_room import free_bytes, reserve_bytes
 from red_explorer.runs.store import RunStore, check_owner
 
 CHOICE_FILE = "last-choice.json"  # beside the owner's run folders (the store lists only run-id folders)
@@ -52,6 +53,8 @@ def _kept_data(folder: Path, path: Path, name: str) -> Path | None:
     if path.parent == SAMPLE_FOLDER:
         return path
     if not path.is_file() or path.stat().st_size > MAX_DATA_BYTES:
+        return None
+    if free_bytes(folder) - path.stat().st_size < reserve_bytes():  # a near-full disk keeps runs, not a copy
         return None
     target = folder / DATA_FOLDER / Path(name).name
     if path.resolve() != target.resolve():

@@ -248,11 +248,11 @@ class Workbench(RunFiles, KeptRuns):
             return result, self.store.save(self.owner, result, loaded, fingerprint, group=group)
 
     def _check_room(self, loaded: LoadedModel, runs: list[tuple[MethodSpec, int]], what: str) -> None:
-        """A QuotaError before any training when ``runs`` ((spec, how many) pairs) would not fit the owner's quota."""
-        if self.store.quota_bytes is not None:
-            size = partial(estimated_run_bytes, task=loaded.task, head_parameter_names=loaded.head_parameter_names)
-            needed = sum(count * size(loaded.model, spec) for spec, count in runs)
-            self.store.check_room(self.owner, needed, what)
+        """A DiskFullError or QuotaError before any training when ``runs`` ((spec, how many) pairs) would not fit
+        the disk or the owner's quota."""
+        size = partial(estimated_run_bytes, task=loaded.task, head_parameter_names=loaded.head_parameter_names)
+        needed = sum(count * size(loaded.model, spec) for spec, count in runs)
+        self.store.check_room(self.owner, needed, what)
 
     def _fingerprint(self, data: PreparedData) -> dict | None:
         try:

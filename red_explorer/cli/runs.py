@@ -1,4 +1,5 @@
-"""`red-explorer runs list|show|rm|export|notebook`: the runs kept in the run store (owner "local")."""
+"""`red-explorer runs list|show|rm|export|notebook`: the runs kept in the run store (owner "local");
+`runs owners|prune`: every owner's use of the store, and removing the visitors' folders idle for days."""
 
 from __future__ import annotations
 
@@ -34,9 +35,13 @@ def register(commands) -> None:
     notebook = actions.add_parser("notebook", help="write a Jupyter notebook that reproduces the run")
     notebook.add_argument("--out", required=True, help="the .ipynb file to write")
     notebook.add_argument("--data", action="append", default=[], help="the run's data file if it moved (repeatable)")
-    for action in (listing, show, remove, export, notebook):
+    owners = actions.add_parser("owners", help="every owner of the store (the app's visitors too), the largest first")
+    prune = actions.add_parser("prune", help="delete the app visitors' folders with nothing written for DAYS days")
+    prune.add_argument("--idle-days", type=float, required=True, metavar="DAYS", help="days since the last write")
+    prune.add_argument("--yes", action="store_true", help="delete them (without it, only list what would go)")
+    for action in (listing, show, remove, export, notebook, owners, prune):
         add_home_argument(action)
-        if action is not listing:
+        if action not in (listing, owners, prune):
             action.add_argument("key", metavar="RUN", help="a run id, a unique prefix of one, or a run's label")
     parser.set_defaults(run=run)
 
@@ -45,6 +50,9 @@ def run(args: argparse.Namespace) -> None:
     store = store_for(args.home)
     if args.action == "list":
         _list(store, args.json)
+        return
+    if args.action in ("owners", "prune"):
+        _owners(store, args)
         return
     record = store.find(OWNER, args.key)
     if args.action == "show":
@@ -78,8 +86,26 @@ def _list(store, as_json: bool) -> None:
         )
 
 
+def _owners(store, args: argparse.Namespace) -> None:
+    from red_explorer.runs.owners import idle_visitors, owner_usages, remove_owner
+
+    usages = owner_usages(store) if args.action == "owners" else idle_visitors(store, args.idle_days)
+    for usage in usages:
+        print(f"{usage.owner:<32}  {usage.runs:>4} runs  {_size(usage.bytes):>10}  {usage.last_write:%Y-%m-%d %H:%M}")
+    if args.action == "owners":
+        print(f"{len(usages)} owners, {_size(sum(usage.bytes for usage in usages))} in {store.root}")
+        return
+    total = _size(sum(usage.bytes for usage in usages))
+    if not args.yes:
+        print(f"{len(usages)} visitors idle for {args.idle_days:g} days or more ({total}); --yes deletes them")
+        return
+    for usage in usages:
+        remove_owner(store, usage.owner)
+    print(f"deleted {len(usages)} visitors' folders ({total}) and their share links")
+
+
 def _size(count: int) -> str:
-    from red_explorer.runs.store import human_bytes
+    from red_explorer.runs.size import human_bytes
 
     return human_bytes(count)
 

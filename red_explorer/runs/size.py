@@ -10,6 +10,15 @@ from red_explorer.core.registry import MethodSpec, apply_method
 RECORD_BYTES = 2_000  # at least what run.json, metrics.json and the method's config add to its tensors
 
 
+def human_bytes(count: int) -> str:
+    """'1.2 MB': a byte count as people read it (powers of 1000)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
 def tensor_bytes(parameters) -> int:
     return sum(parameter.numel() * parameter.element_size() for parameter in parameters)
 

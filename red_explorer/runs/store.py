@@ -22,10 +22,12 @@ from torch import nn
 from red_explorer.core.archive import ALLOWED_FILES
 from red_explorer.core.registry import MethodSpec, save_method
 from red_explorer.runs.attach import attach_saved
+from red_explorer.runs.disk_room import check_disk_room
 from red_explorer.runs.home import default_home
 from red_explorer.runs.labels import LabelFacts, label_for_new_run, unique_label
 from red_explorer.runs.leftovers import DELETING, INCOMING, remove_leftovers, writer_lock
 from red_explorer.runs.record import BaseModelKey, RunRecord
+from red_explorer.runs.size import human_bytes
 
 if TYPE_CHECKING:
     from red_explorer.engine.experiment import RunResult
@@ -62,14 +64,6 @@ def check_owner(owner: str) -> str:
 
 def folder_bytes(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
-def human_bytes(count: int) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:,} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1000
-    return f"{count:.1f} GB"
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -115,6 +109,7 @@ class RunStore:
         self._lock = _root_lock(self.root.resolve())
         self._file_lock = FileLock(str(self.root / LOCK_FILE), mode=0o600, thread_local=False)
         if self.root.is_dir():
+            remove_leftovers(self.root)  # an owner's folder whose removal was interrupted (runs/owners.py)
             for owner_folder in self.root.iterdir():
                 if owner_folder.is_dir() and OWNER_PATTERN.fullmatch(owner_folder.name):
                     remove_leftovers(owner_folder)
@@ -221,7 +216,9 @@ class RunStore:
                 existing = self.list(record.owner)
                 record.label = self._new_label(record, existing)
                 _write_json(incoming / RUN_FILE, record.to_dict())
-                self._check_quota(record.owner, existing, folder_bytes(incoming))
+                written = folder_bytes(incoming)
+                check_disk_room(self.root, written, written=written)
+                self._check_quota(record.owner, existing, written)
                 os.rename(incoming, owner_folder / record.id)
         except BaseException:
             shutil.rmtree(incoming, ignore_errors=True)
@@ -240,7 +237,9 @@ class RunStore:
         return label_for_new_run(_facts(record), facts, taken)
 
     def check_room(self, owner: str, needed_bytes: int, what: str = "this run") -> None:
-        """Before training: a QuotaError now when ``needed_bytes`` more (an estimate) would not fit the quota."""
+        """Before training: a DiskFullError or QuotaError now when ``needed_bytes`` more (an estimate) would not fit
+        the disk's free space (less a reserve) or the owner's quota."""
+        check_disk_room(self.root, needed_bytes, f"training {what} would keep about", "train again")
         if self.quota_bytes is None:
             return
         with self._locked():

@@ -7,7 +7,7 @@ from red_explorer.app.ui.handlers.common import Choices, colours, grouped, other
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
-from red_explorer.runs.store import human_bytes
+from red_explorer.runs.size import human_bytes
 
 ALL_METHODS = METHODS
 
