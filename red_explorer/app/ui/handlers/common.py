@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 import threading
@@ -98,6 +99,12 @@ def status_html(text: str, fraction: float | None = None) -> str:
 
 def no_progress(*args, **kwargs) -> None:
     """A progress reporter that reports nothing (handlers called outside the app)."""
+
+
+def given_progress(progress: Progress | None) -> Progress:
+    """``progress``, or ``no_progress`` when none is given. Not ``progress or ...``: a gr.Progress that tracks
+    nothing yet has length 0, so it is falsy, and the page's progress overlay would never show."""
+    return no_progress if progress is None else progress
 
 
 def pick_run(workbench: Workbench, label: str | None, methods: tuple[str, ...] | None = None) -> str:
@@ -220,15 +227,20 @@ def optional_int(value) -> int | None:
 
 
 class Worker(threading.Thread):
-    """Runs one long engine call in the background and keeps its result or its error."""
+    """Runs one long engine call in the background and keeps its result or its error.
+
+    The call runs in a copy of the starting thread's context, so a gr.Progress it reports to (which finds its
+    event through context variables) still reaches the page's progress overlay.
+    """
 
     def __init__(self, call: Callable[[], object]):
         super().__init__(daemon=True)
         self.call, self.result, self.error = call, None, None
+        self.context = contextvars.copy_context()
 
     def run(self) -> None:
         try:
-            self.result = self.call()
+            self.result = self.context.run(self.call)
         except BaseException as error:  # re-raised in the UI thread by follow()
             self.error = error
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from red_explorer.app.ui.handlers.common import Progress, no_progress
+from red_explorer.app.ui.handlers.common import Progress, given_progress
 
 
 def time_left(seconds: float) -> str:
@@ -20,8 +20,7 @@ class ShownProgress:
     runs now and, once a pass is done, the time left at the pace so far (counted from the first report)."""
 
     def __init__(self, progress: Progress | None, clock: Callable[[], float] = time.monotonic):
-        # not ``progress or ...``: a gr.Progress with nothing tracked yet has length 0, so it is falsy
-        self.progress = no_progress if progress is None else progress
+        self.progress = given_progress(progress)
         self.clock, self.started = clock, None
 
     def __call__(self, done: int, total: int, what: str) -> None:
