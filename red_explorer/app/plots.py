@@ -9,24 +9,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from red_explorer.app.colours import RED, method_colour
 from red_explorer.engine.analysis import EditorMagnitudes, LayerMagnitudes, RoutingTable
 
 TEMPLATE = "plotly_white"
-RED = "#c0392b"
 PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
-RUN_PALETTE = (  # one colour per run: ten that are told apart at a glance, in the order runs are made
-    "#c0392b",
-    "#2471a3",
-    "#7d3c98",
-    "#d68910",
-    "#17a589",
-    "#e84393",
-    "#566573",
-    "#6e2c00",
-    "#1e8449",
-    "#0b5345",
-)
-METHOD_COLOURS = {"red": "#c0392b", "lora": "#2471a3", "tare": "#7d3c98", "full": "#566573", "base": "#7f8c8d"}
 KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
 LOSS_AREA = 260  # px: the loss plot's own area, whatever the number of runs in its legend
 MESSAGE_LINE_CHARACTERS = 56  # a blank figure's message wraps here: it fits a half-width plot at 700 px
@@ -56,17 +43,6 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
     return styled_layout(figure, "", height=height)
-
-
-def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
-    """The fixed colour of each of an owner's runs (ids oldest first): ``RUN_PALETTE`` in the order the runs were
-    made, so no two of any ten runs in a row share a colour, and every plot, card and table gives a run the same one."""
-    return {run_id: next_run_colour(index) for index, run_id in enumerate(run_ids)}
-
-
-def next_run_colour(made_before: int) -> str:
-    """The colour of the run made after ``made_before`` others (a run still training gets its colour to be)."""
-    return RUN_PALETTE[made_before % len(RUN_PALETTE)]
 
 
 def loss_figure(
@@ -244,7 +220,7 @@ def parameter_figure(counts: Mapping[str, int], total: int, title: str = "Traina
     labels = list(counts)
     values = [counts[label] for label in labels]
     text = [f"{_short(value)} ({100 * value / total:.3g}%)" for value in values]
-    colours = [METHOD_COLOURS.get(label.split()[0].lower(), "#566573") for label in labels]
+    colours = [method_colour(label.split()[0]) for label in labels]
     figure = go.Figure(
         go.Bar(x=values, y=labels, orientation="h", text=text, textposition="auto", marker_color=colours)
     )
@@ -267,7 +243,7 @@ def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable
                 mode="markers+text",
                 textposition="top center",
                 name=method.upper(),
-                marker=dict(size=13, color=METHOD_COLOURS.get(method, RED), line=dict(width=1, color="white")),
+                marker=dict(size=13, color=method_colour(method), line=dict(width=1, color="white")),
             )
         )
     if rows:

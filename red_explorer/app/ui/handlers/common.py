@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING
 
+from red_explorer.app.colours import next_run_colour, run_colours
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
-from red_explorer.app.plots import next_run_colour, run_colours
 from red_explorer.app.workbench import Workbench
 from red_explorer.runs.gallery import LEAD_RUN
 
@@ -174,13 +174,13 @@ def run_choices(
 def colours(workbench: Workbench) -> dict[str, str]:
     """Each of the owner's runs (any base model) by label → its fixed colour (``run_colours``)."""
     runs = workbench.all_runs()
-    by_id = run_colours([run.id for run in runs])
+    by_id = run_colours([(run.id, run.spec.method) for run in runs])
     return {run.label: by_id[run.id] for run in runs}
 
 
-def colour_to_be(workbench: Workbench) -> str:
-    """The colour the next kept run will have (a run still training is drawn in it)."""
-    return next_run_colour(len(workbench.own_runs()))
+def colour_to_be(workbench: Workbench, method: str) -> str:
+    """The colour the next kept ``method`` run will have (a run still training is drawn in it)."""
+    return next_run_colour(method, len([run for run in workbench.own_runs() if run.spec.method == method]))
 
 
 def cell_text(value) -> str:

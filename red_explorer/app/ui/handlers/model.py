@@ -255,9 +255,10 @@ DEMO_OUTPUTS = 14  # demo result, loss curves, summary, diagram, chart, status, 
 class _DemoProgress:
     """What the demo's thread reports (fraction, stage, loss curves) and the page's thread shows."""
 
-    def __init__(self, workbench):
+    def __init__(self, workbench, preset):
         self.workbench, self.fraction, self.text = workbench, 0.0, "starting"
         self.live, self.recorders = LiveCurves(), {}
+        self.methods = {spec.label: spec.method for spec in preset.methods}
 
     def report(self, fraction: float, text: str) -> None:
         self.fraction, self.text = fraction, text
@@ -265,7 +266,8 @@ class _DemoProgress:
     def on_event(self, label: str, event) -> None:
         """A training event of ``label``: its curve, drawn in the colour its run will keep."""
         if label not in self.recorders:
-            self.recorders[label] = self.live.recorder(label, colour_to_be(self.workbench))
+            colour = colour_to_be(self.workbench, self.methods[label])
+            self.recorders[label] = self.live.recorder(label, colour)
             self.live.data[label] = self.workbench.data.name  # the demo's sample, loaded before training
         self.recorders[label](event)
 
@@ -293,7 +295,7 @@ def run_demo(session: Session, key: str, progress=no_progress):
     preset = PRESETS.get(key) or by_name.get(key)
     if preset is None:
         raise ValueError(f"unknown demo {key!r}: pick one of {', '.join(by_name)}")
-    workbench, shown = session.workbench, _DemoProgress(session.workbench)
+    workbench, shown = session.workbench, _DemoProgress(session.workbench, preset)
 
     def generate(labels: list[str]):  # Compare's outputs, made by Compare's own handler
         settings = preset.decoding()

@@ -221,7 +221,7 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
     """
     live.last = None
     key = live.training_key(spec.label)
-    record = live.recorder(key, colour_to_be(workbench))
+    record = live.recorder(key, colour_to_be(workbench, spec.method))
     live.data[key] = workbench.data.name
 
     def tick():
