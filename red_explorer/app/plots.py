@@ -54,19 +54,22 @@ def loss_figure(
 
     ``colours`` fixes a label's colour (its run's colour, ``run_colours``); others take the palette in order.
     The legend has one entry per run (clicking it hides both its curves), and the plot grows with the runs,
-    so that on a narrow page the legend never takes the plot's place.
+    so that on a narrow page the legend never takes the plot's place. A run whose curves are the same as an
+    earlier run's (a demo clicked again: same settings and seed) is drawn over it and says so in the legend.
     """
     figure = go.Figure()
-    colours = colours or {}
+    colours, first_with = colours or {}, {}
     for index, (label, (train_loss, eval_history)) in enumerate(runs.items()):
         colour = colours.get(label) or PALETTE[index % len(PALETTE)]
         steps = list(range(1, len(train_loss) + 1))
+        curves = (tuple(train_loss), tuple((record["step"], record["loss"]) for record in eval_history))
+        same = first_with.setdefault(curves, label)  # a run repeated with the same settings draws over the first
         figure.add_trace(
             go.Scatter(
                 x=steps,
                 y=list(train_loss),
                 mode="lines" if len(train_loss) > 1 else "markers",  # one step has no line to draw
-                name=f"{label} · train",
+                name=f"{label} · train" + (f" (same curves as {same})" if same != label else ""),
                 legendgroup=label,
                 line=dict(color=colour),
             )
