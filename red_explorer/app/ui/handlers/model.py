@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from red_explorer.app.demo_presets import PRESETS, DemoOutcome, run_preset
+from red_explorer.app.demo_presets import PRESETS, SETUP_SHARE, DemoOutcome, run_preset
 from red_explorer.app.model_info import ModelInfo
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.plots import empty_figure, parameter_figure
@@ -22,6 +22,7 @@ from red_explorer.app.ui.handlers.common import (
     status_html,
     stream,
 )
+from red_explorer.app.ui.handlers.counting import TimeLeft
 from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
 from red_explorer.app.ui.handlers.train import LiveCurves
 from red_explorer.app.ui.session import Session, open_sessions
@@ -219,6 +220,12 @@ def demo_buttons() -> list[tuple[str, str]]:
     return [(preset.name, key) for key, preset in PRESETS.items()]
 
 
+def demo_estimates() -> str:
+    """Each demo's steps and measured time, shown before a click; a busy machine takes longer, a GPU less."""
+    parts = [f"**{preset.name}**: {preset.estimate()}" for preset in PRESETS.values()]
+    return " · ".join(parts) + " (a busy machine takes longer; the bar shows the time left)."
+
+
 def _metric_table(outcome: DemoOutcome) -> list[str]:
     """Per run: validation loss (and accuracy for classification) of the base and after training."""
     classifies = outcome.preset.task == "classification"
@@ -256,12 +263,16 @@ class _DemoProgress:
     """What the demo's thread reports (fraction, stage, loss curves) and the page's thread shows."""
 
     def __init__(self, workbench, preset):
-        self.workbench, self.fraction, self.text = workbench, 0.0, "starting"
+        self.workbench, self.fraction = workbench, 0.0
+        self.text = f"{preset.name}: starting ({preset.estimate()}; the bar shows the time left once it trains)"
         self.live, self.recorders = LiveCurves(), {}
         self.methods = {spec.label: spec.method for spec in preset.methods}
+        self.left = TimeLeft(after=SETUP_SHARE)  # loading the model and sample has no steady pace
 
     def report(self, fraction: float, text: str) -> None:
-        self.fraction, self.text = fraction, text
+        self.left.report(fraction)
+        left = self.left.text() if fraction < 1.0 else None
+        self.fraction, self.text = fraction, f"{text} · {left}" if left else text
 
     def on_event(self, label: str, event) -> None:
         """A training event of ``label``: its curve, drawn in the colour its run will keep."""
