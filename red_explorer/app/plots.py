@@ -9,12 +9,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from red_explorer.app.colours import RED, method_colour
+from red_explorer.app.colours import METHOD_SHADES, RED, method_colour
 from red_explorer.engine.analysis import EditorMagnitudes, LayerMagnitudes, RoutingTable
 
 TEMPLATE = "plotly_white"
 PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
-KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
+KIND_COLOURS = dict(zip(("ffn", "attn", "custom"), METHOD_SHADES["red"], strict=False))  # RED's sites: its reds
+KIND_NAMES = {"ffn": "FFN output", "attn": "attention output", "custom": "custom sites"}
+LAYER_AXES = {"scale": "mean |scale − 1|<br>(% of h)", "bias": "mean |bias|<br>(units of h)"}
+TITLE_ROOM = 30  # px over the title: the plot's hover toolbar shows there, not over the title
 LOSS_AREA = 260  # px: the loss plot's own area, whatever the number of runs in its legend
 MESSAGE_LINE_CHARACTERS = 56  # a blank figure's message wraps here: it fits a half-width plot at 700 px
 FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
@@ -22,10 +25,10 @@ FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
 
 def styled_layout(figure: go.Figure, title: str, height: int = 360, **extra) -> go.Figure:
     figure.update_layout(
-        title=dict(text=title, x=0.01, xanchor="left"),
+        title=dict(text=title, x=0.01, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=TITLE_ROOM)),
         template=TEMPLATE,
-        height=height,
-        margin=dict(l=60, r=20, t=56, b=48),
+        height=height + TITLE_ROOM,
+        margin=dict(l=60, r=20, t=56 + TITLE_ROOM, b=48),
         font=FONT,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
         **extra,
@@ -94,7 +97,7 @@ def loss_figure(
     axis, legend_height = 64, 24 * len(runs)  # px under the plot area: its axis, then a row per run at most
     styled_layout(figure, title, height=56 + LOSS_AREA + axis + legend_height)
     figure.update_layout(  # below the axis: long run labels wrap there instead of over the title
-        margin=dict(l=60, r=20, t=56, b=axis + legend_height),
+        margin=dict(l=60, r=20, t=56 + TITLE_ROOM, b=axis + legend_height),
         legend=dict(yanchor="top", y=-(axis - 8) / LOSS_AREA, xanchor="left", x=0.0),
     )
     return figure
@@ -135,38 +138,41 @@ def layer_magnitude_figure(
     vectors: Sequence[str] = ("scale", "bias"),
     y_max: Mapping[str, float] | None = None,
 ):
-    """Bars per layer, one panel per learned vector: mean |scale − 1| and/or mean |bias|, a colour per site kind.
+    """Bars per layer, one panel per learned vector: mean |scale − 1| (in % of h) and/or mean |bias| (in units of h),
+    in RED's reds, a shade per site kind (a legend under the plot when there are two kinds).
 
     ``y_max`` fixes each panel's top (e.g. the larger of two runs shown side by side, so their bars compare).
     """
-    titles = {"scale": "mean |scale − 1|", "bias": "mean |bias|"}
-    figure = make_subplots(
-        rows=len(vectors),
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.12,
-        subplot_titles=[titles[vector] for vector in vectors],
-    )
+    figure = make_subplots(rows=len(vectors), cols=1, shared_xaxes=True, vertical_spacing=0.16)
+    figure.update_layout(annotations=[])  # the panels' titles go on their y axes, left of the bars
     for row, field in enumerate(vectors, start=1):
         for item in magnitudes:
+            name = KIND_NAMES.get(item.kind, item.kind)
+            value = "%{y:.2%}" if field == "scale" else "%{y:.4f}"
             figure.add_trace(
                 go.Bar(
                     x=item.layers,
                     y=getattr(item, field),
-                    name=item.kind,
+                    name=name,
                     legendgroup=item.kind,
-                    showlegend=row == 1,
+                    showlegend=row == 1 and len(magnitudes) > 1,
                     marker_color=KIND_COLOURS.get(item.kind, RED),
+                    hovertemplate=f"{name}, layer %{{x}}: {value}<extra></extra>",
                 ),
                 row=row,
                 col=1,
             )
+        axis = dict(title_text=LAYER_AXES[field], rangemode="tozero", tickformat="~%" if field == "scale" else "")
         if y_max and y_max.get(field):
-            figure.update_yaxes(range=[0, 1.05 * y_max[field]], row=row, col=1)
+            axis["range"] = [0, 1.05 * y_max[field]]
+        figure.update_yaxes(**axis, row=row, col=1)
     dtick = 1 if max(_layer_count(magnitudes), 1) <= 16 else 2
-    figure.update_xaxes(title_text="layer", row=len(vectors), col=1, dtick=dtick)
+    figure.update_xaxes(tickformat="d", dtick=dtick, showticklabels=True)  # every panel numbers its layers
+    figure.update_xaxes(title_text="layer (0 = nearest the input)", row=len(vectors), col=1)
     figure.update_layout(barmode="group", bargap=0.15)
-    return styled_layout(figure, title, height=440)  # one height, so that two runs side by side line up
+    styled_layout(figure, title, height=440)  # one height, so that two runs side by side line up
+    legend = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0)  # under the axis: no bar under it
+    return figure.update_layout(margin=dict(b=84), legend=legend)
 
 
 def _layer_count(magnitudes: Sequence[LayerMagnitudes]) -> int:
@@ -293,7 +299,8 @@ def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | 
     figure.update_yaxes(title_text="examples")
     styled_layout(figure, "Token lengths")
     figure.update_layout(  # the legend one row higher than usual: the max-length label sits above the bars
-        margin=dict(l=60, r=20, t=84, b=48), legend=dict(yanchor="bottom", y=1.1, xanchor="right", x=1.0)
+        margin=dict(l=60, r=20, t=84 + TITLE_ROOM, b=48),
+        legend=dict(yanchor="bottom", y=1.1, xanchor="right", x=1.0),
     )
     return figure
 
