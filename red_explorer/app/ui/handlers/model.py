@@ -264,15 +264,20 @@ class _DemoProgress:
 
     def __init__(self, workbench, preset):
         self.workbench, self.fraction = workbench, 0.0
-        self.text = f"{preset.name}: starting ({preset.estimate()}; the bar shows the time left once it trains)"
+        self.stage = f"{preset.name}: starting ({preset.estimate()}; the bar shows the time left once it trains)"
         self.live, self.recorders = LiveCurves(), {}
         self.methods = {spec.label: spec.method for spec in preset.methods}
         self.left = TimeLeft(after=SETUP_SHARE)  # loading the model and sample has no steady pace
 
     def report(self, fraction: float, text: str) -> None:
         self.left.report(fraction)
-        left = self.left.text() if fraction < 1.0 else None
-        self.fraction, self.text = fraction, f"{text} · {left}" if left else text
+        self.fraction, self.stage = fraction, text
+
+    @property
+    def text(self) -> str:
+        """The stage, with the time left (counted at each redraw, also between a slow CPU's steps)."""
+        left = self.left.text() if self.fraction < 1.0 else None
+        return f"{self.stage} · {left}" if left else self.stage
 
     def on_event(self, label: str, event) -> None:
         """A training event of ``label``: its curve, drawn in the colour its run will keep."""
