@@ -294,8 +294,8 @@ def test_inspect_puts_two_runs_side_by_side(files):
     first, second, _ = inspect.choices(session, "RED full (ffn)", "RED bias (attn)")
     assert (first.value, second.value) == ("RED full (ffn)", "RED bias (attn)")
     summary, layers_a, _, _, layers_b, scale_b, bias_b, _, _ = inspect.inspect(session, first.value, second.value)
-    assert {trace.name for trace in layers_a.data} == {"ffn"}
-    assert {trace.name for trace in layers_b.data} == {"attn"}
+    assert {trace.name for trace in layers_a.data} == {"FFN output"}
+    assert {trace.name for trace in layers_b.data} == {"attention output"}
     assert scale_b.layout.annotations[0].text == "RED bias (attn) learns no scale"
     shown = inspect.panels_shown(session, first.value, second.value)
     assert [panel.shown for panel in shown] == [True, True, False, True]  # the page hides B's scale panel

@@ -164,7 +164,7 @@ def test_batched_compare_equals_one_generation_per_run_token_for_token(files, ho
 
 
 def test_each_run_keeps_one_colour_in_the_loss_plot_and_the_compare_cards(files, home):
-    from red_explorer.app.plots import RUN_PALETTE
+    from red_explorer.app.colours import METHOD_COLOURS
     from red_explorer.app.ui.handlers import common, compare, explore, train
 
     session = Session(open_bench(files))
@@ -172,7 +172,7 @@ def test_each_run_keeps_one_colour_in_the_loss_plot_and_the_compare_cards(files,
     *_, (_, figure, _) = list(train.train(session, ["RED", "LoRA"], *settings, 1, 2, 8, 64, 0, None))
     runs = list(session.workbench.runs.values())
     colours = {trace.name.split(" · ")[0]: trace.line.color for trace in figure.data}
-    assert colours == {run.label: RUN_PALETTE[index] for index, run in enumerate(runs)}  # in the order made
+    assert colours == {run.label: METHOD_COLOURS[run.spec.method] for run in runs}  # each its method's colour
     assert colours == common.colours(session.workbench)
     _, cards, table = compare.compare(session, "red cat", None, [run.label for run in runs], 8)
     assert all(f"border-top-color: {colours[run.label]}" in cards for run in runs)

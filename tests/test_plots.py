@@ -1,12 +1,16 @@
 """Plot functions are pure: their traces hold exactly the numbers they were given (and the analysis computed)."""
 
+from dataclasses import replace
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 from test_analysis import edited
 
+from red_explorer.app.colours import METHOD_SHADES, RED
 from red_explorer.app.plots import (
     MESSAGE_LINE_CHARACTERS,
+    TITLE_ROOM,
     ablation_figure,
     distribution_figure,
     edit_heatmap_figure,
@@ -56,10 +60,38 @@ def test_layer_bars_equal_the_analysis(edits):
     figure = layer_magnitude_figure(magnitudes)
     bars = {(trace.name, trace.yaxis): trace for trace in figure.data}
     ffn = magnitudes[0]
-    assert list(bars[("ffn", "y")].y) == pytest.approx(ffn.scale)
-    assert list(bars[("ffn", "y2")].y) == pytest.approx(ffn.bias)
-    assert list(bars[("attn", "y2")].x) == magnitudes[1].layers
+    assert list(bars[("FFN output", "y")].y) == pytest.approx(ffn.scale)
+    assert list(bars[("FFN output", "y2")].y) == pytest.approx(ffn.bias)
+    assert list(bars[("attention output", "y2")].x) == magnitudes[1].layers
     assert len(figure.data) == 4 and figure.layout.barmode == "group"
+
+
+def test_the_layer_plot_reads_clearly(edits):
+    magnitudes = layer_magnitudes(edits)
+    figure = layer_magnitude_figure(magnitudes, "a run: per layer")
+    layout = figure.layout
+    assert layout.yaxis.title.text == "mean |scale − 1|<br>(% of h)" and layout.yaxis.tickformat == "~%"
+    assert layout.yaxis2.title.text == "mean |bias|<br>(units of h)" and layout.annotations == ()  # no titles over bars
+    assert layout.xaxis2.title.text == "layer (0 = nearest the input)"
+    assert (layout.xaxis.tickformat, layout.xaxis.dtick, layout.xaxis.showticklabels) == ("d", 1, True)
+    assert [trace.marker.color for trace in figure.data[:2]] == [RED, METHOD_SHADES["red"][1]]  # RED's reds
+    assert [trace.showlegend for trace in figure.data] == [True, True, False, False]
+    assert layout.legend.y < 0 and layout.legend.yanchor == "top"  # under the axis title, over no bar
+    assert "%{y:.2%}" in figure.data[0].hovertemplate and "layer %{x}" in figure.data[0].hovertemplate
+    one_kind = layer_magnitude_figure(magnitudes[:1])
+    assert [trace.showlegend for trace in one_kind.data] == [False, False]  # one site kind needs no legend
+    many = [replace(magnitudes[0], layers=list(range(30)), scale=[0.1] * 30, bias=[0.1] * 30)]
+    assert layer_magnitude_figure(many).layout.xaxis.dtick == 2
+
+
+def test_titles_sit_under_the_plot_toolbar(edits):
+    """The hover toolbar (plotly's modebar) shows along the figure's top edge: the title sits below it."""
+    figures = [layer_magnitude_figure(layer_magnitudes(edits)), loss_figure({"run": ([3.0, 2.0], [])})]
+    figures.append(edit_heatmap_figure(*edit_matrix(edits, "bias"), "a long title that runs to the right edge"))
+    for figure in figures:
+        title = figure.layout.title
+        assert (title.yref, title.y, title.yanchor, title.pad.t) == ("container", 1.0, "top", TITLE_ROOM)
+        assert figure.layout.margin.t >= 56 + TITLE_ROOM
 
 
 def test_heatmap_holds_the_matrix_centred_on_zero(edits):
@@ -208,7 +240,7 @@ def test_log_ticks_read_as_short_numbers():
 def test_layer_panels_follow_the_learned_vectors_and_shared_tops(edits):
     magnitudes = layer_magnitudes(edits)
     figure = layer_magnitude_figure(magnitudes, vectors=("scale",), y_max={"scale": 2.0})
-    assert {trace.yaxis for trace in figure.data} == {"y"} and len(figure.layout.annotations) == 1
+    assert {trace.yaxis for trace in figure.data} == {"y"} and figure.layout.yaxis.title.text.startswith("mean |scale")
     assert figure.layout.yaxis.range == (0, 2.1)
 
 

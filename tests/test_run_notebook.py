@@ -87,6 +87,19 @@ def test_a_run_of_the_default_model_loads_it_and_names_its_bundled_sample():
     assert "MethodSpec.from_dict({'method': 'red'" in source and "'seed': 7" in source
 
 
+def test_whole_numbers_in_the_settings_read_as_integers():
+    record = _record("default", "pirate_style.jsonl")
+    record.train_config = TrainConfig(epochs=4.0, max_steps=9, batch_size=2, learning_rate=5e-2).to_dict()
+    record.data["config"] = DataConfig(max_length=64, validation_fraction=0.1).__dict__
+    (cell,) = [cell.source for cell in run_notebook(record).cells if "train_config = " in cell.source]
+    assert "'epochs': 4," in cell and "'max_grad_norm': 1," in cell and "4.0" not in cell
+    assert "'learning_rate': 0.05," in cell and "'warmup_ratio': 0.06," in cell  # fractions stay as they are
+    literal = cell.split("TrainConfig(**", 1)[1].split(")\n", 1)[0]
+    assert TrainConfig(**eval(literal)) == TrainConfig(**record.train_config)  # the same settings
+    source = "\n".join(cell.source for cell in run_notebook(record).cells)
+    assert "'validation_fraction': 0.1," in source and "'max_length': 64," in source
+
+
 def test_a_classifier_run_loads_its_head_and_shows_accuracy_instead_of_generations():
     record = _record("default", "sentiment.csv")
     record.base = BaseModelKey("default", "sentence-transformers/all-MiniLM-L6-v2", "classification", 2, "float32")

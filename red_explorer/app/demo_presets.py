@@ -38,6 +38,7 @@ class DemoPreset:
     validation_fraction: float = 0.1
     max_new_tokens: int = 32
     learning_rates: dict[str, float] = field(default_factory=dict)  # per method name, else the method's usual one
+    measured_seconds: float | None = None  # end to end on an idle 2-core CPU (benchmarks/cpu-demo-presets.json)
 
     def __post_init__(self) -> None:
         if self.task not in ("causal-lm", "classification"):
@@ -54,6 +55,20 @@ class DemoPreset:
         rate = self.learning_rates.get(spec.method, self.options.learning_rate)
         return replace(self.options, learning_rate=rate, max_steps=max_steps or self.options.max_steps)
 
+    @property
+    def steps(self) -> int:
+        """Training steps in all, over every method."""
+        return sum(self.train_options(spec).max_steps for spec in self.methods)
+
+    def estimate(self) -> str:
+        """What it does and how long it took where measured: '2 methods × 9 steps; 43 s on an idle 2-core CPU'."""
+        steps = {self.train_options(spec).max_steps for spec in self.methods}
+        count = len(self.methods)
+        work = f"{count} methods × {steps.pop()} steps" if count > 1 and len(steps) == 1 else f"{self.steps} steps"
+        if self.measured_seconds is None:
+            return work
+        return f"{work}; {self.measured_seconds:.0f} s on an idle 2-core CPU"
+
     def decoding(self) -> DecodingSettings:
         """The app's decoding (``APP_DECODING``: Compare's defaults) with the preset's ``max_new_tokens``."""
         return replace(APP_DECODING, max_new_tokens=self.max_new_tokens)
@@ -69,6 +84,7 @@ PRESETS = {
         methods=(RED_FFN, MethodSpec("lora", rank=8, alpha=16)),
         options=TrainOptions(epochs=1.0, max_steps=9, batch_size=2, max_length=64, eval_every=None),
         learning_rates={"red": 5e-2, "lora": 9e-3},  # best at 9 steps: benchmarks/method_choice/demo_budget
+        measured_seconds=43,
         max_new_tokens=24,
         prompt="What is the capital of France?",
         max_rows=100,
@@ -83,6 +99,7 @@ PRESETS = {
         methods=(RED_FFN,),
         options=TrainOptions(epochs=1.0, max_steps=14, batch_size=2, max_length=96, eval_every=None),
         learning_rates={"red": 5e-2},
+        measured_seconds=36,
         prompt="name[The Golden Curry] | eatType[restaurant] | food[Indian] | priceRange[cheap] | area[riverside]",
         max_rows=100,
         point="The base model comments on the fields; after RED it writes one sentence about the restaurant.",
@@ -95,6 +112,7 @@ PRESETS = {
         methods=(RED_FFN,),
         options=TrainOptions(epochs=1.0, max_steps=30, batch_size=16, max_length=64, eval_every=None),
         learning_rates={"red": 5e-2},
+        measured_seconds=7,
         validation_fraction=0.2,
         point="Validation accuracy of the base (an untrained head) against RED's: edit and head learn the task.",
     ),

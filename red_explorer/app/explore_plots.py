@@ -8,7 +8,8 @@ from html import escape
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from red_explorer.app.plots import METHOD_COLOURS, RED, empty_figure, styled_layout
+from red_explorer.app.colours import BASE_COLOUR, RED
+from red_explorer.app.plots import empty_figure, styled_layout
 from red_explorer.explore.drift import TokenChange, TokenDrift
 from red_explorer.explore.layers import LayerImportance
 from red_explorer.explore.strength import DosePoint
@@ -77,7 +78,7 @@ def layer_importance_figure(
     figure.data[1].marker.opacity = 0.45
     figure.add_hline(
         y=importance.base_loss,
-        line=dict(color=METHOD_COLOURS["base"], dash="dash"),
+        line=dict(color=BASE_COLOUR, dash="dash"),
         annotation_text=f"base {importance.base_loss:.3f}",
     )
     figure.add_hline(

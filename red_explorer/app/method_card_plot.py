@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from red_explorer.app.plots import FONT, METHOD_COLOURS, PALETTE, TEMPLATE, log_ticks
+from red_explorer.app.colours import method_shades
+from red_explorer.app.plots import log_ticks, styled_layout
 
 SMALLEST_MARKER, LARGEST_MARKER = 12.0, 44.0
 METRIC_TITLES = {"val_loss": "validation loss (lower is better)", "val_accuracy": "validation accuracy"}
@@ -41,8 +42,8 @@ def method_card_figure(rows: Sequence[Mapping], title: str = "Methods at their b
     """
     figure = go.Figure()
     sizes = marker_sizes([row.get("seconds_per_step") for row in rows])
-    for index, (row, size) in enumerate(zip(rows, sizes, strict=True)):
-        colour = METHOD_COLOURS.get(row["method"], PALETTE[index % len(PALETTE)])
+    colours = method_shades([row["method"] for row in rows])
+    for row, size, colour in zip(rows, sizes, colours, strict=True):
         milliseconds = (row.get("seconds_per_step") or 0.0) * 1000
         figure.add_trace(
             go.Scatter(
@@ -62,12 +63,4 @@ def method_card_figure(rows: Sequence[Mapping], title: str = "Methods at their b
     values, labels = log_ticks(min(counts) / 2, max(counts) * 2) if counts else ([], [])
     figure.update_xaxes(type="log", title_text="trainable parameters (log scale)", tickvals=values, ticktext=labels)
     figure.update_yaxes(title_text=METRIC_TITLES.get(metric, metric))
-    figure.update_layout(
-        title=dict(text=title, x=0.01, xanchor="left"),
-        template=TEMPLATE,
-        height=420,
-        margin=dict(l=60, r=20, t=56, b=48),
-        font=FONT,
-        showlegend=False,
-    )
-    return figure
+    return styled_layout(figure, title, height=420, showlegend=False)

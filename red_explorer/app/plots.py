@@ -9,25 +9,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from red_explorer.app.colours import METHOD_SHADES, RED, method_colour
 from red_explorer.engine.analysis import EditorMagnitudes, LayerMagnitudes, RoutingTable
 
 TEMPLATE = "plotly_white"
-RED = "#c0392b"
 PALETTE = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573", "#a93226", "#1f618d")
-RUN_PALETTE = (  # one colour per run: ten that are told apart at a glance, in the order runs are made
-    "#c0392b",
-    "#2471a3",
-    "#7d3c98",
-    "#d68910",
-    "#17a589",
-    "#e84393",
-    "#566573",
-    "#6e2c00",
-    "#1e8449",
-    "#0b5345",
-)
-METHOD_COLOURS = {"red": "#c0392b", "lora": "#2471a3", "tare": "#7d3c98", "full": "#566573", "base": "#7f8c8d"}
-KIND_COLOURS = {"ffn": "#c0392b", "attn": "#2471a3", "custom": "#7d3c98"}
+KIND_COLOURS = dict(zip(("ffn", "attn", "custom"), METHOD_SHADES["red"], strict=False))  # RED's sites: its reds
+KIND_NAMES = {"ffn": "FFN output", "attn": "attention output", "custom": "custom sites"}
+LAYER_AXES = {"scale": "mean |scale − 1|<br>(% of h)", "bias": "mean |bias|<br>(units of h)"}
+TITLE_ROOM = 30  # px over the title: the plot's hover toolbar shows there, not over the title
 LOSS_AREA = 260  # px: the loss plot's own area, whatever the number of runs in its legend
 MESSAGE_LINE_CHARACTERS = 56  # a blank figure's message wraps here: it fits a half-width plot at 700 px
 FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
@@ -35,10 +25,10 @@ FONT = dict(family="Inter, Liberation Sans, Arial, sans-serif", size=13)
 
 def styled_layout(figure: go.Figure, title: str, height: int = 360, **extra) -> go.Figure:
     figure.update_layout(
-        title=dict(text=title, x=0.01, xanchor="left"),
+        title=dict(text=title, x=0.01, xanchor="left", yref="container", y=1.0, yanchor="top", pad=dict(t=TITLE_ROOM)),
         template=TEMPLATE,
-        height=height,
-        margin=dict(l=60, r=20, t=56, b=48),
+        height=height + TITLE_ROOM,
+        margin=dict(l=60, r=20, t=56 + TITLE_ROOM, b=48),
         font=FONT,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
         **extra,
@@ -58,17 +48,6 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
     return styled_layout(figure, "", height=height)
 
 
-def run_colours(run_ids: Sequence[str]) -> dict[str, str]:
-    """The fixed colour of each of an owner's runs (ids oldest first): ``RUN_PALETTE`` in the order the runs were
-    made, so no two of any ten runs in a row share a colour, and every plot, card and table gives a run the same one."""
-    return {run_id: next_run_colour(index) for index, run_id in enumerate(run_ids)}
-
-
-def next_run_colour(made_before: int) -> str:
-    """The colour of the run made after ``made_before`` others (a run still training gets its colour to be)."""
-    return RUN_PALETTE[made_before % len(RUN_PALETTE)]
-
-
 def loss_figure(
     runs: Mapping[str, tuple[Sequence[float], Sequence[dict]]],
     title: str = "Loss",
@@ -78,19 +57,22 @@ def loss_figure(
 
     ``colours`` fixes a label's colour (its run's colour, ``run_colours``); others take the palette in order.
     The legend has one entry per run (clicking it hides both its curves), and the plot grows with the runs,
-    so that on a narrow page the legend never takes the plot's place.
+    so that on a narrow page the legend never takes the plot's place. A run whose curves are the same as an
+    earlier run's (a demo clicked again: same settings and seed) is drawn over it and says so in the legend.
     """
     figure = go.Figure()
-    colours = colours or {}
+    colours, first_with = colours or {}, {}
     for index, (label, (train_loss, eval_history)) in enumerate(runs.items()):
         colour = colours.get(label) or PALETTE[index % len(PALETTE)]
         steps = list(range(1, len(train_loss) + 1))
+        curves = (tuple(train_loss), tuple((record["step"], record["loss"]) for record in eval_history))
+        same = first_with.setdefault(curves, label)  # a run repeated with the same settings draws over the first
         figure.add_trace(
             go.Scatter(
                 x=steps,
                 y=list(train_loss),
                 mode="lines" if len(train_loss) > 1 else "markers",  # one step has no line to draw
-                name=f"{label} · train",
+                name=f"{label} · train" + (f" (same curves as {same})" if same != label else ""),
                 legendgroup=label,
                 line=dict(color=colour),
             )
@@ -115,7 +97,7 @@ def loss_figure(
     axis, legend_height = 64, 24 * len(runs)  # px under the plot area: its axis, then a row per run at most
     styled_layout(figure, title, height=56 + LOSS_AREA + axis + legend_height)
     figure.update_layout(  # below the axis: long run labels wrap there instead of over the title
-        margin=dict(l=60, r=20, t=56, b=axis + legend_height),
+        margin=dict(l=60, r=20, t=56 + TITLE_ROOM, b=axis + legend_height),
         legend=dict(yanchor="top", y=-(axis - 8) / LOSS_AREA, xanchor="left", x=0.0),
     )
     return figure
@@ -156,38 +138,41 @@ def layer_magnitude_figure(
     vectors: Sequence[str] = ("scale", "bias"),
     y_max: Mapping[str, float] | None = None,
 ):
-    """Bars per layer, one panel per learned vector: mean |scale − 1| and/or mean |bias|, a colour per site kind.
+    """Bars per layer, one panel per learned vector: mean |scale − 1| (in % of h) and/or mean |bias| (in units of h),
+    in RED's reds, a shade per site kind (a legend under the plot when there are two kinds).
 
     ``y_max`` fixes each panel's top (e.g. the larger of two runs shown side by side, so their bars compare).
     """
-    titles = {"scale": "mean |scale − 1|", "bias": "mean |bias|"}
-    figure = make_subplots(
-        rows=len(vectors),
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.12,
-        subplot_titles=[titles[vector] for vector in vectors],
-    )
+    figure = make_subplots(rows=len(vectors), cols=1, shared_xaxes=True, vertical_spacing=0.16)
+    figure.update_layout(annotations=[])  # the panels' titles go on their y axes, left of the bars
     for row, field in enumerate(vectors, start=1):
         for item in magnitudes:
+            name = KIND_NAMES.get(item.kind, item.kind)
+            value = "%{y:.2%}" if field == "scale" else "%{y:.4f}"
             figure.add_trace(
                 go.Bar(
                     x=item.layers,
                     y=getattr(item, field),
-                    name=item.kind,
+                    name=name,
                     legendgroup=item.kind,
-                    showlegend=row == 1,
+                    showlegend=row == 1 and len(magnitudes) > 1,
                     marker_color=KIND_COLOURS.get(item.kind, RED),
+                    hovertemplate=f"{name}, layer %{{x}}: {value}<extra></extra>",
                 ),
                 row=row,
                 col=1,
             )
+        axis = dict(title_text=LAYER_AXES[field], rangemode="tozero", tickformat="~%" if field == "scale" else "")
         if y_max and y_max.get(field):
-            figure.update_yaxes(range=[0, 1.05 * y_max[field]], row=row, col=1)
+            axis["range"] = [0, 1.05 * y_max[field]]
+        figure.update_yaxes(**axis, row=row, col=1)
     dtick = 1 if max(_layer_count(magnitudes), 1) <= 16 else 2
-    figure.update_xaxes(title_text="layer", row=len(vectors), col=1, dtick=dtick)
+    figure.update_xaxes(tickformat="d", dtick=dtick, showticklabels=True)  # every panel numbers its layers
+    figure.update_xaxes(title_text="layer (0 = nearest the input)", row=len(vectors), col=1)
     figure.update_layout(barmode="group", bargap=0.15)
-    return styled_layout(figure, title, height=440)  # one height, so that two runs side by side line up
+    styled_layout(figure, title, height=440)  # one height, so that two runs side by side line up
+    legend = dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0.0)  # under the axis: no bar under it
+    return figure.update_layout(margin=dict(b=84), legend=legend)
 
 
 def _layer_count(magnitudes: Sequence[LayerMagnitudes]) -> int:
@@ -244,7 +229,7 @@ def parameter_figure(counts: Mapping[str, int], total: int, title: str = "Traina
     labels = list(counts)
     values = [counts[label] for label in labels]
     text = [f"{_short(value)} ({100 * value / total:.3g}%)" for value in values]
-    colours = [METHOD_COLOURS.get(label.split()[0].lower(), "#566573") for label in labels]
+    colours = [method_colour(label.split()[0]) for label in labels]
     figure = go.Figure(
         go.Bar(x=values, y=labels, orientation="h", text=text, textposition="auto", marker_color=colours)
     )
@@ -267,7 +252,7 @@ def ablation_figure(rows: Sequence[dict], title: str = "Metric against trainable
                 mode="markers+text",
                 textposition="top center",
                 name=method.upper(),
-                marker=dict(size=13, color=METHOD_COLOURS.get(method, RED), line=dict(width=1, color="white")),
+                marker=dict(size=13, color=method_colour(method), line=dict(width=1, color="white")),
             )
         )
     if rows:
@@ -314,7 +299,8 @@ def token_length_figure(lengths: Mapping[str, Sequence[int]], max_length: int | 
     figure.update_yaxes(title_text="examples")
     styled_layout(figure, "Token lengths")
     figure.update_layout(  # the legend one row higher than usual: the max-length label sits above the bars
-        margin=dict(l=60, r=20, t=84, b=48), legend=dict(yanchor="bottom", y=1.1, xanchor="right", x=1.0)
+        margin=dict(l=60, r=20, t=84 + TITLE_ROOM, b=48),
+        legend=dict(yanchor="bottom", y=1.1, xanchor="right", x=1.0),
     )
     return figure
 

@@ -7,8 +7,9 @@ from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
+from red_explorer.app.colours import method_shades
 from red_explorer.app.method_card_plot import METRIC_TITLES
-from red_explorer.app.plots import METHOD_COLOURS, PALETTE, styled_layout
+from red_explorer.app.plots import styled_layout
 from red_explorer.runs.labels import short_number
 
 BEST_SYMBOL = "star"
@@ -52,9 +53,9 @@ def sweep_figure(
     """
     figure = go.Figure()
     best = best_points(points, higher_is_better)
-    for spec_index in dict.fromkeys(point["spec_index"] for point in points):
+    specs = {point["spec_index"]: point["method"] for point in points}
+    for spec_index, colour in zip(specs, method_shades(list(specs.values())), strict=True):
         chosen = sorted((p for p in points if p["spec_index"] == spec_index), key=lambda p: p["learning_rate"])
-        colour = METHOD_COLOURS.get(chosen[0]["method"], PALETTE[spec_index % len(PALETTE)])
         figure.add_trace(
             go.Scatter(
                 x=[point["learning_rate"] for point in chosen],

@@ -110,7 +110,7 @@ def _data(record: RunRecord, candidates: list, validation: dict | None) -> str:
     if validation:
         lines += data_lines("VALIDATION", validation, locate(validation, candidates))
     if config:
-        lines += [f"data_config = DataConfig(**{_literal(config)})"]
+        lines += [f"data_config = DataConfig(**{_settings(config)})"]
     else:
         lines += ["data_config = DataConfig(task=loaded.task)  # the run did not record its data settings"]
     lines += [
@@ -138,8 +138,8 @@ def _base_generations(record: RunRecord) -> str:
 def _train(record: RunRecord) -> str:
     return "\n".join(
         [
-            f"spec = MethodSpec.from_dict({_literal(record.spec)})",
-            f"train_config = TrainConfig(**{_literal(record.train_config)})",
+            f"spec = MethodSpec.from_dict({_settings(record.spec)})",
+            f"train_config = TrainConfig(**{_settings(record.train_config)})",
             "result = train_method(loaded, data, spec, train_config)",
             "print(spec.label, result.trainable_parameters, 'trainable parameters')",
             "print('validation before:', result.metrics_before)",
@@ -219,3 +219,19 @@ def _save() -> str:
 def _literal(value) -> str:
     """``value`` as a Python literal (dicts, lists, numbers, strings, None)."""
     return pprint.pformat(value, width=100, sort_dicts=False)
+
+
+def _settings(value) -> str:
+    """Settings as a Python literal, whole numbers as integers (``'epochs': 4``, not ``4.0``)."""
+    return _literal(_whole_numbers(value))
+
+
+def _whole_numbers(value):
+    """``value`` with every float that is a whole number (4.0) as an int (4), in dicts and lists too."""
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_whole_numbers(item) for item in value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

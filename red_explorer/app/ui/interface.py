@@ -55,11 +55,15 @@ CSS = """
 .red-note {font-size: 13px; color: #566573;}
 .red-narrow {display: none;}
 #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
+:is(#train-summary, #ablation-table, #sweep-card, #compare-table) th span.header {overflow-wrap: normal !important;}
 #memory-plan :is(th, td) {overflow-wrap: normal; word-break: normal;}  /* a narrow page wraps at spaces only */
 @media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
   #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
   #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
-  #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}}
+  #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}
+  :is(#train-summary, #ablation-table, #sweep-card) th :is(.cell-wrap, .header-content) {padding: 0 !important;
+    gap: 0 !important;}  /* a header's words get the column's whole width, in the page's (narrower) font: */
+  :is(#train-summary, #ablation-table, #sweep-card) th span.header {font-family: var(--font) !important;}}
 """
 CSS += lesson_panel.CSS  # the guided lesson's panel and projector type
 

@@ -36,7 +36,7 @@ COMPARE_IDS = ("compare-prompt", "compare-runs", "compare-prompt-shown", "compar
 
 
 def _demos() -> tuple[list[gr.Button], gr.Markdown, gr.Plot]:
-    gr.Markdown(DEMOS_HELP)
+    gr.Markdown(f"{DEMOS_HELP}\n\n{handlers.demo_estimates()}", elem_id="demo-estimates")
     with gr.Row(equal_height=True):
         buttons = [gr.Button(name, variant="secondary", elem_id=f"demo-{key}") for name, key in handlers.demo_buttons()]
     result = gr.Markdown(elem_id="demo-result")

@@ -80,7 +80,7 @@ def _loop_settings(max_length: gr.Slider) -> tuple[list, gr.Markdown]:
 
 
 LOOP_STORAGE_KEY = "red-explorer-train-loop"  # where the browser keeps the Train tab's loop settings
-SUMMARY_WIDTHS = ["20%"] + ["10%"] * (len(handlers.SUMMARY_COLUMNS) - 1)
+SUMMARY_WIDTHS = ["16%"] + ["10.5%"] * (len(handlers.SUMMARY_COLUMNS) - 1)  # "trainable" fits at 700 px
 
 
 def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int, kept_loop: gr.BrowserState) -> dict:

@@ -12,7 +12,7 @@ from red_explorer.app.ui.handlers.common import (
     Visible,
     count,
     follow,
-    no_progress,
+    given_progress,
     plural,
     status_html,
     stream,
@@ -107,7 +107,7 @@ def ablate(
     if workbench.data is None:
         raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then run the ablation")
     workbench.new_job()
-    tracker = _Tracker(specs, progress or no_progress, workbench.data.name)
+    tracker = _Tracker(specs, given_progress(progress), workbench.data.name)
     warning = length_warning(workbench.data, options.max_length)
     with session.running("ablation"):
         yield Notice(tracker.outputs(), warning) if warning else tracker.outputs()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
 import re
 import threading
@@ -10,9 +11,9 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING
 
+from red_explorer.app.colours import next_run_colour, run_colours
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
-from red_explorer.app.plots import next_run_colour, run_colours
 from red_explorer.app.workbench import Workbench
 from red_explorer.runs.gallery import LEAD_RUN
 
@@ -100,6 +101,12 @@ def no_progress(*args, **kwargs) -> None:
     """A progress reporter that reports nothing (handlers called outside the app)."""
 
 
+def given_progress(progress: Progress | None) -> Progress:
+    """``progress``, or ``no_progress`` when none is given. Not ``progress or ...``: a gr.Progress that tracks
+    nothing yet has length 0, so it is falsy, and the page's progress overlay would never show."""
+    return no_progress if progress is None else progress
+
+
 def pick_run(workbench: Workbench, label: str | None, methods: tuple[str, ...] | None = None) -> str:
     """The chosen run label, or the latest run (of ``methods``) when none is chosen."""
     if label:
@@ -167,13 +174,13 @@ def run_choices(
 def colours(workbench: Workbench) -> dict[str, str]:
     """Each of the owner's runs (any base model) by label → its fixed colour (``run_colours``)."""
     runs = workbench.all_runs()
-    by_id = run_colours([run.id for run in runs])
+    by_id = run_colours([(run.id, run.spec.method) for run in runs])
     return {run.label: by_id[run.id] for run in runs}
 
 
-def colour_to_be(workbench: Workbench) -> str:
-    """The colour the next kept run will have (a run still training is drawn in it)."""
-    return next_run_colour(len(workbench.own_runs()))
+def colour_to_be(workbench: Workbench, method: str) -> str:
+    """The colour the next kept ``method`` run will have (a run still training is drawn in it)."""
+    return next_run_colour(method, len([run for run in workbench.own_runs() if run.spec.method == method]))
 
 
 def cell_text(value) -> str:
@@ -220,15 +227,20 @@ def optional_int(value) -> int | None:
 
 
 class Worker(threading.Thread):
-    """Runs one long engine call in the background and keeps its result or its error."""
+    """Runs one long engine call in the background and keeps its result or its error.
+
+    The call runs in a copy of the starting thread's context, so a gr.Progress it reports to (which finds its
+    event through context variables) still reaches the page's progress overlay.
+    """
 
     def __init__(self, call: Callable[[], object]):
         super().__init__(daemon=True)
         self.call, self.result, self.error = call, None, None
+        self.context = contextvars.copy_context()
 
     def run(self) -> None:
         try:
-            self.result = self.call()
+            self.result = self.context.run(self.call)
         except BaseException as error:  # re-raised in the UI thread by follow()
             self.error = error
 

@@ -6,8 +6,8 @@ from html import escape
 
 import pandas as pd
 
+from red_explorer.app.colours import BASE_COLOUR
 from red_explorer.app.options import APP_DECODING, decoding_text
-from red_explorer.app.plots import METHOD_COLOURS
 from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choices, colours, latest, run_choices
 from red_explorer.app.ui.handlers.counting import ShownProgress
 from red_explorer.app.ui.handlers.markup import plain
@@ -165,7 +165,7 @@ def _table(generations: list[Generation], batched: set[str], colours: dict[str, 
             }
         )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    table.attrs[ROW_COLOURS] = [colours.get(generation.method, METHOD_COLOURS["base"]) for generation in generations]
+    table.attrs[ROW_COLOURS] = [colours.get(generation.method, BASE_COLOUR) for generation in generations]
     return table
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from red_explorer.app.ui.handlers.common import Progress, no_progress
+from red_explorer.app.ui.handlers.common import Progress, given_progress
 
 
 def time_left(seconds: float) -> str:
@@ -20,8 +20,7 @@ class ShownProgress:
     runs now and, once a pass is done, the time left at the pace so far (counted from the first report)."""
 
     def __init__(self, progress: Progress | None, clock: Callable[[], float] = time.monotonic):
-        # not ``progress or ...``: a gr.Progress with nothing tracked yet has length 0, so it is falsy
-        self.progress = no_progress if progress is None else progress
+        self.progress = given_progress(progress)
         self.clock, self.started = clock, None
 
     def __call__(self, done: int, total: int, what: str) -> None:
@@ -31,3 +30,28 @@ class ShownProgress:
         if 0 < done < total:
             desc += f" · {time_left((now - self.started) / done * (total - done))}"
         self.progress(done / total if total else 1.0, desc=desc)
+
+
+class TimeLeft:
+    """The time left of a job that reports the fraction it has done, at its pace since it passed ``after`` (the
+    share of set-up that has no steady pace, e.g. loading a model that may already be loaded)."""
+
+    def __init__(self, after: float = 0.0, clock: Callable[[], float] = time.monotonic):
+        self.after, self.clock = after, clock
+        self.start: tuple[float, float] | None = None  # (time, fraction) of the first report past ``after``
+        self.last: tuple[float, float] | None = None
+
+    def report(self, fraction: float) -> None:
+        if fraction <= self.after:
+            return
+        now = self.clock()
+        self.start = self.start or (now, fraction)
+        self.last = (now, fraction)
+
+    def text(self) -> str | None:
+        """'about 40 s left' once two reports past ``after`` give a pace, else None."""
+        if self.start is None or self.last is None or self.last[1] <= self.start[1] or self.last[1] >= 1.0:
+            return None
+        (started, first), (reported, fraction) = self.start, self.last
+        left = (1.0 - fraction) * (reported - started) / (fraction - first) - (self.clock() - reported)
+        return time_left(max(left, 1.0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from red_explorer.app.demo_presets import PRESETS, DemoOutcome, run_preset
+from red_explorer.app.demo_presets import PRESETS, SETUP_SHARE, DemoOutcome, run_preset
 from red_explorer.app.model_info import ModelInfo
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.plots import empty_figure, parameter_figure
@@ -22,6 +22,7 @@ from red_explorer.app.ui.handlers.common import (
     status_html,
     stream,
 )
+from red_explorer.app.ui.handlers.counting import TimeLeft
 from red_explorer.app.ui.handlers.navigation import UNCHANGED, SelectTab
 from red_explorer.app.ui.handlers.train import LiveCurves
 from red_explorer.app.ui.session import Session, open_sessions
@@ -219,6 +220,12 @@ def demo_buttons() -> list[tuple[str, str]]:
     return [(preset.name, key) for key, preset in PRESETS.items()]
 
 
+def demo_estimates() -> str:
+    """Each demo's steps and measured time, shown before a click; a busy machine takes longer, a GPU less."""
+    parts = [f"**{preset.name}**: {preset.estimate()}" for preset in PRESETS.values()]
+    return " · ".join(parts) + " (a busy machine takes longer; the bar shows the time left)."
+
+
 def _metric_table(outcome: DemoOutcome) -> list[str]:
     """Per run: validation loss (and accuracy for classification) of the base and after training."""
     classifies = outcome.preset.task == "classification"
@@ -255,17 +262,28 @@ DEMO_OUTPUTS = 14  # demo result, loss curves, summary, diagram, chart, status, 
 class _DemoProgress:
     """What the demo's thread reports (fraction, stage, loss curves) and the page's thread shows."""
 
-    def __init__(self, workbench):
-        self.workbench, self.fraction, self.text = workbench, 0.0, "starting"
+    def __init__(self, workbench, preset):
+        self.workbench, self.fraction = workbench, 0.0
+        self.stage = f"{preset.name}: starting ({preset.estimate()}; the bar shows the time left once it trains)"
         self.live, self.recorders = LiveCurves(), {}
+        self.methods = {spec.label: spec.method for spec in preset.methods}
+        self.left = TimeLeft(after=SETUP_SHARE)  # loading the model and sample has no steady pace
 
     def report(self, fraction: float, text: str) -> None:
-        self.fraction, self.text = fraction, text
+        self.left.report(fraction)
+        self.fraction, self.stage = fraction, text
+
+    @property
+    def text(self) -> str:
+        """The stage, with the time left (counted at each redraw, also between a slow CPU's steps)."""
+        left = self.left.text() if self.fraction < 1.0 else None
+        return f"{self.stage} · {left}" if left else self.stage
 
     def on_event(self, label: str, event) -> None:
         """A training event of ``label``: its curve, drawn in the colour its run will keep."""
         if label not in self.recorders:
-            self.recorders[label] = self.live.recorder(label, colour_to_be(self.workbench))
+            colour = colour_to_be(self.workbench, self.methods[label])
+            self.recorders[label] = self.live.recorder(label, colour)
             self.live.data[label] = self.workbench.data.name  # the demo's sample, loaded before training
         self.recorders[label](event)
 
@@ -293,7 +311,7 @@ def run_demo(session: Session, key: str, progress=no_progress):
     preset = PRESETS.get(key) or by_name.get(key)
     if preset is None:
         raise ValueError(f"unknown demo {key!r}: pick one of {', '.join(by_name)}")
-    workbench, shown = session.workbench, _DemoProgress(session.workbench)
+    workbench, shown = session.workbench, _DemoProgress(session.workbench, preset)
 
     def generate(labels: list[str]):  # Compare's outputs, made by Compare's own handler
         settings = preset.decoding()

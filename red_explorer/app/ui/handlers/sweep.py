@@ -15,7 +15,7 @@ from red_explorer.app.ui.handlers.common import (
     Notice,
     count,
     follow,
-    no_progress,
+    given_progress,
     plural,
     status_html,
     stream,
@@ -152,7 +152,7 @@ def sweep(
         raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then run the sweep")
     names = [f"{spec.label} lr {short_number(lr)}" for spec in specs for lr in config.rates_for(spec.entry)]
     workbench.new_job()
-    tracker = _Tracker(names, workbench, progress or no_progress, config.forgetting)
+    tracker = _Tracker(names, workbench, given_progress(progress), config.forgetting)
     warning = length_warning(workbench.data, options.max_length)
     with session.running(JOB):
         yield Notice(tracker.outputs(), warning) if warning else tracker.outputs()

@@ -21,9 +21,9 @@ from red_explorer.app.ui.handlers.common import (
     colours,
     count,
     follow,
+    given_progress,
     latest,
     megabytes,
-    no_progress,
     run_choices,
     status_html,
     stream,
@@ -221,7 +221,7 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
     """
     live.last = None
     key = live.training_key(spec.label)
-    record = live.recorder(key, colour_to_be(workbench))
+    record = live.recorder(key, colour_to_be(workbench, spec.method))
     live.data[key] = workbench.data.name
 
     def tick():
@@ -288,7 +288,7 @@ def train(
     jobs = [(spec, train_options(*loop, rates[spec.method])) for spec in specs]
     if session.workbench.data is None:
         raise ValueError("no data loaded yet: upload a file or pick a sample in the Data tab, then train")
-    yield from _run_jobs(session, jobs, shown, int(max_length), progress or no_progress)
+    yield from _run_jobs(session, jobs, shown, int(max_length), given_progress(progress))
 
 
 def _run_jobs(session: Session, jobs: list, shown: list[str] | None, max_length: int, progress):
