@@ -185,10 +185,10 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             [compare_tab["listed"]],
             api_visibility="private",
             show_progress="hidden",
-        ).then(  # the Train tab's loop settings as the browser kept them
+        ).then(  # the Train tab's loop settings and layers as the browser kept them
             ui_event(train_settings.restored),
             [kept_loop],
-            train_tab["loop"],
+            train_tab["kept"],
             api_visibility="private",
             show_progress="hidden",
         )
