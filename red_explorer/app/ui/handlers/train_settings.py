@@ -3,7 +3,7 @@ browser keeps them: a reload gives them back instead of the defaults."""
 
 from __future__ import annotations
 
-from red_explorer.app.ui.handlers.navigation import UNCHANGED
+from red_explorer.app.ui.handlers.navigation import UNCHANGED, number_or_unchanged
 
 LOOP_KEYS = ("epochs", "max_steps", "batch_size", "seed", "eval_every")  # the order of the tab's loop inputs
 KEPT_KEYS = (*LOOP_KEYS, "layers")  # then the layers RED and TARE edit (text, e.g. "last:8")
@@ -15,14 +15,10 @@ def kept(*values) -> dict:
     return dict(zip(KEPT_KEYS, values, strict=True))
 
 
-def _number(value):
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else UNCHANGED
-
-
 def restored(settings) -> tuple:
     """Page load: each setting as the browser kept it; one it did not keep (or of the wrong kind) stays."""
     if not isinstance(settings, dict):
         return (UNCHANGED,) * len(KEPT_KEYS)
     layers = settings.get("layers")
     layers = layers if isinstance(layers, str) and len(layers) <= MAX_LAYERS_TEXT else UNCHANGED
-    return (*(_number(settings.get(key)) for key in LOOP_KEYS), layers)
+    return (*(number_or_unchanged(settings.get(key)) for key in LOOP_KEYS), layers)
