@@ -58,27 +58,30 @@ def test_a_reload_gives_compare_its_settings_and_last_generations_back_without_g
     first, _ = _page(owner)
     model.restore_last(first)
     shown, cards, table = compare.compare(first, "red cat", None, [label], 16, False, 0.7, 1.1, 0)
-    settings = compare_kept.kept_compare("red cat", [label], 16, False, 0.7, 1.1, 0)  # what the browser keeps
+    settings = compare_kept.kept_compare(True, "red cat", [label], 16, False, 0.7, 1.1, 0)  # what the browser keeps
+    assert compare_kept.kept_compare(False, "", [], 48, False, 0.7, 1.1, 0) is UNCHANGED  # the page is opening
     first.close()
 
     page, _ = _page(owner)
     model.restore_last(page)
     monkeypatch.setattr(Workbench, "compare", _no_generation)
-    prompt, runs, *decoding, shown_again, cards_again, table_again = compare_kept.restore_compare(page, settings)
+    prompt, runs, *decoding, shown_again, cards_again, table_again, opened = compare_kept.restore_compare(
+        page, settings
+    )
     assert prompt == "red cat" and runs.value == [label] and label in runs.choices
     assert decoding == [16, False, 0.7, 1.1, 0]
     assert (shown_again, cards_again) == (shown, cards) and cards.count("gen-card") == 2
     pd.testing.assert_frame_equal(table_again, table, check_dtype=False)
-    assert table_again.attrs[ROW_COLOURS] == table.attrs[ROW_COLOURS]
+    assert table_again.attrs[ROW_COLOURS] == table.attrs[ROW_COLOURS] and opened is True
     page.close()
 
 
 def test_a_new_browser_or_a_kept_value_of_the_wrong_kind_leaves_compare_as_it_is(files):
     page, _ = _page()
     model.load_model(page, str(files[0]), "causal-lm", "auto", "auto")
-    assert compare_kept.restore_compare(page, None) == (UNCHANGED,) * 10
+    assert compare_kept.restore_compare(page, None) == (*(UNCHANGED,) * 10, True)
     wrong = {"prompt": 3, "runs": ["not a run"], "max_new_tokens": "16", "do_sample": 1, "temperature": True}
-    assert compare_kept.restore_compare(page, wrong) == (UNCHANGED,) * 10
+    assert compare_kept.restore_compare(page, wrong) == (*(UNCHANGED,) * 10, True)
     page.close()
 
 
@@ -92,9 +95,10 @@ def test_the_page_load_gives_back_what_the_browser_keeps_of_compare_after_the_ow
     demo = build_demo(preload=False)
     (keep,) = [function for function in demo.fns.values() if function.name == "kept_compare"]
     give_back, before = _chain_after(demo, "restore_compare")
-    assert give_back.outputs[:7] == keep.inputs and give_back.inputs[1] is keep.outputs[0]
-    assert [block.elem_id for block in keep.inputs[:3]] == ["compare-prompt", "compare-runs", "max-new-tokens"]
-    assert [block.elem_id for block in give_back.outputs[7:]] == [
+    assert give_back.outputs[:7] == keep.inputs[1:] and give_back.inputs[1] is keep.outputs[0]
+    assert give_back.outputs[-1] is keep.inputs[0]  # a change is kept once the page load gave the settings back
+    assert [block.elem_id for block in keep.inputs[1:4]] == ["compare-prompt", "compare-runs", "max-new-tokens"]
+    assert [block.elem_id for block in give_back.outputs[7:-1]] == [
         "compare-prompt-shown",
         "compare-cards",
         "compare-table",
@@ -119,7 +123,8 @@ def test_a_reload_gives_explore_its_settings_and_last_results_back_without_compu
     base_card, run_card, text = explore.generate(first, label, 2.0, "red cat", 8)
     strip, _ = explore.drift(first, label, "red cat", text, 8)
     dose, layers = explore.dose(first, label, 64), explore.layers(first, label, 64)
-    settings = explore_kept.kept_explore(label, label, None, "red cat", 8, "negate", 0.5, 2.0)  # the browser's
+    settings = explore_kept.kept_explore(True, label, label, None, "red cat", 8, "negate", 0.5, 2.0)  # the browser's
+    assert explore_kept.kept_explore(False, label, label, None, "", 8, "mix", 1, 1) is UNCHANGED  # page opening
     first.close()
 
     page, _ = _page(owner)
@@ -127,11 +132,11 @@ def test_a_reload_gives_explore_its_settings_and_last_results_back_without_compu
     for name in ("generate_at", "drift", "dose_response", "layers"):
         monkeypatch.setattr(Explorer, name, _no_generation)
     restored = explore_kept.restore_explore(page, settings)
-    picked, values, (*texts, status), figures = restored[:3], restored[3:8], restored[8:13], restored[13:]
+    picked, values, (*texts, status), figures = restored[:3], restored[3:8], restored[8:13], restored[13:15]
     assert [choice.value for choice in picked[:2]] == [label, label] and label in picked[0].choices
     assert values == ("red cat", 8, "negate", 0.5, 2.0)
     assert texts == [base_card, run_card, text, strip] and "α = 2" in run_card and status is UNCHANGED
-    assert [figure.to_dict() for figure in figures] == [dose.to_dict(), layers.to_dict()]
+    assert [figure.to_dict() for figure in figures] == [dose.to_dict(), layers.to_dict()] and restored[15] is True
     page.close()
 
 
@@ -142,7 +147,7 @@ def test_a_new_browser_or_a_kept_value_of_the_wrong_kind_leaves_explores_boxes_a
     for kept in (None, wrong):
         restored = explore_kept.restore_explore(page, kept)
         assert [choice.value for choice in restored[:3]] == [None, None, None]  # no run yet
-        assert restored[3:] == (UNCHANGED,) * 12
+        assert restored[3:] == (*(UNCHANGED,) * 12, True)
     page.close()
 
 
@@ -151,8 +156,8 @@ def test_the_page_load_gives_back_what_the_browser_keeps_of_explore_after_compar
     (keep,) = [function for function in demo.fns.values() if function.name == "kept_explore"]
     give_back, before = _chain_after(demo, "restore_explore")
     assert before.name == "restore_compare" and give_back.inputs[1] is keep.outputs[0]
-    assert give_back.outputs[:8] == [keep.inputs[index] for index in (0, 1, 2, 3, 4, 5, 6, 7)]
+    assert give_back.outputs[:8] == keep.inputs[1:] and give_back.outputs[-1] is keep.inputs[0]
     names = ["explore-base", "explore-run", None, "drift-strip", None, "dose-plot", "layers-importance-plot"]
-    assert [block.elem_id for block in give_back.outputs[8:]] == names
-    assert [block.elem_id for block in keep.inputs[:1] + keep.inputs[3:4]] == ["explore-run-choice", "explore-prompt"]
+    assert [block.elem_id for block in give_back.outputs[8:-1]] == names
+    assert [block.elem_id for block in keep.inputs[1:2] + keep.inputs[4:5]] == ["explore-run-choice", "explore-prompt"]
     assert isinstance(keep.outputs[0], gr.BrowserState) and not _in_a_tab(keep.outputs[0])

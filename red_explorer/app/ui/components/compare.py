@@ -86,6 +86,7 @@ def build(state: gr.State, kept: gr.BrowserState) -> dict:
             column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
         )
         listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
+        opened = gr.State(False)  # whether the page load gave the kept settings back yet (a change before is not kept)
     generate.click(
         ui_event(handlers.compare),
         [state, prompt, example, runs, *decoding],
@@ -117,5 +118,5 @@ def build(state: gr.State, kept: gr.BrowserState) -> dict:
     settings = [prompt, runs, *decoding]  # kept in the browser (compare_kept.SETTINGS): a reload gives them back
     changes = [component.change for component in settings]
     private = dict(queue=False, show_progress="hidden", api_visibility="private")
-    gr.on(changes, compare_kept.kept_compare, settings, [kept], **private)
-    return {"tab": tab, "listed": listed, "restored": [*settings, shown, cards, table]}
+    gr.on(changes, ui_event(compare_kept.kept_compare), [opened, *settings], [kept], **private)
+    return {"tab": tab, "listed": listed, "restored": [*settings, shown, cards, table, opened]}

@@ -110,10 +110,12 @@ def build(state: gr.State, max_length: gr.Slider, kept: gr.BrowserState) -> dict
         parts |= _drift_section(state, run, parts["prompt"], parts["generated"], parts["tokens"])
         parts |= _layers_section(state, run, max_length)
         parts |= _arithmetic_section(state, run)
+        opened = gr.State(False)  # whether the page load gave the kept settings back yet (a change before is not kept)
     picked = [parts[name] for name in ("run", "first", "second")]
     tab.select(ui_event(handlers.choices), [state, *picked], picked, queue=False, api_visibility="private")
     settings = [parts[name] for name in kept_handlers.SETTINGS]  # kept in the browser: a reload gives them back
+    changes = [component.change for component in settings]
     private = dict(queue=False, show_progress="hidden", api_visibility="private")
-    gr.on([component.change for component in settings], kept_handlers.kept_explore, settings, [kept], **private)
+    gr.on(changes, ui_event(kept_handlers.kept_explore), [opened, *settings], [kept], **private)
     shown = [parts[name] for name in (*kept_handlers.TEXTS, *kept_handlers.FIGURES)]
-    return {"tab": tab, "restored": [*picked, *settings[3:], *shown]}
+    return {"tab": tab, "restored": [*picked, *settings[3:], *shown, opened]}

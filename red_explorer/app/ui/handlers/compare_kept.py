@@ -16,9 +16,10 @@ SETTINGS = ("prompt", "runs", *DECODING)  # the order of the inputs the browser 
 MAX_PROMPT = 20_000  # characters: a longer prompt kept in the browser is not given back
 
 
-def kept_compare(prompt: str, runs: list[str] | None, *decoding) -> dict:
-    """What the browser keeps after the prompt, the ticked runs or a decoding setting changed: each by name."""
-    return dict(zip(SETTINGS, (prompt, runs, *decoding), strict=True))
+def kept_compare(opened: bool, prompt: str, runs: list[str] | None, *decoding):
+    """What the browser keeps after the prompt, the ticked runs or a decoding setting changed: each by name. Until
+    the page load gave back what it kept (``opened``), nothing: a change the opening page made would overwrite it."""
+    return dict(zip(SETTINGS, (prompt, runs, *decoding), strict=True)) if opened else UNCHANGED
 
 
 def _decoding(settings: dict) -> tuple:
@@ -52,9 +53,10 @@ def _result(session: Session) -> tuple:
 
 
 def restore_compare(session: Session, settings) -> tuple:
-    """Page load: (prompt, ticked runs, the five decoding settings, prompt shown, cards, table): the settings as the
-    browser kept them (one not kept, or of the wrong kind, stays as it is), the generations as last shown."""
+    """Page load: (prompt, ticked runs, the five decoding settings, prompt shown, cards, table, opened): the settings
+    as the browser kept them (one not kept, or of the wrong kind, stays as it is), the generations as last shown,
+    and True: from now on a change is kept."""
     settings = settings if isinstance(settings, dict) else {}
     prompt = settings.get("prompt")
     prompt = prompt if isinstance(prompt, str) and len(prompt) <= MAX_PROMPT else UNCHANGED
-    return (prompt, _ticked(session, settings.get("runs")), *_decoding(settings), *_result(session))
+    return (prompt, _ticked(session, settings.get("runs")), *_decoding(settings), *_result(session), True)

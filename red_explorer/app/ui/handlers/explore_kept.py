@@ -17,9 +17,10 @@ FIGURES = ("dose_plot", "layers_plot")  # the results kept as plotly JSON
 MAX_TEXT = 20_000  # characters: a longer prompt kept in the browser is not given back
 
 
-def kept_explore(*values) -> dict:
-    """What the browser keeps after a run, the prompt, the new tokens or an arithmetic setting changed: by name."""
-    return dict(zip(SETTINGS, values, strict=True))
+def kept_explore(opened: bool, *values):
+    """What the browser keeps after a run, the prompt, the new tokens or an arithmetic setting changed: by name.
+    Until the page load gave back what it kept (``opened``), nothing: the opening page sets the runs itself."""
+    return dict(zip(SETTINGS, values, strict=True)) if opened else UNCHANGED
 
 
 def _settings(settings: dict) -> tuple:
@@ -47,8 +48,9 @@ def _results(session: Session) -> tuple:
 
 def restore_explore(session: Session, settings) -> tuple:
     """Page load: (run, run A, run B, prompt, new tokens, operation, weight of A, weight of B, then the results in
-    ``TEXTS`` and ``FIGURES`` order). The runs as kept when this model still lists them (else each list's own
-    choice), the other settings as the browser kept them, the results as last shown."""
+    ``TEXTS`` and ``FIGURES`` order, then True: from now on a change is kept). The runs as kept when this model
+    still lists them (else each list's own choice), the other settings as the browser kept them, the results as
+    last shown."""
     settings = settings if isinstance(settings, dict) else {}
     picked = [settings.get(name) if isinstance(settings.get(name), str) else None for name in SETTINGS[:3]]
-    return (*choices(session, *picked), *_settings(settings), *_results(session))
+    return (*choices(session, *picked), *_settings(settings), *_results(session), True)
