@@ -140,14 +140,14 @@ def test_a_reload_gives_explore_its_settings_and_last_results_back_without_compu
     page.close()
 
 
-def test_a_new_browser_or_a_kept_value_of_the_wrong_kind_leaves_explores_boxes_as_they_are(files):
-    page, _ = _page()
-    model.load_model(page, str(files[0]), "causal-lm", "auto", "auto")
-    wrong = {"run": 3, "prompt": ["x"], "tokens": "8", "operation": "divide", "weight_first": None}
-    for kept in (None, wrong):
+def test_a_new_browser_or_a_kept_value_of_the_wrong_kind_leaves_explores_boxes_as_they_are(trained):
+    owner, label = trained
+    page, _ = _page(owner)
+    model.restore_last(page)
+    wrong = {"run": 3, "first": "a deleted run", "prompt": ["x"], "tokens": "8", "operation": "divide"}
+    for kept in (None, wrong):  # the runs are left for the tab to choose as it opens (its latest run)
         restored = explore_kept.restore_explore(page, kept)
-        assert [choice.value for choice in restored[:3]] == [None, None, None]  # no run yet
-        assert restored[3:] == (*(UNCHANGED,) * 12, True)
+        assert restored[:8] == (UNCHANGED,) * 8 and restored[-1] is True
     page.close()
 
 

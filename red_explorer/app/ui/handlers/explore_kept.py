@@ -48,9 +48,12 @@ def _results(session: Session) -> tuple:
 
 def restore_explore(session: Session, settings) -> tuple:
     """Page load: (run, run A, run B, prompt, new tokens, operation, weight of A, weight of B, then the results in
-    ``TEXTS`` and ``FIGURES`` order, then True: from now on a change is kept). The runs as kept when this model
-    still lists them (else each list's own choice), the other settings as the browser kept them, the results as
-    last shown."""
+    ``TEXTS`` and ``FIGURES`` order, then True: from now on a change is kept). Each run as kept when this model
+    still lists it (else left for the tab to choose as it opens), the other settings as the browser kept them, the
+    results as last shown."""
     settings = settings if isinstance(settings, dict) else {}
     picked = [settings.get(name) if isinstance(settings.get(name), str) else None for name in SETTINGS[:3]]
-    return (*choices(session, *picked), *_settings(settings), *_results(session), True)
+    listed = choices(session, *picked)
+    pairs = zip(listed, picked, strict=True)
+    runs = tuple(choice if kept and choice.value == kept else UNCHANGED for choice, kept in pairs)
+    return (*runs, *_settings(settings), *_results(session), True)
