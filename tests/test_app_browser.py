@@ -205,6 +205,8 @@ def a_reload_finds_the_runs_again(page) -> None:
     open_tab(page, "Train")  # the loop settings as they were, not the defaults
     for element_id, value in (("max-steps", "3"), ("batch-size", "4"), ("eval-every", "1")):
         expect(page.locator(f"#{element_id} input[type=number]").first).to_have_value(value)
+    number = r"\s+\d+\.\d+"  # the trained run's set-up, s/step and train time (kept with it), then its loss before
+    expect(page.locator("#train-summary")).to_contain_text(re.compile(r"0\.0257%" + 3 * number + r"\s+\d\.\d+"))
     shot(page, "11_after_reload")
 
 
