@@ -1,12 +1,16 @@
 """What a reload (a new session of the same owner) shows again: the runs' timings, Compare's and Explore's last
 results, without training or generating anything."""
 
+import stat
+
 import gradio as gr
 import pandas as pd
 import pytest
 from app_helpers import TRAIN
 
+from red_explorer.app import last_shown
 from red_explorer.app.exploring import Explorer
+from red_explorer.app.last_shown import SHOWN_FILE, keep_shown, recall_shown
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.ui import build_demo
 from red_explorer.app.ui.handlers import compare, compare_kept, data, explore, explore_kept, model, train
@@ -161,3 +165,19 @@ def test_the_page_load_gives_back_what_the_browser_keeps_of_explore_after_compar
     assert [block.elem_id for block in give_back.outputs[8:-1]] == names
     assert [block.elem_id for block in keep.inputs[1:2] + keep.inputs[4:5]] == ["explore-run-choice", "explore-prompt"]
     assert isinstance(keep.outputs[0], gr.BrowserState) and not _in_a_tab(keep.outputs[0])
+
+
+def test_what_a_tab_showed_is_kept_owner_only_merged_by_name_and_not_past_its_size(tmp_path, monkeypatch):
+    owner = "0" * 32
+    keep_shown(tmp_path, owner, "explore", {"strip": "<b>a</b>", "generated": "a"})
+    keep_shown(tmp_path, owner, "explore", {"generated": "b"})  # a later result replaces only what it shows
+    assert recall_shown(tmp_path, owner, "explore") == {"strip": "<b>a</b>", "generated": "b"}
+    path = tmp_path / owner / SHOWN_FILE.format(tab="explore")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and recall_shown(tmp_path, owner, "compare") == {}
+    monkeypatch.setattr(last_shown, "MAX_SHOWN_BYTES", 100)
+    keep_shown(tmp_path, owner, "explore", {"generated": "x" * 200})  # too large: the last one kept stays
+    assert recall_shown(tmp_path, owner, "explore")["generated"] == "b"
+    with pytest.raises(ValueError, match="lower-case letters"):
+        keep_shown(tmp_path, owner, "../runs", {})
+    path.write_text("[1, 2")  # unreadable: nothing is restored
+    assert recall_shown(tmp_path, owner, "explore") == {}
