@@ -184,7 +184,8 @@ def the_explore_tab_reads_the_latest_run(page) -> None:
 
 
 def a_reload_finds_the_runs_again(page) -> None:
-    """The browser keeps its owner key: after a reload the same model, data and runs are back, nothing retrained."""
+    """The browser keeps its owner key: after a reload the same model, data and runs are back, nothing retrained;
+    Compare and Explore show what they last showed."""
     from playwright.sync_api import expect
 
     page.reload()
@@ -196,9 +197,16 @@ def a_reload_finds_the_runs_again(page) -> None:
     open_tab(page, "Compare")
     expect(page.locator("#compare-runs")).to_contain_text("RED full (ffn)")
     expect(page.locator("#compare-runs")).to_contain_text("RED bias (ffn)")
+    expect(page.locator("#compare-prompt textarea")).to_have_value("What is 4 plus 5?")  # as typed
+    expect(page.locator("#compare-cards .gen-card")).to_have_count(4)  # the last generations, shown, not made again
+    open_tab(page, "Explore")  # the token strip and the dose-response as last shown, not computed again
+    expect(page.locator("#drift-strip")).to_contain_text("prompt tokens (underlined), then")
+    expect(page.locator("#dose-plot")).to_contain_text("strength α")
     open_tab(page, "Train")  # the loop settings as they were, not the defaults
     for element_id, value in (("max-steps", "3"), ("batch-size", "4"), ("eval-every", "1")):
         expect(page.locator(f"#{element_id} input[type=number]").first).to_have_value(value)
+    number = r"\s+\d+\.\d+"  # the trained run's set-up, s/step and train time (kept with it), then its loss before
+    expect(page.locator("#train-summary")).to_contain_text(re.compile(r"0\.0257%" + 3 * number + r"\s+\d\.\d+"))
     shot(page, "11_after_reload")
 
 

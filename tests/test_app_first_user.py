@@ -18,6 +18,7 @@ from red_explorer.app.ui.handlers import ablate, common, data, inspect, model, t
 from red_explorer.app.ui.handlers.common import Notice
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
+from red_explorer.engine.step_timing import StepTiming
 from red_explorer.models.loading import LoadedModel
 
 
@@ -126,7 +127,7 @@ def test_max_steps_extends_past_one_epoch(files):
 
 
 def test_timing_separates_set_up_from_the_steady_step():
-    timing = train.Timing(started=100.0)
+    timing = StepTiming(started=100.0)
     for seconds, now in ((4.0, 112.0), (1.0, 113.0), (1.5, 114.5), (1.2, 115.7)):
         timing.record(seconds, now)
     assert timing.setup == pytest.approx(8.0)  # 112 − 100 − 4: before the first step began

@@ -308,11 +308,13 @@ def test_inspect_puts_two_runs_side_by_side(files):
 
 def test_summary_shows_set_up_and_step_time_and_peak_memory_only_on_a_gpu(session):
     runs = [session.workbench.run("RED full (ffn)")]
-    timings = {"RED full (ffn)": train.Timing(0.0, 5.0, [1.0, 0.25, 0.35])}
-    on_cpu = train.summary_table(runs, 1000, timings, "cpu")
-    assert on_cpu.iloc[0]["set-up (s)"] == 4.0 and on_cpu.iloc[0]["s/step"] == 0.3
+    record = runs[0].record  # the set-up and step time are kept with the run
+    assert record.setup_seconds > 0 and record.seconds_per_step > 0
+    on_cpu = train.summary_table(runs, 1000, "cpu")
+    assert on_cpu.iloc[0]["set-up (s)"] == round(record.setup_seconds, 1)
+    assert on_cpu.iloc[0]["s/step"] == round(record.seconds_per_step, 2)
     assert not any("memory" in column for column in on_cpu.columns)
-    on_gpu = train.summary_table(runs, 1000, timings, "cuda:0")
+    on_gpu = train.summary_table(runs, 1000, "cuda:0")
     assert on_gpu.iloc[0]["peak GPU memory"] == common.megabytes(runs[0].result.peak_memory_bytes)
     assert list(train.summary_table([], 1000).columns) == train.SUMMARY_COLUMNS
 

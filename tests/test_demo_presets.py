@@ -1,5 +1,6 @@
 """The one-minute demos: valid presets, one end to end on a tiny model (2 steps), and the Model tab's demo action."""
 
+import time
 from dataclasses import replace
 
 import pytest
@@ -96,13 +97,29 @@ def test_the_demo_button_trains_fills_compare_and_switches_to_it(session, tiny, 
         f"{label} · train": fixed[label] for label in labels
     }  # the final curves: each run in the colour it keeps everywhere
     assert loss.layout.title.text == "Training and validation loss on pirate_style.jsonl"
-    for update in running:  # while it trains: its status and live curves, nothing else touched
-        assert update[2:] == (UNCHANGED,) * 12 and "red-status" in update[0]
+    for update in running:  # while it trains: its status, live curves and the model's panels, nothing else touched
+        assert update[6:] == (UNCHANGED,) * 8 and "red-status" in update[0]
     assert any(len(update[1].data) > 0 for update in running)  # a curve while it still trains
     red_run = labels[0]  # RED, then LoRA: the tabs whose actions take RED only open on the RED run
     assert red_run.startswith("RED") and labels[1].startswith("LoRA")
     assert inspect.choices(session)[0].value == red_run and explore.choices(session)[0].value == red_run
     assert export.choices(session).value == red_run
+
+
+def test_while_a_demo_loads_its_model_the_model_tab_says_so_then_shows_it(session, tiny, monkeypatch):
+    monkeypatch.setitem(PRESETS, "style", replace(PRESETS["style"], model=tiny, options=TrainOptions(max_steps=STEPS)))
+    monkeypatch.setattr(common, "POLL_SECONDS", 0.05)
+    registry, load = session.workbench.registry, session.workbench.registry._loader
+    monkeypatch.setattr(registry, "_loader", lambda *args, **options: (time.sleep(0.5), load(*args, **options))[1])
+    assert "not loaded yet" in model.show_model(session)[0]  # no demo runs: the page says how to load one
+    *running, outputs = model.run_demo(session, "style")
+    shown = [update[2:6] for update in running if update[5] is not UNCHANGED]  # (summary, diagram, chart, status)
+    name = model.model_name(tiny, "causal-lm")
+    assert shown[0][0] == f"*◌ {name} is loading for the demo: its summary appears here when it is ready.*"
+    assert shown[0][3].startswith(f"◌ Base model **{name}** (causal-lm) on cpu: loading for the demo")
+    assert "| layers | 2 |" in shown[-1][0] and "<svg" in shown[-1][1] and ": ready" in shown[-1][3]  # before the end
+    assert not any("not loaded" in text for update in shown for text in (update[0], update[3]))
+    assert session.job is None and ": ready" in outputs[5] and "for the demo" not in model.model_status(session)
 
 
 def test_the_sentiment_demo_reports_accuracy_and_leaves_compare_alone(session, tiny, monkeypatch):

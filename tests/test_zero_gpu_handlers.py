@@ -71,7 +71,7 @@ def test_a_run_trained_in_the_worker_is_kept_for_this_session(forking_spaces, fi
     assert "Done." in status and run.label in status and list(table["method"]) == [run.label]
     assert len(run.result.train_loss) == 3 and run.result.stopped_reason == "completed"
     assert figure.data[0].name.startswith(run.label) and len(figure.data[0].y) == 3  # live curve, drawn there
-    assert session.workbench.step_timings[run.id].per_step > 0  # the worker's timings, adopted here
+    assert run.record.seconds_per_step > 0  # the worker's timings, kept with the run
     assert progress.calls and progress.calls[-1][1].startswith("RED full (ffn): step")
     assert session.job is None
 

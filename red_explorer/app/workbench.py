@@ -38,6 +38,7 @@ from red_explorer.engine.analysis import (
 from red_explorer.engine.batched_compare import BatchedComparison, SavedRun, compare_batched
 from red_explorer.engine.experiment import default_train_config, trained_run
 from red_explorer.engine.generation import DecodingSettings, Generation, chat_prompt, rouge_l
+from red_explorer.engine.step_timing import StepTiming
 from red_explorer.engine.training import Callback
 from red_explorer.models.loading import LoadedModel
 from red_explorer.runs.labels import short_number
@@ -93,7 +94,6 @@ class Workbench(RunFiles, KeptRuns):
         self.max_length = DEFAULT_MAX_LENGTH  # the Data tab's, kept with the last choice (a reload restores it)
         self.ablation_rows: list[dict] = []
         self.sweep_points: list[dict] = []  # the points of the latest sweep, as they end
-        self.step_timings: dict[str, object] = {}  # run id -> its set-up and step times, while this page lives
         self.stop_event = threading.Event()
         self._lock = threading.RLock()
         self._folder: Path | None = None
@@ -242,10 +242,10 @@ class Workbench(RunFiles, KeptRuns):
         with self.registry.replicas.lend(key.resolved(), loaded.model, self.registry.base_lock(key)) as model:
             yield replace(loaded, model=model)
 
-    def _train_and_keep(self, loaded: LoadedModel, data, spec: MethodSpec, config, callback, fingerprint, group):
-        """Train ``spec`` on the replica and keep the run in the store; the replica is the base again afterwards."""
-        with trained_run(loaded, data, spec, config, callback, self.stop_event) as result:
-            return result, self.store.save(self.owner, result, loaded, fingerprint, group=group)
+    def _train_and_keep(self, loaded, data, spec: MethodSpec, config, callback, fingerprint, group, timing):
+        """Train ``spec`` on the replica and keep the run with its ``timing``; the replica is the base again after."""
+        with trained_run(loaded, data, spec, config, timing.watching(callback), self.stop_event) as result:
+            return result, self.store.save(self.owner, result, loaded, fingerprint, group=group, timing=timing)
 
     def _check_room(self, loaded: LoadedModel, runs: list[tuple[MethodSpec, int]], what: str) -> None:
         """A DiskFullError or QuotaError before any training when ``runs`` ((spec, how many) pairs) would not fit
@@ -264,11 +264,11 @@ class Workbench(RunFiles, KeptRuns):
         self, spec: MethodSpec, options: TrainOptions, callback: Callback | None = None, group: str | None = None
     ) -> SessionRun:
         """Train ``spec`` on a private replica of the base and keep the run in the store (QuotaError when full)."""
-        data = self.prepared(options.max_length)
-        config = options.train_config(spec)
+        timing, data = StepTiming(), self.prepared(options.max_length)  # tokenising and the replica are set-up too
         with self.replica() as loaded:
             self._check_room(loaded, [(spec, 1)], "this run")
-            _, record = self._train_and_keep(loaded, data, spec, config, callback, self._fingerprint(data), group)
+            fingerprint, config = self._fingerprint(data), options.train_config(spec)
+            _, record = self._train_and_keep(loaded, data, spec, config, callback, fingerprint, group, timing)
         return SessionRun(record)
 
     def ablate(
@@ -292,8 +292,8 @@ class Workbench(RunFiles, KeptRuns):
                 report = (lambda event, index=index: on_progress(index, len(specs), event)) if on_progress else None
                 if report:
                     report(None)
-                config = default_train_config(spec, **loop)
-                result, record = self._train_and_keep(loaded, data, spec, config, report, fingerprint, group)
+                config, timing = default_train_config(spec, **loop), StepTiming()  # this run's set-up starts now
+                result, record = self._train_and_keep(loaded, data, spec, config, report, fingerprint, group, timing)
                 rows.append(result_row(SessionRun(record).result, loaded.task))
                 if on_row:
                     on_row(rows[-1])

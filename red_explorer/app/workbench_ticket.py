@@ -52,7 +52,6 @@ class WorkbenchTicket:
     shared_tokens: list[str] = field(default_factory=list)
     ablation_rows: list[dict] = field(default_factory=list)
     sweep_points: list[dict] = field(default_factory=list)
-    step_timings: dict = field(default_factory=dict)
 
 
 def _data_file(data: DataState | None) -> DataFile | None:
@@ -80,7 +79,6 @@ def ticket(workbench: Workbench) -> WorkbenchTicket:
         shared_tokens=list(workbench.shared_tokens),
         ablation_rows=list(workbench.ablation_rows),
         sweep_points=list(workbench.sweep_points),
-        step_timings=dict(workbench.step_timings),
     )
 
 
@@ -148,7 +146,6 @@ def rebuild(sent: WorkbenchTicket) -> Workbench:
     workbench.show_cli_runs, workbench.key, workbench.max_length = sent.show_cli_runs, sent.key, sent.max_length
     workbench.shared_tokens = list(sent.shared_tokens)
     workbench.ablation_rows, workbench.sweep_points = list(sent.ablation_rows), list(sent.sweep_points)
-    workbench.step_timings = dict(sent.step_timings)
     workbench._folder = sent.folder  # the owner's scratch folder: files made here are served from there
     workbench.stop_event = StopFlag(sent.folder / STOP_FILE)
     workbench.data = _data(caches, sent.data, sent.key) if sent.data is not None else None
@@ -163,8 +160,6 @@ def adopt(workbench: Workbench, sent: WorkbenchTicket, done: WorkbenchTicket) ->
             setattr(workbench, name, getattr(done, name))
     if done.shared_tokens != sent.shared_tokens:
         workbench.shared_tokens[:] = done.shared_tokens  # the session holds the same list
-    changed = {run: timing for run, timing in done.step_timings.items() if sent.step_timings.get(run) != timing}
-    workbench.step_timings.update(changed)
     if done.data != sent.data:
         workbench.data = None
         if done.data is not None:

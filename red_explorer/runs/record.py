@@ -44,7 +44,8 @@ class RunRecord:
     """One kept run, as ``<root>/<owner>/<id>/run.json`` holds it; ``path`` is that folder (not stored).
 
     ``method_bytes`` is the size of the method's own files (edits, adapter or checkpoint); ``steps``
-    the optimizer steps that ran (the length of ``loss_history``).
+    the optimizer steps that ran (the length of ``loss_history``); ``setup_seconds`` and ``seconds_per_step``
+    the time before its first step and of a steady step (None when not measured, e.g. a run kept before).
     """
 
     id: str
@@ -65,6 +66,8 @@ class RunRecord:
     trainable_parameters: int = 0
     train_seconds: float = 0.0
     stopped_reason: str = ""
+    setup_seconds: float | None = None
+    seconds_per_step: float | None = None
     format_version: int = RECORD_VERSION
     path: Path | None = field(default=None, compare=False)
 

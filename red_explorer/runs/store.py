@@ -31,6 +31,7 @@ from red_explorer.runs.size import human_bytes
 
 if TYPE_CHECKING:
     from red_explorer.engine.experiment import RunResult
+    from red_explorer.engine.step_timing import StepTiming
     from red_explorer.models.loading import LoadedModel
 
 RUN_FILE = "run.json"
@@ -132,10 +133,12 @@ class RunStore:
         data_fingerprint: dict | None,
         group: str | None = None,
         label: str | None = None,
+        timing: StepTiming | None = None,
     ) -> RunRecord:
         """Keep a trained run: the method's files (``save_method``), metrics.json and run.json.
 
-        ``label`` defaults to an automatic one that tells it apart from the owner's other runs.
+        ``label`` defaults to an automatic one that tells it apart from the owner's other runs; ``timing`` (how
+        long the run took to set up and per step) is kept with it.
         """
 
         def write(folder: Path) -> None:
@@ -160,6 +163,8 @@ class RunStore:
             trainable_parameters=result.trainable_parameters,
             train_seconds=result.train_seconds,
             stopped_reason=result.stopped_reason,
+            setup_seconds=timing.setup if timing else None,
+            seconds_per_step=timing.per_step if timing else None,
         )
         return self._commit(record, write, result.metrics())
 

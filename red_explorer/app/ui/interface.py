@@ -12,8 +12,8 @@ from red_explorer.app.ui.components import ablate, about, compare, data, explore
 from red_explorer.app.ui.components import lesson as lesson_panel
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as compare_handlers
+from red_explorer.app.ui.handlers import compare_kept, explore_kept, shares, train_settings
 from red_explorer.app.ui.handlers import data as data_handlers
-from red_explorer.app.ui.handlers import shares, train_settings
 from red_explorer.app.ui.handlers.model import model_status, restore_last
 from red_explorer.app.ui.session import Session, keep_closing_idle
 
@@ -140,6 +140,8 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         # The secret outlives the process (see browser_secret): after a restart the browser still reads its key.
         owner = gr.BrowserState("", storage_key=OWNER_STORAGE_KEY, secret=browser_secret())
         kept_loop = train.kept_loop_state()  # the Train tab's loop settings, kept in the browser
+        kept_compare = compare.kept_state()  # Compare's prompt, ticked runs and decoding, kept in the browser
+        kept_explore = explore.kept_state()  # Explore's runs, prompt and arithmetic settings, kept in the browser
         gr.HTML(HEADER)
         status = gr.Markdown("○ Base model **default**: starting…", label="Model status", elem_id="model-status")
         shared_note = gr.Markdown(elem_id="shared-note")
@@ -160,8 +162,8 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             train_tab = train.build(state, max_length, jobs, kept_loop)
             inspect.build(state)
             ablate.build(state, max_length, jobs)
-            compare_tab = compare.build(state)
-            explore.build(state, max_length)
+            compare_tab = compare.build(state, kept_compare)
+            explore_tab = explore.build(state, max_length, kept_explore)
             export.build(state, show_cli_runs)
         model.wire_demos(model_tab, state, tabs, [_component(demo, name) for name in model.COMPARE_IDS])
         refresh = ui_event(model_status)
@@ -189,10 +191,22 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
             [compare_tab["listed"]],
             api_visibility="private",
             show_progress="hidden",
-        ).then(  # the Train tab's loop settings as the browser kept them
+        ).then(  # the Train tab's loop settings and layers as the browser kept them
             ui_event(train_settings.restored),
             [kept_loop],
-            train_tab["loop"],
+            train_tab["kept"],
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(  # Compare's settings as the browser kept them, and the generations it last showed (none made now)
+            ui_event(compare_kept.restore_compare),
+            [state, kept_compare],
+            compare_tab["restored"],
+            api_visibility="private",
+            show_progress="hidden",
+        ).then(  # Explore's settings as the browser kept them, and the results it last showed (none computed now)
+            ui_event(explore_kept.restore_explore),
+            [state, kept_explore],
+            explore_tab["restored"],
             api_visibility="private",
             show_progress="hidden",
         )

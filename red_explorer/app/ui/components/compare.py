@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.options import APP_DECODING
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import compare as handlers
-from red_explorer.app.ui.handlers import gallery
+from red_explorer.app.ui.handlers import compare_kept, gallery
 
 WIDE = 220
 
@@ -38,7 +39,16 @@ def _decoding() -> list:
     return [max_new_tokens, do_sample, temperature, repetition_penalty, no_repeat]
 
 
-def build(state: gr.State) -> dict:
+KEPT_STORAGE_KEY = "red-explorer-compare"  # where the browser keeps Compare's prompt, ticked runs and decoding
+
+
+def kept_state() -> gr.BrowserState:
+    """Where the browser keeps Compare's settings; make it outside the tabs (a state in a tab not yet drawn is not
+    read from the browser when the page loads)."""
+    return gr.BrowserState({}, storage_key=KEPT_STORAGE_KEY, secret=browser_secret())
+
+
+def build(state: gr.State, kept: gr.BrowserState) -> dict:
     with gr.Tab("Compare", id="compare") as tab:
         gr.Markdown("#### Base model | RED | LoRA on the same prompt, with the same decoding")
         with gr.Row():
@@ -76,6 +86,7 @@ def build(state: gr.State) -> dict:
             column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
         )
         listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
+        opened = gr.State(False)  # whether the page load gave the kept settings back yet (a change before is not kept)
     generate.click(
         ui_event(handlers.compare),
         [state, prompt, example, runs, *decoding],
@@ -104,4 +115,8 @@ def build(state: gr.State) -> dict:
         show_progress_on=[cards],
     )
     tab.select(ui_event(handlers.prompt_for_data), [state, prompt], [prompt], queue=False, api_visibility="private")
-    return {"tab": tab, "listed": listed}
+    settings = [prompt, runs, *decoding]  # kept in the browser (compare_kept.SETTINGS): a reload gives them back
+    changes = [component.change for component in settings]
+    private = dict(queue=False, show_progress="hidden", api_visibility="private")
+    gr.on(changes, ui_event(compare_kept.kept_compare), [opened, *settings], [kept], **private)
+    return {"tab": tab, "listed": listed, "restored": [*settings, shown, cards, table, opened]}

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import gradio as gr
 
+from red_explorer.app.browser_secret import browser_secret
 from red_explorer.app.explore_plots import DOSE_HINT, LAYERS_HINT, placeholder_figure
 from red_explorer.app.ui.events import ui_event
 from red_explorer.app.ui.handlers import explore as handlers
+from red_explorer.app.ui.handlers import explore_kept as kept_handlers
 
 PROMPT = "Write one sentence about a small red bird."
 
 
-def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> tuple[gr.Textbox, ...]:
+def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> dict:
     gr.Markdown(
         "#### Strength: the edit at α\n"
         "α = 0 is the base model, 1 the trained edit, above 1 extrapolates, below 0 pushes the other way "
@@ -38,10 +40,11 @@ def _strength_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) 
         trigger_mode="always_last",
     )
     dose.click(ui_event(handlers.dose), [state, run, max_length], dose_plot, api_name="explore_dose")
-    return prompt, generated, tokens
+    shown = {"base_card": base_card, "run_card": run_card, "generated": generated, "dose_plot": dose_plot}
+    return {"prompt": prompt, "tokens": tokens, **shown}
 
 
-def _drift_section(state: gr.State, run: gr.Dropdown, prompt: gr.Textbox, generated: gr.Textbox, tokens) -> None:
+def _drift_section(state: gr.State, run: gr.Dropdown, prompt: gr.Textbox, generated: gr.Textbox, tokens) -> dict:
     gr.Markdown(
         "#### Token drift: where the run's next-token predictions leave the base's\n"
         "It reads the prompt and the run's output above (generated first when that box is empty)."
@@ -50,18 +53,20 @@ def _drift_section(state: gr.State, run: gr.Dropdown, prompt: gr.Textbox, genera
     strip = gr.HTML(elem_id="drift-strip")
     inputs = [state, run, prompt, generated, tokens]
     show.click(ui_event(handlers.drift), inputs, [strip, generated], api_name="explore_drift")
+    return {"strip": strip}
 
 
-def _layers_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> None:
+def _layers_section(state: gr.State, run: gr.Dropdown, max_length: gr.Slider) -> dict:
     gr.Markdown("#### Which layers matter (RED runs): leave one layer out, or keep only it")
     show = gr.Button("Measure per layer", elem_id="explore-layers")
     plot = gr.Plot(
         placeholder_figure(LAYERS_HINT), show_label=False, label="Layer importance", elem_id="layers-importance-plot"
     )
     show.click(ui_event(handlers.layers), [state, run, max_length], plot, api_name="explore_layers")
+    return {"layers_plot": plot}
 
 
-def _arithmetic_section(state: gr.State, run: gr.Dropdown) -> tuple[gr.Dropdown, gr.Dropdown]:
+def _arithmetic_section(state: gr.State, run: gr.Dropdown) -> dict:
     with gr.Accordion("Arithmetic on RED runs, and a control-vector download", open=False):
         gr.Markdown(
             "compose: A then B exactly (s = s_B ⊙ s_A, b = s_B ⊙ b_A + b_B) · mix: s = 1 + Σ w_i (s_i − 1), "
@@ -84,22 +89,33 @@ def _arithmetic_section(state: gr.State, run: gr.Dropdown) -> tuple[gr.Dropdown,
             export = gr.Button("Control vector (GGUF) of run A", elem_id="explore-control-vector")
             download = gr.File(label="Control vector", interactive=False)
         export.click(ui_event(handlers.control_vector), [state, first], download, api_name="explore_control_vector")
-    return first, second
+    weights = {"weight_first": weight_first, "weight_second": weight_second}
+    return {"first": first, "second": second, "operation": operation, **weights, "status": status}
 
 
-def build(state: gr.State, max_length: gr.Slider) -> dict:
+KEPT_STORAGE_KEY = "red-explorer-explore"  # where the browser keeps Explore's runs, prompt and arithmetic settings
+
+
+def kept_state() -> gr.BrowserState:
+    """Where the browser keeps Explore's settings; make it outside the tabs (a state in a tab not yet drawn is not
+    read from the browser when the page loads)."""
+    return gr.BrowserState({}, storage_key=KEPT_STORAGE_KEY, secret=browser_secret())
+
+
+def build(state: gr.State, max_length: gr.Slider, kept: gr.BrowserState) -> dict:
     with gr.Tab("Explore", id="explore") as tab:
         gr.Markdown("#### Explore a kept run: how strong, where it acts, which layers it needs")
         run = gr.Dropdown([], label="Run (RED, TARE or LoRA)", allow_custom_value=True, elem_id="explore-run-choice")
-        prompt, generated, tokens = _strength_section(state, run, max_length)
-        _drift_section(state, run, prompt, generated, tokens)
-        _layers_section(state, run, max_length)
-        first, second = _arithmetic_section(state, run)
-    tab.select(
-        ui_event(handlers.choices),
-        [state, run, first, second],
-        [run, first, second],
-        queue=False,
-        api_visibility="private",
-    )
-    return {"tab": tab}
+        parts = {"run": run, **_strength_section(state, run, max_length)}
+        parts |= _drift_section(state, run, parts["prompt"], parts["generated"], parts["tokens"])
+        parts |= _layers_section(state, run, max_length)
+        parts |= _arithmetic_section(state, run)
+        opened = gr.State(False)  # whether the page load gave the kept settings back yet (a change before is not kept)
+    picked = [parts[name] for name in ("run", "first", "second")]
+    tab.select(ui_event(handlers.choices), [state, *picked], picked, queue=False, api_visibility="private")
+    settings = [parts[name] for name in kept_handlers.SETTINGS]  # kept in the browser: a reload gives them back
+    changes = [component.change for component in settings]
+    private = dict(queue=False, show_progress="hidden", api_visibility="private")
+    gr.on(changes, ui_event(kept_handlers.kept_explore), [opened, *settings], [kept], **private)
+    shown = [parts[name] for name in (*kept_handlers.TEXTS, *kept_handlers.FIGURES)]
+    return {"tab": tab, "restored": [*picked, *settings[3:], *shown, opened]}

@@ -134,14 +134,15 @@ def build(state: gr.State, max_length: gr.Slider, concurrency_limit: int, kept_l
     wire_runs_shown(tab, job, state, shown, listed, loss, summary)
     wire_length_note(tab, state, max_length, note)
     loop = [component for component in loop_inputs if component is not max_length]  # the Data tab keeps that one
-    changes = [component.change for component in loop]  # kept in the browser: a reload gives them back
-    gr.on(changes, settings.kept, loop, [kept_loop], queue=False, show_progress="hidden", api_visibility="private")
-    return {"tab": tab, "loop": loop}
+    kept = [*loop, layers]  # kept in the browser (settings.KEPT_KEYS): a reload gives them back
+    changes = [component.change for component in kept]
+    gr.on(changes, settings.kept, kept, [kept_loop], queue=False, show_progress="hidden", api_visibility="private")
+    return {"tab": tab, "kept": kept}
 
 
 def kept_loop_state() -> gr.BrowserState:
-    """Where the browser keeps the loop settings; make it outside the tabs (a state in a tab not yet drawn is not
-    read from the browser when the page loads)."""
+    """Where the browser keeps the loop settings and the layers; make it outside the tabs (a state in a tab not yet
+    drawn is not read from the browser when the page loads)."""
     return gr.BrowserState({}, storage_key=LOOP_STORAGE_KEY, secret=browser_secret())
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 import pandas as pd
 
 from red_explorer.app.colours import BASE_COLOUR
+from red_explorer.app.last_shown import keep_shown
 from red_explorer.app.options import APP_DECODING, decoding_text
 from red_explorer.app.ui.handlers.common import LATEST_SHOWN, ROW_COLOURS, Choices, colours, latest, run_choices
 from red_explorer.app.ui.handlers.counting import ShownProgress
@@ -22,6 +24,7 @@ DEFAULT_PROMPT_DATA = SAMPLE_FOLDER / "restaurants_e2e.csv"  # the bundled sampl
 EXAMPLE_LIMIT = 50
 METHOD_CLASS = {"base": "base", "RED": "red", "LoRA": "lora", "TARE": "tare"}
 TABLE_COLUMNS = ["method", "seconds", "new tokens", "tokens/s", "ROUGE-L", "text"]
+TAB = "compare"  # the name its last result is kept under (``last_shown``)
 
 
 def _example_label(index: int, prompt: str) -> str:
@@ -199,4 +202,13 @@ def compare(
         shown += f"\n**Reference:** {reference}"
     shown += "\n\n" + timing_note(session.workbench.key.resolved().device, comparison.batched, settings)
     together, fixed = shared_call(comparison.batched), colours(session.workbench)
-    return shown, cards_html(generations, fixed, together), _table(generations, together, fixed)
+    cards, table = cards_html(generations, fixed, together), _table(generations, together, fixed)
+    keep_result(session, shown, cards, table)
+    return shown, cards, table
+
+
+def keep_result(session: Session, shown: str, cards: str, table: pd.DataFrame) -> None:
+    """Keep what Compare shows now with the owner's runs: a reload shows it again (``compare_kept``)."""
+    workbench, rows = session.workbench, json.loads(table.to_json(orient="records"))
+    result = {"shown": shown, "cards": cards, "rows": rows, "colours": table.attrs.get(ROW_COLOURS, [])}
+    keep_shown(workbench.store.root, workbench.owner, TAB, result)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from html import escape
 
+import plotly.graph_objects as go
+
 from red_explorer.app.explore_plots import dose_response_figure, layer_importance_figure, token_strip_html
 from red_explorer.app.exploring import BATCH_SIZE, MAX_BATCHES, OPERATIONS, STRENGTH_METHODS, Explorer
+from red_explorer.app.last_shown import keep_shown
 from red_explorer.app.options import APP_DECODING, decoding_text
 from red_explorer.app.ui.handlers.common import Notice, colours, pick_run, run_choices
 from red_explorer.app.ui.handlers.counting import ShownProgress
@@ -15,6 +18,15 @@ from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
 from red_explorer.explore.control_vector import NeedsBiasOnly
 from red_explorer.runs.record import file_sha256
+
+TAB = "explore"  # the name its last results are kept under (``last_shown``; ``explore_kept`` gives them back)
+
+
+def _keep(session: Session, **shown) -> None:
+    """Keep what the tab shows now (texts; figures as JSON) with the owner's runs: a reload shows it again."""
+    workbench = session.workbench
+    values = {name: value.to_json() if isinstance(value, go.Figure) else value for name, value in shown.items()}
+    keep_shown(workbench.store.root, workbench.owner, TAB, values)
 
 
 def choices(session: Session, current: str | None = None, first: str | None = None, second: str | None = None):
@@ -50,11 +62,10 @@ def generate(session: Session, label: str | None, strength: float, prompt: str, 
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
     result = Explorer(workbench).generate_at(label, float(strength), prompt, int(max_new_tokens))
-    return (
-        _card("base", result.base.text, "base", max_new_tokens=max_new_tokens),
-        _run_card(workbench, label, result, max_new_tokens),
-        result.edited.text,
-    )
+    base_card = _card("base", result.base.text, "base", max_new_tokens=max_new_tokens)
+    run_card = _run_card(workbench, label, result, max_new_tokens)
+    _keep(session, base_card=base_card, run_card=run_card, generated=result.edited.text)
+    return base_card, run_card, result.edited.text
 
 
 def regenerate(session: Session, label: str | None, strength: float, prompt: str, max_new_tokens: int = 48):
@@ -62,7 +73,9 @@ def regenerate(session: Session, label: str | None, strength: float, prompt: str
     workbench = session.workbench
     label = pick_run(workbench, label, STRENGTH_METHODS)
     result = Explorer(workbench).generate_at(label, float(strength), prompt, int(max_new_tokens), with_base=False)
-    return _run_card(workbench, label, result, max_new_tokens), result.edited.text
+    run_card = _run_card(workbench, label, result, max_new_tokens)
+    _keep(session, run_card=run_card, generated=result.edited.text)
+    return run_card, result.edited.text
 
 
 def data_used(workbench: Workbench, label: str) -> tuple[str, str]:
@@ -93,8 +106,11 @@ def dose(session: Session, label: str | None, max_length: int, progress=None):
     label = pick_run(workbench, label, STRENGTH_METHODS)
     points = Explorer(workbench).dose_response(label, int(max_length), on_progress=ShownProgress(progress))
     words, warning = data_used(workbench, label)
-    colour = colours(workbench).get(label)
-    return _with_data(dose_response_figure(points, f"{label} on {words}: loss and KL from the base", colour), warning)
+    figure = dose_response_figure(
+        points, f"{label} on {words}: loss and KL from the base", colours(workbench).get(label)
+    )
+    _keep(session, dose_plot=figure)
+    return _with_data(figure, warning)
 
 
 def drift(session: Session, label: str | None, prompt: str, text: str, max_new_tokens: int = 48):
@@ -108,7 +124,9 @@ def drift(session: Session, label: str | None, prompt: str, text: str, max_new_t
     explorer = Explorer(workbench)
     if not (text or "").strip() and (prompt or "").strip():
         text = explorer.generate_at(label, 1.0, prompt, int(max_new_tokens), with_base=False).edited.text
-    return token_strip_html(explorer.drift(label, text, prompt)), text
+    strip = token_strip_html(explorer.drift(label, text, prompt))
+    _keep(session, strip=strip, generated=text)
+    return strip, text
 
 
 def layers(session: Session, label: str | None, max_length: int, progress=None):
@@ -119,6 +137,7 @@ def layers(session: Session, label: str | None, max_length: int, progress=None):
     importance = Explorer(workbench).layers(label, int(max_length), ShownProgress(progress))
     words, warning = data_used(workbench, label)
     figure = layer_importance_figure(importance, f"{label} on {words}: which layers matter", colours(workbench)[label])
+    _keep(session, layers_plot=figure)
     return _with_data(figure, warning)
 
 
@@ -139,6 +158,7 @@ def combine(
     first = pick_run(workbench, first, ("red",))
     run = Explorer(workbench).combine(operation, first, second, (float(weight_first), float(weight_second)), name)
     status = f"Kept **{plain(run.label)}** ({operation}): pick it in any tab."
+    _keep(session, status=status)
     return status, *choices(session, run.label, first, second)
 
 

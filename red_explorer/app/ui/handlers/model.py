@@ -151,14 +151,27 @@ def _kept(choice: str, active: str, resolve) -> str:
 
 
 NOT_LOADED = "*{name} is not loaded yet: press **Load model** (or a demo above).*"
+LOADING = "*◌ {name} is loading{why}: its summary appears here when it is ready.*"
+DEMO_JOB = "demo"  # the job a demo runs as (Session.running): it loads the model itself
+
+
+def _loading(session: Session, status: str) -> bool:
+    """Whether the model is on its way: loading now, or about to be loaded by the demo that runs."""
+    return status == "loading" or (session.job == DEMO_JOB and status == "not loaded")
+
+
+def _why(session: Session) -> str:
+    return " for the demo" if session.job == DEMO_JOB else ""
 
 
 def _panels(session: Session, head: str = "") -> tuple:
-    """(summary, diagram, chart) of the model in use; a line that says to load it while it is not ready."""
+    """(summary, diagram, chart) of the model in use; while it is not ready, a line saying it loads or how to."""
     workbench = session.workbench
-    if workbench.model_status() != "ready":
+    status = workbench.model_status()
+    if status != "ready":
         key = workbench.key
-        text = head + NOT_LOADED.format(name=model_name(key.spec, key.task))
+        line = LOADING if _loading(session, status) else NOT_LOADED
+        text = head + line.format(name=model_name(key.spec, key.task), why=_why(session))
         return text, "", empty_figure("Load a model to see what each method trains")
     info = workbench.model_info()
     figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")
@@ -207,7 +220,9 @@ def model_status(session: Session) -> str:
     workbench = session.workbench
     key = workbench.key
     status = workbench.model_status()
-    icon = {"ready": "●", "loading": "◌", "not loaded": "○"}.get(status, "✕")
+    if _loading(session, status):
+        status = f"loading{_why(session)}"
+    icon = {"ready": "●", "not loaded": "○"}.get(status, "◌" if status.startswith("loading") else "✕")
     where = "" if key.device == "auto" else f" on {key.device}"
     note = " (loads on first use)" if status == "not loaded" else ""
     sessions = open_sessions()
@@ -262,12 +277,13 @@ DEMO_OUTPUTS = 14  # demo result, loss curves, summary, diagram, chart, status, 
 class _DemoProgress:
     """What the demo's thread reports (fraction, stage, loss curves) and the page's thread shows."""
 
-    def __init__(self, workbench, preset):
-        self.workbench, self.fraction = workbench, 0.0
+    def __init__(self, session: Session, preset):
+        self.session, self.workbench, self.fraction = session, session.workbench, 0.0
         self.stage = f"{preset.name}: starting ({preset.estimate()}; the bar shows the time left once it trains)"
         self.live, self.recorders = LiveCurves(), {}
         self.methods = {spec.label: spec.method for spec in preset.methods}
         self.left = TimeLeft(after=SETUP_SHARE)  # loading the model and sample has no steady pace
+        self.model_shown: str | None = None  # the model status line the page shows now
 
     def report(self, fraction: float, text: str) -> None:
         self.left.report(fraction)
@@ -287,10 +303,21 @@ class _DemoProgress:
             self.live.data[label] = self.workbench.data.name  # the demo's sample, loaded before training
         self.recorders[label](event)
 
-    def outputs(self, progress) -> tuple:
+    def outputs(self, progress, model: bool = True) -> tuple:
+        """The demo's status and curves; with ``model``, the Model tab's panels and status line when they changed."""
         progress(self.fraction, desc=self.text)
         shown = (status_html(f"**{self.text}**", self.fraction), self.live.figure("Loss curves appear as steps end"))
-        return shown + (UNCHANGED,) * (DEMO_OUTPUTS - 2)
+        panels = self.model_panels() if model else (UNCHANGED,) * 4
+        return shown + panels + (UNCHANGED,) * (DEMO_OUTPUTS - 6)
+
+    def model_panels(self) -> tuple:
+        """(summary, diagram, chart, status line) as the model is now (loading for the demo, then ready), or
+        unchanged while its status line is."""
+        status = model_status(self.session)
+        if status == self.model_shown:
+            return (UNCHANGED,) * 4
+        self.model_shown = status
+        return (*_panels(self.session), status)
 
     def final_figure(self, preset, labels: list[str]):
         """The curves under the kept runs' labels, with the validation loss before and after each run."""
@@ -311,7 +338,7 @@ def run_demo(session: Session, key: str, progress=no_progress):
     preset = PRESETS.get(key) or by_name.get(key)
     if preset is None:
         raise ValueError(f"unknown demo {key!r}: pick one of {', '.join(by_name)}")
-    workbench, shown = session.workbench, _DemoProgress(session.workbench, preset)
+    workbench, shown = session.workbench, _DemoProgress(session, preset)
 
     def generate(labels: list[str]):  # Compare's outputs, made by Compare's own handler
         settings = preset.decoding()
@@ -322,8 +349,9 @@ def run_demo(session: Session, key: str, progress=no_progress):
     def call():
         return run_preset(workbench, preset, shown.report, generate=generate, on_event=shown.on_event)
 
-    yield shown.outputs(progress)  # at once: what it is doing (the page shows no other progress)
-    outcome = yield from stream(follow(workbench, call), lambda: shown.outputs(progress))
+    with session.running(DEMO_JOB):  # the status line says the demo loads the model, not that nobody has
+        yield shown.outputs(progress, model=False)  # at once: what it is doing (the model changes in the thread)
+        outcome = yield from stream(follow(workbench, call), lambda: shown.outputs(progress))
     progress(1.0, desc=f"done in {outcome.total_seconds:.0f} s")
     info = workbench.model_info()
     figure = parameter_figure(info.parameter_counts, info.total_parameters, "Trainable parameters per method")

@@ -18,3 +18,9 @@ class Unchanged:
 
 
 UNCHANGED = Unchanged()
+
+
+def number_or_unchanged(value):
+    """``value`` when it is a number (not a yes/no), else ``UNCHANGED``: a kept value of the wrong kind leaves its
+    box as it is."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else UNCHANGED

@@ -3,7 +3,6 @@ the plot and the summary show the kept runs the user picks next to the new ones.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 from html import escape
@@ -35,6 +34,7 @@ from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import SessionRun, Workbench
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_STEPS
 from red_explorer.core.registry import MethodSpec
+from red_explorer.engine.step_timing import StepTiming
 from red_explorer.engine.training import EvalEvent, StepEvent
 
 __all__ = ["METHOD_CHOICES", "build_specs", "restore_after_failure", "show", "shown_choices", "train"]
@@ -50,41 +50,11 @@ NONE_PICKED = "Pick runs in “Runs shown” to see their loss curves"
 
 
 @dataclass
-class Timing:
-    """When one run started and how long each optimizer step took.
-
-    set-up = (first step reported) − (start) − (first step's own time): the training replica (made for the
-    first job only), attaching the method, tokenising, the first validation. per step = median step time after
-    the first (the steady state).
-    """
-
-    started: float
-    first_reported: float | None = None
-    step_seconds: list[float] = field(default_factory=list)
-
-    def record(self, seconds: float, now: float) -> None:
-        if self.first_reported is None:
-            self.first_reported = now
-        self.step_seconds.append(seconds)
-
-    @property
-    def setup(self) -> float | None:
-        if self.first_reported is None:
-            return None
-        return max(0.0, self.first_reported - self.started - self.step_seconds[0])
-
-    @property
-    def per_step(self) -> float | None:
-        steady = self.step_seconds[1:] or self.step_seconds
-        return statistics.median(steady) if steady else None
-
-
-@dataclass
 class LiveCurves:
     """Loss curves and step timings that the training thread appends to and the UI thread draws."""
 
     curves: dict[str, tuple[list[float], list[dict]]] = field(default_factory=dict)
-    timings: dict[str, Timing] = field(default_factory=dict)
+    timings: dict[str, StepTiming] = field(default_factory=dict)  # label -> its live timing (the status line)
     last: StepEvent | None = None
     colours: dict[str, str] = field(default_factory=dict)  # label -> its run's fixed colour (``colours``)
     data: dict[str, str] = field(default_factory=dict)  # label -> the name of the data file it trained on
@@ -92,7 +62,7 @@ class LiveCurves:
     def recorder(self, label: str, colour: str | None = None, clock=time.perf_counter):
         """A training callback that draws under ``label``, in ``colour`` (the colour the run will keep)."""
         train_loss, eval_history = self.curves.setdefault(label, ([], []))
-        timing = self.timings[label] = Timing(clock())
+        timing = self.timings[label] = StepTiming(clock())
         if colour:
             self.colours[label] = colour
 
@@ -124,15 +94,13 @@ class LiveCurves:
         train_loss, history = self.curves.setdefault(run.label, ([], []))
         history[:] = with_endpoints(history, len(train_loss), run.result)
 
-    def show(self, run: SessionRun, colour: str, timing: Timing | None = None) -> None:
+    def show(self, run: SessionRun, colour: str) -> None:
         """Draw a kept run from its record (loss per step, validation with its endpoints) in its fixed colour."""
         result = run.result
         history = with_endpoints(result.eval_history, len(result.train_loss), result)
         self.curves[run.label] = (list(result.train_loss), history)
         self.colours[run.label] = colour
         self.data[run.label] = (run.record.data or {}).get("name", "")
-        if timing is not None:
-            self.timings[run.label] = timing
 
     def figure(self, empty: str = "The loss curves appear after the first step"):
         if not any(train for train, _ in self.curves.values()):
@@ -152,26 +120,25 @@ def _seconds(value: float | None, digits: int = 1):
     return None if value is None else round(value, digits)
 
 
-def summary_table(
-    runs: list[SessionRun], total_parameters: int, timings=None, device: str = "cpu", colours=None
-) -> pd.DataFrame:
-    """One row per finished run: cost (set-up, steady s/step, time) and the validation metric before and after.
+def summary_table(runs: list[SessionRun], total_parameters: int, device: str = "cpu", colours=None) -> pd.DataFrame:
+    """One row per finished run: cost (set-up, steady s/step, time: kept with the run) and the validation metric
+    before and after.
 
     Peak memory is shown on a GPU only: on a CPU the process's resident memory is shared by everything in it,
     so its growth during one run is no per-run figure. ``attrs[ROW_COLOURS]`` holds each run's fixed colour
     (``colours``: label → colour).
     """
-    timings, colours = timings or {}, colours or {}
+    colours = colours or {}
     on_gpu = device.startswith("cuda")
     rows = []
     for run in runs:
-        result, timing = run.result, timings.get(run.label)
+        result, record = run.result, run.record
         row = {
             "method": run.label,
             "trainable params": count(result.trainable_parameters),
             "% of model": f"{100 * result.trainable_parameters / total_parameters:.3g}%",
-            "set-up (s)": _seconds(timing.setup) if timing else None,
-            "s/step": _seconds(timing.per_step, 2) if timing else None,
+            "set-up (s)": _seconds(record.setup_seconds),
+            "s/step": _seconds(record.seconds_per_step, 2),
             "train time (s)": round(result.train_seconds, 1),
         }
         if on_gpu:
@@ -235,7 +202,6 @@ def _train_one(workbench: Workbench, spec, options, live: LiveCurves, progress, 
     ticks = follow(workbench, lambda: workbench.train(spec, options, record))
     run = yield from stream(ticks, tick)
     live.add_endpoints(run, colours(workbench)[run.label], key)
-    workbench.step_timings[run.id] = live.timings[run.label]
     return run
 
 
@@ -248,7 +214,7 @@ def _picked(workbench: Workbench, shown: list[str] | None) -> list[SessionRun]:
 def _shown_curves(workbench: Workbench, runs: list[SessionRun]) -> LiveCurves:
     live, fixed = LiveCurves(), colours(workbench)
     for run in runs:
-        live.show(run, fixed[run.label], workbench.step_timings.get(run.id))
+        live.show(run, fixed[run.label])
     return live
 
 
@@ -301,16 +267,16 @@ def _run_jobs(session: Session, jobs: list, shown: list[str] | None, max_length:
     warning = length_warning(workbench.data, max_length)
     with session.running("training"):
         first = status_html(_status(jobs[0][0], 0, len(jobs), live, False), 0.0)
-        table = summary_table(earlier, total_parameters, live.timings, device, live.colours)
+        table = summary_table(earlier, total_parameters, device, live.colours)
         yield Notice((first, live.figure(), table), warning) if warning else (first, live.figure(), table)
         for index, (spec, options) in enumerate(jobs):
-            table = summary_table(earlier + runs, total_parameters, live.timings, device, live.colours)
+            table = summary_table(earlier + runs, total_parameters, device, live.colours)
             render = lambda status, table=table: (status, live.figure(), table)  # noqa: E731
             runs.append((yield from _train_one(workbench, spec, options, live, progress, index, len(jobs), render)))
             if workbench.stop_event.is_set():
                 break
         done = status_html(_done(runs, workbench.stop_event.is_set()))
-        yield done, live.figure(), summary_table(earlier + runs, total_parameters, live.timings, device, live.colours)
+        yield done, live.figure(), summary_table(earlier + runs, total_parameters, device, live.colours)
 
 
 def restore_after_failure(session: Session, shown: list[str] | None = None):
@@ -345,4 +311,4 @@ def show(session: Session, shown: list[str] | None):
     runs = _picked(workbench, shown)
     live = _shown_curves(workbench, runs)
     total = workbench.model_info().total_parameters if runs else 1
-    return live.figure(NONE_PICKED), summary_table(runs, total, live.timings, workbench.key.device, live.colours)
+    return live.figure(NONE_PICKED), summary_table(runs, total, workbench.key.device, live.colours)
