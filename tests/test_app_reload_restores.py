@@ -181,3 +181,18 @@ def test_what_a_tab_showed_is_kept_owner_only_merged_by_name_and_not_past_its_si
         keep_shown(tmp_path, owner, "../runs", {})
     path.write_text("[1, 2")  # unreadable: nothing is restored
     assert recall_shown(tmp_path, owner, "explore") == {}
+
+
+@pytest.mark.parametrize(("typed", "gated"), [("typed_compare", "kept_compare"), ("typed_explore", "kept_explore")])
+def test_what_the_user_types_is_kept_even_before_the_page_load_gave_the_settings_back(typed, gated):
+    """The user's own changes (input events) are kept ungated; the app's changes (change events) wait for the load."""
+    demo = build_demo(preload=False)
+    (own,) = [function for function in demo.fns.values() if function.name == typed]
+    (any_change,) = [function for function in demo.fns.values() if function.name == gated]
+    assert own.inputs == any_change.inputs[1:] and own.outputs == any_change.outputs
+    assert {event for _, event in own.targets} == {"input"}
+    assert {event for _, event in any_change.targets} == {"change"}
+    values = [f"value {index}" for index in range(len(own.inputs))]
+    handler = compare_kept.typed_compare if typed == "typed_compare" else explore_kept.typed_explore
+    names = compare_kept.SETTINGS if typed == "typed_compare" else explore_kept.SETTINGS
+    assert handler(*values) == dict(zip(names, values, strict=True))

@@ -121,10 +121,12 @@ def busy_click(button: gr.Button, running: str, fn, inputs, outputs, **options):
     failed or stopped. Returns the job's event.
 
     The greying is the first link of the job's own chain: as a separate click event, the browser could send it
-    after the job had ended, and the button stayed grey."""
+    after the job had ended, and the button stayed grey. The button is given back by ``.then`` and by ``.failure``:
+    Gradio's page runs only the ``.failure`` links after an event that raised (a refusal such as "no data loaded")."""
     idle = button.value
     private = dict(api_visibility="private", show_progress="hidden", queue=False)
     greyed = button.click(lambda: gr.update(value=running, interactive=False), None, [button], **private)
     job = greyed.then(fn, inputs, outputs, **options)
-    job.then(lambda: gr.update(value=idle, interactive=True), None, [button], **private)
+    for ended in (job.then, job.failure):
+        ended(lambda: gr.update(value=idle, interactive=True), None, [button], **private)
     return job

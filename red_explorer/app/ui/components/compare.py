@@ -119,4 +119,6 @@ def build(state: gr.State, kept: gr.BrowserState) -> dict:
     changes = [component.change for component in settings]
     private = dict(queue=False, show_progress="hidden", api_visibility="private")
     gr.on(changes, ui_event(compare_kept.kept_compare), [opened, *settings], [kept], **private)
+    typed = [component.input for component in settings]  # the user's own, also before the page load gave them back
+    gr.on(typed, ui_event(compare_kept.typed_compare), settings, [kept], **private)
     return {"tab": tab, "listed": listed, "restored": [*settings, shown, cards, table, opened]}

@@ -117,5 +117,7 @@ def build(state: gr.State, max_length: gr.Slider, kept: gr.BrowserState) -> dict
     changes = [component.change for component in settings]
     private = dict(queue=False, show_progress="hidden", api_visibility="private")
     gr.on(changes, ui_event(kept_handlers.kept_explore), [opened, *settings], [kept], **private)
+    typed = [component.input for component in settings]  # the user's own, also before the page load gave them back
+    gr.on(typed, ui_event(kept_handlers.typed_explore), settings, [kept], **private)
     shown = [parts[name] for name in (*kept_handlers.TEXTS, *kept_handlers.FIGURES)]
     return {"tab": tab, "restored": [*picked, *settings[3:], *shown, opened]}

@@ -26,6 +26,7 @@ EXPECTED_ERRORS = (ValueError, OSError, KeyError)  # the user's input was refuse
 LATEST_SHOWN = 3  # runs ticked by default where every run would be too many (Compare, the loss plot)
 GROUP_MARK = " › "  # between a run's group and its label in the run lists
 ROW_COLOURS = "row_colours"  # DataFrame.attrs key: each row's colour (its run's fixed colour), shown in column one
+COLUMN_DIGITS = "column_digits"  # DataFrame.attrs key: column name → decimals shown (in a table with ROW_COLOURS)
 
 
 @dataclass
@@ -192,9 +193,21 @@ def cell_text(value) -> str:
     return str(value)
 
 
+def fixed_digits(digits: int):
+    """A cell formatter with ``digits`` decimals (3.0 → '3.0', not '3'), empty for None or NaN."""
+
+    def text(value) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return cell_text(value)
+        return f"{value:.{digits}f}"
+
+    return text
+
+
 def coloured(frame):
     """A table whose rows carry colours (``frame.attrs[ROW_COLOURS]``) as a pandas Styler: the first cell of each
-    row in its colour; any other table as it is."""
+    row in its colour, the columns of ``frame.attrs[COLUMN_DIGITS]`` (name → decimals) with that many decimals;
+    any other table as it is."""
     colours = frame.attrs.get(ROW_COLOURS) if hasattr(frame, "attrs") else None
     if not colours or len(colours) != len(frame) or frame.empty:
         return frame
@@ -203,7 +216,9 @@ def coloured(frame):
     def colour_column(column):
         return [f"color: {colour}; font-weight: 600" for colour in colours]
 
-    return frame.style.apply(colour_column, subset=[first]).format(cell_text)
+    digits = {name: fixed_digits(places) for name, places in frame.attrs.get(COLUMN_DIGITS, {}).items()}
+    styled = frame.style.apply(colour_column, subset=[first]).format(cell_text)
+    return styled.format(digits) if digits else styled
 
 
 def count(value: int) -> str:

@@ -22,6 +22,12 @@ def kept_compare(opened: bool, prompt: str, runs: list[str] | None, *decoding):
     return dict(zip(SETTINGS, (prompt, runs, *decoding), strict=True)) if opened else UNCHANGED
 
 
+def typed_compare(prompt: str, runs: list[str] | None, *decoding) -> dict:
+    """What the browser keeps after the user changed a setting themselves (typed, ticked, set): kept at once, even
+    while the page load has not given the kept settings back yet (no change of the app's own comes this way)."""
+    return kept_compare(True, prompt, runs, *decoding)
+
+
 def _decoding(settings: dict) -> tuple:
     """The decoding settings kept, each left as it is when it is not of its kind (a number; a yes/no to sample)."""
     sample = settings.get("do_sample")

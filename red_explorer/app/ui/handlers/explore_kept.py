@@ -23,6 +23,12 @@ def kept_explore(opened: bool, *values):
     return dict(zip(SETTINGS, values, strict=True)) if opened else UNCHANGED
 
 
+def typed_explore(*values) -> dict:
+    """What the browser keeps after the user changed a setting themselves: kept at once, even while the page load
+    has not given the kept settings back yet (no change of the app's own comes this way)."""
+    return kept_explore(True, *values)
+
+
 def _settings(settings: dict) -> tuple:
     """(prompt, new tokens, operation, weight of A, weight of B) as kept; each left as it is when not of its kind."""
     prompt, operation = settings.get("prompt"), settings.get("operation")

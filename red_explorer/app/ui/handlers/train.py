@@ -12,6 +12,7 @@ import pandas as pd
 from red_explorer.app.kept_runs import RunFigures
 from red_explorer.app.plots import empty_figure, loss_figure
 from red_explorer.app.ui.handlers.common import (
+    COLUMN_DIGITS,
     LATEST_SHOWN,
     ROW_COLOURS,
     Choices,
@@ -40,6 +41,8 @@ from red_explorer.engine.training import EvalEvent, StepEvent
 __all__ = ["METHOD_CHOICES", "build_specs", "restore_after_failure", "show", "shown_choices", "train"]
 SUMMARY_COLUMNS = ["method", "trainable params", "% of model", "set-up (s)", "s/step", "train time (s)"]
 SUMMARY_COLUMNS += ["val loss before", "val loss after", "stopped"]
+SUMMARY_DIGITS = {"set-up (s)": 1, "s/step": 2, "train time (s)": 1, "val loss before": 4, "val loss after": 4}
+SUMMARY_DIGITS |= {"accuracy before": 4, "accuracy after": 4}
 NEXT_STEP = {  # where to look next after training a method
     "red": "See **Inspect** for what RED learned",
     "tare": "See **Inspect** (TARE section) for which editor each token uses",
@@ -153,6 +156,7 @@ def summary_table(runs: list[SessionRun], total_parameters: int, device: str = "
     table = pd.DataFrame(rows, columns=None if rows else SUMMARY_COLUMNS)
     if all(run.label in colours for run in runs):
         table.attrs[ROW_COLOURS] = [colours[run.label] for run in runs]
+    table.attrs[COLUMN_DIGITS] = SUMMARY_DIGITS  # 3.0 s reads "3.0", beside 4.79 and 17.6
     return table
 
 
