@@ -169,47 +169,27 @@ def build_demo(preload: bool = True, show_cli_runs: bool = False) -> gr.Blocks:
         refresh = ui_event(model_status)
         # Returning the session as an output registers it with Gradio's state holder, so that
         # delete_state() (below, when the tab closes) calls its delete_callback.
-        demo.load(
+        loading = demo.load(
             _start, [state, owner], [status, state, owner], api_visibility="private", show_progress="hidden"
-        ).then(
-            _open_shared, [state], [shared_note], api_visibility="private", show_progress="hidden"
-        ).then(  # the owner's last model and data again (kept in their run-store folder), and the Model tab's panels
+        ).then(_open_shared, [state], [shared_note], api_visibility="private", show_progress="hidden")
+        # the owner's last model and data again (kept in their run-store folder), and the Model tab's panels
+        loading = loading.then(
             ui_event(restore_last),
             [state],
             [*model_tab["shown"], *model_tab["controls"]],
             api_visibility="private",
             show_progress_on=[model_tab["shown"][0]],
-        ).then(  # and the max length they last set (the runs they trained used it)
-            ui_event(data_handlers.restored_length),
-            [state],
-            [max_length],
-            api_visibility="private",
-            show_progress="hidden",
-        ).then(  # the runs there are as the page opens: Compare ticks those trained after
-            ui_event(compare_handlers.listed_runs),
-            [state],
-            [compare_tab["listed"]],
-            api_visibility="private",
-            show_progress="hidden",
-        ).then(  # the Train tab's loop settings and layers as the browser kept them
-            ui_event(train_settings.restored),
-            [kept_loop],
-            train_tab["kept"],
-            api_visibility="private",
-            show_progress="hidden",
-        ).then(  # Compare's settings as the browser kept them, and the generations it last showed (none made now)
-            ui_event(compare_kept.restore_compare),
-            [state, kept_compare],
-            compare_tab["restored"],
-            api_visibility="private",
-            show_progress="hidden",
-        ).then(  # Explore's settings as the browser kept them, and the results it last showed (none computed now)
-            ui_event(explore_kept.restore_explore),
-            [state, kept_explore],
-            explore_tab["restored"],
-            api_visibility="private",
-            show_progress="hidden",
         )
+        restoring = (
+            (data_handlers.restored_length, [state], [max_length]),  # the max length they last set (their runs used it)
+            (compare_handlers.listed_runs, [state], [compare_tab["listed"]]),  # Compare ticks the runs trained after
+            (train_settings.restored, [kept_loop], train_tab["kept"]),  # the Train tab's loop settings and layers
+            # Compare's and Explore's settings as the browser kept them, and what they last showed (none made now)
+            (compare_kept.restore_compare, [state, kept_compare], compare_tab["restored"]),
+            (explore_kept.restore_explore, [state, kept_explore], explore_tab["restored"]),
+        )
+        for handler, inputs, outputs in restoring:
+            loading = loading.then(ui_event(handler), inputs, outputs, api_visibility="private", show_progress="hidden")
         selectors = [_component(demo, name) for name in lesson_panel.SELECTOR_IDS]
         lesson_panel.wire(demo, lesson, state, owner, selectors)  # its steps pick runs; a reload reopens its step
         gr.Timer(STATUS_SECONDS).tick(refresh, [state], [status], api_visibility="private", show_progress="hidden")
