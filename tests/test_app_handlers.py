@@ -184,10 +184,22 @@ def test_compare_shows_every_method_with_latency(session):
     shown, cards, table = compare.compare(session, "", examples.choices[1], runs.value, 8)
     assert "**Reference:**" in shown
     assert list(table["method"]) == ["base", "RED full (ffn)", "LoRA r=8"]
-    assert table["seconds"].isna().all() and table["ROUGE-L"].notna().all()  # one batched call: timed once
+    assert list(table["seconds"]) == list(table["tokens/s"]) == [compare.SHARED] * 3  # one batched call: timed once
+    assert all(isinstance(value, float) and 0 <= value <= 1 for value in table["ROUGE-L"])
     assert cards.count("gen-card") == 3 and cards.count("batched call") == 3 and "tok/s" not in cards
     assert "- base, RED full (ffn), LoRA r=8: one batched call of 3 rows, " in shown
     assert compare.example_index("#12: words") == 12 and compare.example_index("") is None
+
+
+def test_every_compare_cell_holds_its_measure_or_says_why_it_has_none(session):
+    _, _, table = compare.compare(session, "red cat", None, ["RED full (ffn)", "LoRA r=8"], 8)
+    assert list(table["ROUGE-L"]) == [compare.NO_REFERENCE] * 3  # a typed prompt has no reference
+    assert list(table["seconds"]) == [compare.SHARED] * 3
+    assert table.isna().sum().sum() == 0  # no blank cell
+    assert f"“{compare.SHARED}”" in compare.TABLE_TITLE and f"“{compare.NO_REFERENCE}”" in compare.TABLE_TITLE
+    alone = compare.Generation("TARE x", "p", "text", 10, 0.5, 20.0)
+    own = compare._table([alone], set(), {})  # a run in a call of its own: its own time and pace
+    assert (own.iloc[0]["seconds"], own.iloc[0]["tokens/s"]) == (0.5, 20.0)
 
 
 def test_compare_and_generate_live_fill_the_bar_token_by_token(session):

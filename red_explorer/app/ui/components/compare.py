@@ -80,7 +80,7 @@ def build(state: gr.State, kept: gr.BrowserState) -> dict:
         cards = gr.HTML(label="Generations", elem_id="compare-cards")
         table = gr.Dataframe(
             headers=handlers.TABLE_COLUMNS,
-            label="Per run: latency of a call of its own (rows of one batched call: see its time above) and ROUGE-L",
+            label=handlers.TABLE_TITLE,
             elem_id="compare-table",
             wrap=True,
             column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
