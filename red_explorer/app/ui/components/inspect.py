@@ -11,13 +11,18 @@ from red_explorer.app.ui.texts import TARE_SENTENCE
 ROUTING_TEXT = "The restaurant near the river serves cheap Italian food."
 
 
-def _panel(side: str) -> list:
-    with gr.Column():
-        return [
-            gr.Plot(show_label=False, label=f"Run {side}: per layer", elem_id=f"layers-plot-{side.lower()}"),
-            gr.Plot(show_label=False, label=f"Run {side}: scale − 1", elem_id=f"scale-heatmap-{side.lower()}"),
-            gr.Plot(show_label=False, label=f"Run {side}: bias", elem_id=f"bias-heatmap-{side.lower()}"),
-        ]
+PANELS = (("layers-plot", "per layer"), ("scale-heatmap", "scale − 1"), ("bias-heatmap", "bias"))
+
+
+def _panels() -> tuple[list, list]:
+    """(run A's panels, run B's): one row per quantity, A's left of B's (per layer, then scale − 1, then bias)."""
+    panel_a, panel_b = [], []
+    for elem, title in PANELS:
+        with gr.Row(equal_height=True):
+            for side, panel in (("A", panel_a), ("B", panel_b)):
+                label = f"Run {side}: {title}"
+                panel.append(gr.Plot(show_label=False, label=label, elem_id=f"{elem}-{side.lower()}"))
+    return panel_a, panel_b
 
 
 def _tare_section(state: gr.State) -> gr.Dropdown:
@@ -49,8 +54,7 @@ def build(state: gr.State) -> dict:
             with gr.Column(scale=0, min_width=140):
                 show = gr.Button("Show", variant="primary", elem_id="inspect-button")
         summary = gr.Markdown(label="Summary", elem_id="inspect-summary")
-        with gr.Row():
-            panel_a, panel_b = _panel("A"), _panel("B")
+        panel_a, panel_b = _panels()
         with gr.Row():  # side by side on a wide page, stacked on a narrow one
             distribution = gr.Plot(
                 show_label=False, label="Distribution of run A's values", elem_id="distribution-plot", min_width=400
