@@ -83,7 +83,7 @@ def build(state: gr.State, kept: gr.BrowserState) -> dict:
             label=handlers.TABLE_TITLE,
             elem_id="compare-table",
             wrap=True,
-            column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
+            column_widths=["16%", "9%", "9%", "9%", "11%", "46%"],  # numbers stay on one line, the text wraps
         )
         listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
         opened = gr.State(False)  # whether the page load gave the kept settings back yet (a change before is not kept)
