@@ -61,7 +61,8 @@ def shared_ranges(*runs: list[SiteEdit]) -> tuple[dict[str, float], dict[str, fl
 
 def _panel(label: str, edits: list[SiteEdit], bars: dict, colours: dict) -> tuple:
     """(per-layer bars, scale heatmap, bias heatmap) of one RED run: panels only for the vectors it learns (the
-    heatmap of a vector it does not learn says so, and the page hides it: see ``panels_shown``)."""
+    heatmap of a vector it does not learn says so, beside the other run's; ``panels_shown`` hides a row neither
+    run learns)."""
     vectors = learned(edits)
     panels = [layer_magnitude_figure(layer_magnitudes(edits), f"{label}: per layer", vectors, bars)]
     for vector, title in VECTORS:
