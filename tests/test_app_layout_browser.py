@@ -91,3 +91,29 @@ def test_the_inspect_plot_titles_stay_clear_of_the_hover_toolbar(fresh_app_url):
             found = page.evaluate(OVERLAP, plot)
             assert found["bar"] > 0 and not found["overlap"], plot
         shot(page, "inspect-titles")
+
+
+CELLS = """() => Object.fromEntries(['scale', 'bias'].flatMap(name => ['a', 'b'].map(side => {
+    const id = `${name}-heatmap-${side}`, cell = document.getElementById(id), box = cell.getBoundingClientRect();
+    const svg = cell.querySelector('.main-svg').getBoundingClientRect();
+    return [id, {top: Math.round(box.top), left: box.left, height: box.height, fits: svg.width <= box.width + 1}];
+    })))"""
+
+
+def test_two_inspected_runs_show_the_same_quantity_side_by_side(fresh_app_url):
+    with page_at(fresh_app_url, {"width": 1280, "height": 1000}) as page:
+        open_tab(page, "Inspect")  # the gallery's pirate RED run shows at once, alone
+        page.locator("#scale-heatmap-a .js-plotly-plot .main-svg").first.wait_for()
+        page.locator("#inspect-run-b input").click()
+        page.locator("ul[role=listbox] li").filter(has_text="bias only").first.click()  # a run that learns no scale
+        page.click("#inspect-button")
+        page.locator("#inspect-summary").get_by_text("bias only").first.wait_for()
+        page.locator("#bias-heatmap-b .js-plotly-plot .main-svg").first.wait_for()
+        page.wait_for_timeout(1500)  # the plots' relayout after B's cells appeared
+        cells = page.evaluate(CELLS)
+        shot(page, "inspect-two-runs")
+    for quantity in ("scale", "bias"):
+        a, b = cells[f"{quantity}-heatmap-a"], cells[f"{quantity}-heatmap-b"]
+        assert a["top"] == b["top"] and a["left"] < b["left"] and a["height"] == b["height"], (quantity, a, b)
+        assert a["fits"] and b["fits"], (quantity, a, b)  # each plot as wide as its cell, none cut off
+    assert cells["scale-heatmap-a"]["top"] < cells["bias-heatmap-a"]["top"]

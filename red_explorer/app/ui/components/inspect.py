@@ -9,6 +9,8 @@ from red_explorer.app.ui.handlers import inspect as handlers
 from red_explorer.app.ui.texts import TARE_SENTENCE
 
 ROUTING_TEXT = "The restaurant near the river serves cheap Italian food."
+# a plot drawn before its row's other cell appeared keeps its width until the window resizes: tell plotly it did
+RELAYOUT = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 50); }"
 
 
 PANELS = (("layers-plot", "per layer"), ("scale-heatmap", "scale − 1"), ("bias-heatmap", "bias"))
@@ -76,7 +78,7 @@ def build(state: gr.State) -> dict:
         show_progress="hidden",
     )
     shown = show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect")
-    shown.success(**visibility)
+    shown.success(**visibility).then(None, js=RELAYOUT)
     shown.failure(  # a refused run leaves no panel of the run shown before
         ui_event(handlers.restore_after_failure), [state], outputs, api_visibility="private", show_progress="hidden"
     )
@@ -89,5 +91,5 @@ def build(state: gr.State) -> dict:
     )
     refresh.then(ui_event(handlers.inspect_if_any), [state, run_a, run_b], outputs, api_visibility="private").then(
         **visibility
-    )
+    ).then(None, js=RELAYOUT)
     return {"tab": tab}
