@@ -136,7 +136,10 @@ def test_layer_chart_has_one_bar_per_layer_per_series(session):
     assert only.y[0] == pytest.approx(without.y[1]) and only.y[1] == pytest.approx(without.y[0])
     figures = session.workbench.run(session.red).result
     assert figure.layout.yaxis.range[0] == 0  # bars start at 0: their heights compare
-    assert figure.data[0].marker.color == figure.data[1].marker.color == common.colours(session.workbench)[session.red]
+    colour = common.colours(session.workbench)[session.red]
+    assert without.marker.color == only.marker.pattern.fgcolor == only.marker.line.color == colour  # the run's colour
+    assert not without.marker.pattern.shape and only.marker.pattern.shape == "/"  # solid and hatched: two legends
+    assert only.marker.color == "white" and only.marker.opacity is None
     lines = sorted(shape.y0 for shape in figure.layout.shapes)
     assert lines == pytest.approx(sorted([figures.metrics_before["loss"], figures.metrics_after["loss"]]), rel=1e-4)
 

@@ -197,8 +197,9 @@ def test_two_runs_side_by_side_share_axes_and_colours(files):
         True,
         True,
         True,
-        False,
+        True,  # B's bias cell, next to A's bias, says B learns no bias
     ]
+    assert bias_b.layout.annotations[0].text == "RED scale (ffn) learns no bias"
 
 
 def test_plural_and_empty_tables_have_real_headers():

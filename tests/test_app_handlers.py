@@ -184,10 +184,22 @@ def test_compare_shows_every_method_with_latency(session):
     shown, cards, table = compare.compare(session, "", examples.choices[1], runs.value, 8)
     assert "**Reference:**" in shown
     assert list(table["method"]) == ["base", "RED full (ffn)", "LoRA r=8"]
-    assert table["seconds"].isna().all() and table["ROUGE-L"].notna().all()  # one batched call: timed once
+    assert list(table["seconds"]) == list(table["tokens/s"]) == [compare.SHARED] * 3  # one batched call: timed once
+    assert all(isinstance(value, float) and 0 <= value <= 1 for value in table["ROUGE-L"])
     assert cards.count("gen-card") == 3 and cards.count("batched call") == 3 and "tok/s" not in cards
     assert "- base, RED full (ffn), LoRA r=8: one batched call of 3 rows, " in shown
     assert compare.example_index("#12: words") == 12 and compare.example_index("") is None
+
+
+def test_every_compare_cell_holds_its_measure_or_says_why_it_has_none(session):
+    _, _, table = compare.compare(session, "red cat", None, ["RED full (ffn)", "LoRA r=8"], 8)
+    assert list(table["ROUGE-L"]) == [compare.NO_REFERENCE] * 3  # a typed prompt has no reference
+    assert list(table["seconds"]) == [compare.SHARED] * 3
+    assert table.isna().sum().sum() == 0  # no blank cell
+    assert f"“{compare.SHARED}”" in compare.TABLE_TITLE and f"“{compare.NO_REFERENCE}”" in compare.TABLE_TITLE
+    alone = compare.Generation("TARE x", "p", "text", 10, 0.5, 20.0)
+    own = compare._table([alone], set(), {})  # a run in a call of its own: its own time and pace
+    assert (own.iloc[0]["seconds"], own.iloc[0]["tokens/s"]) == (0.5, 20.0)
 
 
 def test_compare_and_generate_live_fill_the_bar_token_by_token(session):
@@ -293,12 +305,16 @@ def test_inspect_puts_two_runs_side_by_side(files):
     list(train.train(session, ["RED"], "bias", ["attn"], **(TRAIN | {"max_steps": 1})))
     first, second, _ = inspect.choices(session, "RED full (ffn)", "RED bias (attn)")
     assert (first.value, second.value) == ("RED full (ffn)", "RED bias (attn)")
-    summary, layers_a, _, _, layers_b, scale_b, bias_b, _, _ = inspect.inspect(session, first.value, second.value)
+    summary, layers_a, scale_a, bias_a, layers_b, scale_b, bias_b, _, _ = inspect.inspect(
+        session, first.value, second.value
+    )
     assert {trace.name for trace in layers_a.data} == {"FFN output"}
     assert {trace.name for trace in layers_b.data} == {"attention output"}
     assert scale_b.layout.annotations[0].text == "RED bias (attn) learns no scale"
     shown = inspect.panels_shown(session, first.value, second.value)
-    assert [panel.shown for panel in shown] == [True, True, False, True]  # the page hides B's scale panel
+    assert [panel.shown for panel in shown] == [True, True, True, True]  # A scale | B's note, A bias | B bias
+    assert scale_a.layout.height == scale_b.layout.height >= 300  # A scale and B's note, one height
+    assert bias_a.layout.height == bias_b.layout.height  # a row's two heatmaps line up
     assert list(bias_b.data[0].y) == ["L0 attn", "L1 attn"]
     assert "RED full (ffn)" in summary and "RED bias (attn)" in summary
 
@@ -357,3 +373,19 @@ def test_a_refused_merge_stays_on_the_export_tab(session, monkeypatch):
         ui_event(export.export_merged)(session, "RED full (ffn)")
     file, status = ui_event(export.export_failed)(session)
     assert file is None and status == "✕ **the merged model differs from the edited one by 1e-01 of the logit scale**"
+
+
+def test_inspect_pairs_the_same_quantity_of_the_two_runs_in_one_row():
+    from red_explorer.app.ui.components import inspect as inspect_tab
+
+    with gr.Blocks():
+        inspect_tab.build(gr.State())
+        blocks = gr.context.get_blocks_context().blocks.values()
+        found = {block.elem_id: block for block in blocks if block.elem_id}
+    rows = []
+    for elem, _ in inspect_tab.PANELS:
+        a, b = found[f"{elem}-a"], found[f"{elem}-b"]
+        assert a.parent is b.parent and isinstance(a.parent, gr.Row)
+        assert a.parent.children.index(a) < a.parent.children.index(b)  # A left of B
+        rows.append(a.parent)
+    assert len({id(row) for row in rows}) == 3  # per layer, scale − 1, bias: a row each

@@ -1,8 +1,23 @@
 """One colour per method in every plot: RED runs in red (a shade of it per further run), LoRA in blue, and so on."""
 
+import re
+
+import pandas as pd
 from app_helpers import TRAIN, new_session
 
-from red_explorer.app.colours import METHOD_COLOURS, METHOD_SHADES, RED, method_colour, method_shades, run_colours
+from red_explorer.app.colours import (
+    BASE_COLOUR,
+    METHOD_COLOURS,
+    METHOD_SHADES,
+    OTHER_SHADES,
+    RED,
+    TEXT_CONTRAST,
+    contrast_on_white,
+    method_colour,
+    method_shades,
+    run_colours,
+    text_colour,
+)
 from red_explorer.app.method_card_plot import method_card_figure
 from red_explorer.app.plots import ablation_figure, loss_figure, parameter_figure
 from red_explorer.app.sweep_plot import sweep_figure
@@ -71,3 +86,15 @@ def test_every_plot_draws_red_in_red():
     assert {trace.name: trace.marker.color for trace in ablation.data} == {"LORA": BLUE, "RED": RED}
     bars = parameter_figure({"RED (FFN)": 128, "LoRA (r=8)": 1792, "Full fine-tuning": 9000}, 9000)
     assert list(bars.data[0].marker.color) == [RED, BLUE, METHOD_COLOURS["full"]]
+
+
+def test_every_run_colour_written_as_table_text_reads_on_white():
+    every = [colour for shades in (*METHOD_SHADES.values(), OTHER_SHADES) for colour in shades] + [BASE_COLOUR]
+    frame = pd.DataFrame({"method": [f"run {index}" for index in range(len(every))]})
+    frame.attrs[common.ROW_COLOURS] = every
+    html = common.coloured(frame).to_html()
+    written = set(re.findall(r"color: (#[0-9a-f]{6});", html))
+    assert written == {text_colour(colour) for colour in every} and len(written) == len(set(every))
+    assert min(contrast_on_white(colour) for colour in written) >= TEXT_CONTRAST >= 3
+    assert text_colour(RED) == RED and text_colour("#85c1e9") != "#85c1e9"  # a dark colour stays, a light one darkens
+    assert round(contrast_on_white("#000000"), 1) == 21.0 and contrast_on_white("#ffffff") == 1.0

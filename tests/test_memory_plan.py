@@ -178,3 +178,22 @@ def test_a_classifier_is_planned_for_inference_with_no_cache(tmp_path):
     assert plan.rows[0].generation == weights + 32 * 4 * (2 * 64 + 4 * 32) + 2 * 3 * (4 + 4)  # no KV cache
     assert plan.rows[0].training - weights - 16 * 2 * 2 * 32 == 32 * saved_bytes_per_token(shape, 4) + 2 * 3 * 12
     assert "| inference (2 × 16 tokens) |" in plan_markdown(plan) and plan.rows[0].verdict == "does not fit"
+
+
+def test_the_cpu_plan_says_why_its_quantized_rows_weigh_and_train_as_they_do():
+    plan = plan_memory(model_shape("random:smollm2"), 8, 64, "cpu", available=2**40, compute_dtype="float32")
+    rows = {row.precision: row for row in plan.rows}
+    assert rows["4bit"].weights > rows["8bit"].weights  # a byte per value either way; 4 bits add group scales
+    assert rows["8bit"].training > rows["float32"].training and rows["4bit"].training > rows["float32"].training
+    table = plan_markdown(plan)
+    note = (
+        "On cpu, torchao stores 8- and 4-bit weights a byte per value (4 bits add a scale and a zero point per 32 "
+        "weights, so they come out a little larger than 8) and keeps embeddings and norms in float32; a training "
+        "step also holds a float32 copy of each quantized weight for its backward pass, so here 8 and 4 bits need "
+        "more memory to train than float32 without quantizing."
+    )
+    assert table.endswith("\n\n" + note)
+    cuda = plan_markdown(plan_memory(model_shape("random:smollm2"), 8, 64, "cuda", available=2**40))
+    assert cuda.endswith(
+        "\n\n8 and 4 bits as bitsandbytes stores them on cuda (NF4 with double quantization in 4 bits)."
+    )

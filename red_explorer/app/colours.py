@@ -48,3 +48,24 @@ def run_colours(runs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The fixed colour of each of an owner's runs, given as (run id, method) oldest first (``method_shades``), so
     every plot, card and table gives a run the same one."""
     return dict(zip([run_id for run_id, _ in runs], method_shades([method for _, method in runs]), strict=True))
+
+
+TEXT_CONTRAST = 4.5  # the least contrast on white of a run's name written in its colour (WCAG AA for text)
+
+
+def contrast_on_white(colour: str) -> float:
+    """The WCAG contrast ratio of ``colour`` ('#rrggbb') on white: 1 (white) to 21 (black)."""
+    channels = [int(colour[index : index + 2], 16) / 255 for index in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
+
+
+def text_colour(colour: str) -> str:
+    """``colour`` darkened (same hue, towards black) just enough to be read as text on white (``TEXT_CONTRAST``)."""
+    red, green, blue = (int(colour[index : index + 2], 16) for index in (1, 3, 5))
+    shade, factor = colour.lower(), 1.0
+    while contrast_on_white(shade) < TEXT_CONTRAST:
+        factor -= 0.02
+        shade = "#" + "".join(f"{round(channel * factor):02x}" for channel in (red, green, blue))
+    return shade

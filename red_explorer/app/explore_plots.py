@@ -17,6 +17,7 @@ from red_explorer.explore.strength import DosePoint
 KL_COLOUR = "#1b2631"  # near black: not the colour of any run
 DOSE_HINT = "Press “Dose-response over α” to see the validation loss and KL at each strength"
 LAYERS_HINT = "Press “Measure per layer” to see which layers a RED run needs (a few validation passes per layer)"
+KEEP_ONE_PATTERN = {"shape": "/", "solidity": 0.45}  # "only this layer" bars: hatched in the run's colour
 
 
 def placeholder_figure(hint: str) -> go.Figure:
@@ -66,7 +67,7 @@ def layer_importance_figure(
 
     Dashed lines mark the base loss (no edit) and the whole run's loss: a leave-one-out bar far above
     the run line is a layer the run needs; a keep-one bar far below the base line helps on its own.
-    The axis starts at 0, so bar heights compare; both bars are in the run's ``colour`` (keep-one paler).
+    The axis starts at 0, so bar heights compare; both bars are in the run's ``colour`` (keep-one hatched).
     """
     layers = [f"layer {effect.layer_index}" for effect in importance.layers]
     figure = go.Figure()
@@ -74,8 +75,11 @@ def layer_importance_figure(
         go.Bar(x=layers, y=[effect.loss_without for effect in importance.layers], name="without this layer")
     )
     figure.add_trace(go.Bar(x=layers, y=[effect.loss_only for effect in importance.layers], name="only this layer"))
-    figure.data[0].marker.color = figure.data[1].marker.color = colour or RED
-    figure.data[1].marker.opacity = 0.45
+    colour = colour or RED
+    figure.data[0].marker.color = colour  # leave-one-out: solid; keep-one: hatched, so the legend tells them apart
+    figure.data[1].marker = dict(
+        color="white", line=dict(color=colour, width=1.5), pattern=KEEP_ONE_PATTERN | {"fgcolor": colour}
+    )
     figure.add_hline(
         y=importance.base_loss,
         line=dict(color=BASE_COLOUR, dash="dash"),

@@ -18,15 +18,12 @@ from dataclasses import dataclass
 import torch
 
 from red_explorer.models.model_shape import ModelShape
+from red_explorer.models.quantization import INT4_GROUP_SIZE
 
 PRECISIONS = ("float32", "bfloat16", "8bit", "4bit")
 FLOAT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 NF4_BLOCK = 64  # bitsandbytes 4-bit: one absmax per 64 weights, itself stored in 8 bits (double quantization)
 NF4_SECOND_BLOCK = 256  # one float32 absmax per 256 first-level blocks
-BACKEND_NOTES = {
-    "bitsandbytes": " (NF4 with double quantization in 4 bits)",
-    "torchao": " (4-bit values take a byte each there, so 4 bits save no more than 8)",
-}
 
 
 def backend_of(device: torch.device | str) -> str | None:
@@ -252,5 +249,19 @@ def plan_markdown(plan: MemoryPlan, chosen: str | None = None) -> str:
             f"| {label} | {_gib(row.weights)} | {_gib(row.training)} | {_gib(row.generation)} | {mark} {row.verdict} |"
         )
     if plan.backend:
-        lines += ["", f"8 and 4 bits as {plan.backend} stores them on {plan.device}{BACKEND_NOTES[plan.backend]}."]
+        lines += ["", quantized_note(plan)]
     return "\n".join(lines)
+
+
+def quantized_note(plan: MemoryPlan) -> str:
+    """One sentence under the table: how the quantized rows' library stores 8 and 4 bits, and why its figures are
+    what they are (on CPU, torchao's 4 bits outweigh its 8 and both train in more memory than no quantizing)."""
+    if plan.backend == "bitsandbytes":
+        return f"8 and 4 bits as bitsandbytes stores them on {plan.device} (NF4 with double quantization in 4 bits)."
+    compute = plan.rows[-1].compute_dtype
+    return (
+        f"On {plan.device}, torchao stores 8- and 4-bit weights a byte per value (4 bits add a scale and a zero point "
+        f"per {INT4_GROUP_SIZE} weights, so they come out a little larger than 8) and keeps embeddings and norms in "
+        f"{compute}; a training step also holds a {compute} copy of each quantized weight for its backward pass, so "
+        f"here 8 and 4 bits need more memory to train than {compute} without quantizing."
+    )

@@ -54,16 +54,18 @@ CSS = """
 .red-caption {font-size: 13.5px; color: #2c3e50; margin: 6px 4px 0 4px;}
 .red-note {font-size: 13px; color: #566573;}
 .red-narrow {display: none;}
-#train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 5.5em;}  /* words, not letters */
-:is(#train-summary, #ablation-table, #sweep-card, #compare-table) th span.header {overflow-wrap: normal !important;}
+.table-container th {min-width: 5.5em;}  /* every table (gr.Dataframe): headers break between words, not letters */
+.table-container th span.header {overflow-wrap: normal !important; word-break: normal !important;}
 #memory-plan :is(th, td) {overflow-wrap: normal; word-break: normal;}  /* a narrow page wraps at spaces only */
+.secondary-wrap:has(> .icon-wrap) > input {padding-right: calc(2 * var(--size-5)); text-overflow: ellipsis;}
+#compare-cards:has(.pending) {min-height: 8rem;}  /* room for the progress: it stays off the table's title */
 @media (max-width: 820px) {.red-wide {display: none;} .red-narrow {display: block;}
-  #train-summary th, #ablation-table th, #sweep-card th, #compare-table th {min-width: 0;}  /* fit, no side scroll */
-  #train-summary *, #ablation-table *, #sweep-card * {font-size: 11px !important; word-break: normal !important;}
-  #train-summary :is(td, th), #ablation-table :is(td, th), #sweep-card :is(td, th) {padding: 4px 3px !important;}
-  :is(#train-summary, #ablation-table, #sweep-card) th :is(.cell-wrap, .header-content) {padding: 0 !important;
+  .table-container th {min-width: 0;}  /* fit, no side scroll */
+  .table-container * {font-size: 11px !important; word-break: normal !important;}
+  .table-container :is(td, th) {padding: 4px 3px !important;}
+  .table-container th :is(.cell-wrap, .header-content) {padding: 0 !important;
     gap: 0 !important;}  /* a header's words get the column's whole width, in the page's (narrower) font: */
-  :is(#train-summary, #ablation-table, #sweep-card) th span.header {font-family: var(--font) !important;}}
+  .table-container th span.header {font-family: var(--font) !important;}}
 """
 CSS += lesson_panel.CSS  # the guided lesson's panel and projector type
 

@@ -80,10 +80,10 @@ def build(state: gr.State, kept: gr.BrowserState) -> dict:
         cards = gr.HTML(label="Generations", elem_id="compare-cards")
         table = gr.Dataframe(
             headers=handlers.TABLE_COLUMNS,
-            label="Per run: latency of a call of its own (rows of one batched call: see its time above) and ROUGE-L",
+            label=handlers.TABLE_TITLE,
             elem_id="compare-table",
             wrap=True,
-            column_widths=["18%", "9%", "9%", "9%", "9%", "46%"],  # numbers stay on one line, the text wraps
+            column_widths=["16%", "9%", "9%", "9%", "11%", "46%"],  # numbers stay on one line, the text wraps
         )
         listed = gr.State(None)  # the runs the last listing held: a run not among them is new, and gets ticked
         opened = gr.State(False)  # whether the page load gave the kept settings back yet (a change before is not kept)

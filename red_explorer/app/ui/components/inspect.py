@@ -9,15 +9,22 @@ from red_explorer.app.ui.handlers import inspect as handlers
 from red_explorer.app.ui.texts import TARE_SENTENCE
 
 ROUTING_TEXT = "The restaurant near the river serves cheap Italian food."
+# a plot drawn before its row's other cell appeared keeps its width until the window resizes: tell plotly it did
+RELAYOUT = "() => { setTimeout(() => window.dispatchEvent(new Event('resize')), 50); }"
 
 
-def _panel(side: str) -> list:
-    with gr.Column():
-        return [
-            gr.Plot(show_label=False, label=f"Run {side}: per layer", elem_id=f"layers-plot-{side.lower()}"),
-            gr.Plot(show_label=False, label=f"Run {side}: scale − 1", elem_id=f"scale-heatmap-{side.lower()}"),
-            gr.Plot(show_label=False, label=f"Run {side}: bias", elem_id=f"bias-heatmap-{side.lower()}"),
-        ]
+PANELS = (("layers-plot", "per layer"), ("scale-heatmap", "scale − 1"), ("bias-heatmap", "bias"))
+
+
+def _panels() -> tuple[list, list]:
+    """(run A's panels, run B's): one row per quantity, A's left of B's (per layer, then scale − 1, then bias)."""
+    panel_a, panel_b = [], []
+    for elem, title in PANELS:
+        with gr.Row(equal_height=True):
+            for side, panel in (("A", panel_a), ("B", panel_b)):
+                label = f"Run {side}: {title}"
+                panel.append(gr.Plot(show_label=False, label=label, elem_id=f"{elem}-{side.lower()}"))
+    return panel_a, panel_b
 
 
 def _tare_section(state: gr.State) -> gr.Dropdown:
@@ -49,8 +56,7 @@ def build(state: gr.State) -> dict:
             with gr.Column(scale=0, min_width=140):
                 show = gr.Button("Show", variant="primary", elem_id="inspect-button")
         summary = gr.Markdown(label="Summary", elem_id="inspect-summary")
-        with gr.Row():
-            panel_a, panel_b = _panel("A"), _panel("B")
+        panel_a, panel_b = _panels()
         with gr.Row():  # side by side on a wide page, stacked on a narrow one
             distribution = gr.Plot(
                 show_label=False, label="Distribution of run A's values", elem_id="distribution-plot", min_width=400
@@ -72,7 +78,7 @@ def build(state: gr.State) -> dict:
         show_progress="hidden",
     )
     shown = show.click(ui_event(handlers.inspect), [state, run_a, run_b], outputs, api_name="inspect")
-    shown.success(**visibility)
+    shown.success(**visibility).then(None, js=RELAYOUT)
     shown.failure(  # a refused run leaves no panel of the run shown before
         ui_event(handlers.restore_after_failure), [state], outputs, api_visibility="private", show_progress="hidden"
     )
@@ -85,5 +91,5 @@ def build(state: gr.State) -> dict:
     )
     refresh.then(ui_event(handlers.inspect_if_any), [state, run_a, run_b], outputs, api_visibility="private").then(
         **visibility
-    )
+    ).then(None, js=RELAYOUT)
     return {"tab": tab}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import TYPE_CHECKING
 
-from red_explorer.app.colours import next_run_colour, run_colours
+from red_explorer.app.colours import next_run_colour, run_colours, text_colour
 from red_explorer.app.kept_runs import SessionRun, same_base
 from red_explorer.app.model_registry import ModelKey
 from red_explorer.app.workbench import Workbench
@@ -206,15 +206,15 @@ def fixed_digits(digits: int):
 
 def coloured(frame):
     """A table whose rows carry colours (``frame.attrs[ROW_COLOURS]``) as a pandas Styler: the first cell of each
-    row in its colour, the columns of ``frame.attrs[COLUMN_DIGITS]`` (name → decimals) with that many decimals;
-    any other table as it is."""
+    row in its colour (darkened to be read on white: ``text_colour``), the columns of
+    ``frame.attrs[COLUMN_DIGITS]`` (name → decimals) with that many decimals; any other table as it is."""
     colours = frame.attrs.get(ROW_COLOURS) if hasattr(frame, "attrs") else None
     if not colours or len(colours) != len(frame) or frame.empty:
         return frame
     first = frame.columns[0]
 
     def colour_column(column):
-        return [f"color: {colour}; font-weight: 600" for colour in colours]
+        return [f"color: {text_colour(colour)}; font-weight: 600" for colour in colours]
 
     digits = {name: fixed_digits(places) for name, places in frame.attrs.get(COLUMN_DIGITS, {}).items()}
     styled = frame.style.apply(colour_column, subset=[first]).format(cell_text)

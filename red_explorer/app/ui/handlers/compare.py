@@ -24,6 +24,12 @@ DEFAULT_PROMPT_DATA = SAMPLE_FOLDER / "restaurants_e2e.csv"  # the bundled sampl
 EXAMPLE_LIMIT = 50
 METHOD_CLASS = {"base": "base", "RED": "red", "LoRA": "lora", "TARE": "tare"}
 TABLE_COLUMNS = ["method", "seconds", "new tokens", "tokens/s", "ROUGE-L", "text"]
+SHARED = "shared"  # a timing cell of a run whose rows were generated in one call with others
+NO_REFERENCE = "no reference"  # a ROUGE-L cell when no validation example (with its reference) was picked
+TABLE_TITLE = (
+    f"Per run: seconds and tokens/s of a call of its own (“{SHARED}”: one batched call with others, timed above); "
+    f"ROUGE-L against the reference of a validation example (“{NO_REFERENCE}”: pick one above)"
+)
 TAB = "compare"  # the name its last result is kept under (``last_shown``)
 
 
@@ -153,17 +159,18 @@ def timing_note(device: str, batched: BatchedComparison | None = None, settings:
 
 
 def _table(generations: list[Generation], batched: set[str], colours: dict[str, str]) -> pd.DataFrame:
-    """One row per contender; seconds and tokens/s only for a contender timed in a call of its own."""
+    """One row per contender; seconds and tokens/s only for a contender timed in a call of its own, else
+    ``SHARED``; ROUGE-L only against a reference, else ``NO_REFERENCE``."""
     rows = []
     for generation in generations:
         alone = generation.method not in batched
         rows.append(
             {
                 "method": generation.method,
-                "seconds": round(generation.seconds, 3) if alone else None,
+                "seconds": round(generation.seconds, 3) if alone else SHARED,
                 "new tokens": generation.new_tokens,
-                "tokens/s": round(generation.tokens_per_second, 1) if alone else None,
-                "ROUGE-L": None if generation.rouge_l is None else round(generation.rouge_l, 4),
+                "tokens/s": round(generation.tokens_per_second, 1) if alone else SHARED,
+                "ROUGE-L": NO_REFERENCE if generation.rouge_l is None else round(generation.rouge_l, 4),
                 "text": generation.text,
             }
         )

@@ -17,18 +17,25 @@ def time_left(seconds: float) -> str:
 
 class ShownProgress:
     """The library's ``on_progress(done, total, what)`` as ``progress(done / total, desc=...)`` (gr.Progress): what
-    runs now and, once a pass is done, the time left at the pace so far (counted from the first report)."""
+    runs now and, once a pass is done, the time left at the pace of the recent passes (the last ``RECENT_SHARE`` of
+    those done, at least one): a job that slows down, as on a CPU that gets busy, says so as it goes."""
+
+    RECENT_SHARE = 1 / 3
 
     def __init__(self, progress: Progress | None, clock: Callable[[], float] = time.monotonic):
         self.progress = given_progress(progress)
-        self.clock, self.started = clock, None
+        self.clock = clock
+        self.reached: dict[int, float] = {}  # passes done -> when that many were first reported
 
     def __call__(self, done: int, total: int, what: str) -> None:
         now = self.clock()
-        self.started = now if self.started is None else self.started
+        self.reached.setdefault(done, now)
         desc = what
-        if 0 < done < total:
-            desc += f" · {time_left((now - self.started) / done * (total - done))}"
+        window = done - max(1, int(done * self.RECENT_SHARE))  # the passes done when the recent ones began
+        since = max((count for count in self.reached if count <= window), default=min(self.reached))
+        if 0 < done < total and since < done:
+            pace = (now - self.reached[since]) / (done - since)  # seconds per pass, lately
+            desc += f" · {time_left(pace * (total - done))}"
         self.progress(done / total if total else 1.0, desc=desc)
 
 

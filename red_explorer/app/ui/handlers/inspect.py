@@ -61,7 +61,8 @@ def shared_ranges(*runs: list[SiteEdit]) -> tuple[dict[str, float], dict[str, fl
 
 def _panel(label: str, edits: list[SiteEdit], bars: dict, colours: dict) -> tuple:
     """(per-layer bars, scale heatmap, bias heatmap) of one RED run: panels only for the vectors it learns (the
-    heatmap of a vector it does not learn says so, and the page hides it: see ``panels_shown``)."""
+    heatmap of a vector it does not learn says so, beside the other run's; ``panels_shown`` hides a row neither
+    run learns)."""
     vectors = learned(edits)
     panels = [layer_magnitude_figure(layer_magnitudes(edits), f"{label}: per layer", vectors, bars)]
     for vector, title in VECTORS:
@@ -86,17 +87,17 @@ def _latest(session: Session) -> str:
 
 
 def panels_shown(session: Session, label_a: str | None, label_b: str | None = None) -> tuple[Visible, ...]:
-    """Which heatmaps the page shows: (A scale, A bias, B scale, B bias); a vector a run does not learn is hidden."""
+    """Which heatmaps the page shows: (A scale, A bias, B scale, B bias). A row (A's quantity | B's) shows when
+    either run learns it: a run that does not learn it shows a note there; with no run B, B's heatmaps hide."""
     workbench = session.workbench
     labels = _red_labels(session)
-    shown = []
-    for label in (label_a or (_latest(session) if labels else None), label_b):
-        if label in labels:
-            vectors = learned(workbench.red_edits(label))
-        else:  # no run here: A shows why in every panel, B only in its first (no column of empty panels)
-            vectors = ("scale", "bias") if not shown else ()
-        shown += [Visible(vector in vectors) for vector, _ in VECTORS]
-    return tuple(shown)
+    label_a = label_a or (_latest(session) if labels else None)
+    if label_a not in labels:  # no run here: A shows why in every panel, B only in its first
+        return tuple(Visible(side == "A") for side in "AB" for _ in VECTORS)
+    learned_a = learned(workbench.red_edits(label_a))
+    learned_b = learned(workbench.red_edits(label_b)) if label_b in labels else None
+    rows = [vector in learned_a or vector in (learned_b or ()) for vector, _ in VECTORS]
+    return tuple(Visible(row) for row in rows) + tuple(Visible(row and learned_b is not None) for row in rows)
 
 
 def _trained_on(session: Session, label: str) -> str:
@@ -159,6 +160,10 @@ def inspect(session: Session, label_a: str | None, label_b: str | None = None):
         panel_b = tuple(empty_figure("Pick a second run to compare side by side") for _ in range(3))
     distribution = distribution_figure(edit_values(edits_a), f"{label_a}: distribution of the learned values")
     panel_a = _panel(label_a, edits_a, bars, colours)
+    for figure_a, figure_b in zip(panel_a[1:], panel_b[1:], strict=True):  # a row's two heatmaps, one height
+        height = max(figure_a.layout.height, figure_b.layout.height)
+        figure_a.update_layout(height=height)
+        figure_b.update_layout(height=height)
     return ("\n\n".join(summary), *panel_a, *panel_b, distribution, top_table(edits_a))
 
 
