@@ -69,6 +69,19 @@ def test_every_demo_button_is_greyed_while_a_demo_runs_and_given_back_after_it_e
             assert [update["interactive"] for update in function.fn()] == [True] * 3
 
 
+def test_delete_run_asks_first_and_only_the_confirmation_deletes():
+    demo = build_demo(preload=False)
+    assert _events(demo, "run-delete", "click") == [
+        [],
+        ["run-delete-confirm", "run-delete-sure"],
+    ]  # a check, a question
+    sure = _events(demo, "run-delete-sure", "click")
+    assert ["runs-overview", "export-run"] in sure and ["run-delete-confirm"] in sure  # deleted, the question gone
+    (deleting,) = [function for function in demo.fns.values() if function.api_name == "delete_run"]
+    assert [block.elem_id for block in deleting.inputs][1:] == ["export-run"]  # scripted clients: the label only
+    assert ["run-delete-confirm"] in _events(demo, "export-run", "change")  # another run picked: asked again
+
+
 def _block(demo, elem_id: str) -> int:
     return next(block._id for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
 
