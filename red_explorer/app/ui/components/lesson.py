@@ -79,6 +79,12 @@ def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, 
     opens the step the browser's owner was at (after the app's own page-load events)."""
     outputs = parts["outputs"] + selectors
     target = parts["outputs"][4:5]  # the tab and control the page follows
+    text = parts["outputs"][3:4]
     for button, handler in parts["moves"].items():
-        button.click(ui_event(handler), [state, owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
+        moved = button.click(ui_event(handler), [state, owner], outputs, **PRIVATE)
+        moved.then(None, target, None, js=FOLLOW_JS)
+        # the step's sample when no data is loaded (queued: it may wait for the model to finish loading)
+        moved.then(
+            ui_event(handlers.load_sample), [state, owner], text, api_visibility="private", show_progress="hidden"
+        )
     demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
