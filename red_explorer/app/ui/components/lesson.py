@@ -15,8 +15,11 @@ CSS = """
 #lesson-heading h3 {font-size: 26px; margin: 2px 0 4px 0; color: #922b21;}
 #lesson-text, #lesson-text p {font-size: 21px; line-height: 1.4; color: #1b2631;}
 #lesson-panel button {font-size: 20px; min-height: 46px;}
-.lesson-focus {outline: 4px solid #c0392b !important; outline-offset: -4px; border-radius: 8px;
-               scroll-margin-top: 300px;}  /* drawn inside: a parent that clips its overflow still shows it */
+.lesson-focus {position: relative; border-radius: 8px; scroll-margin-top: 300px;}
+/* a frame laid over the control, inside its box (a parent that clips its overflow still shows it) and above what the
+   control draws (a plot's positioned layers hid an outline), below the lesson panel (z-index 50) */
+.lesson-focus::after {content: ""; position: absolute; inset: 0; border: 4px solid #c0392b; border-radius: 8px;
+               pointer-events: none; z-index: 40;}
 body.red-lesson .gradio-container {--text-sm: 15px; --text-md: 17px; --text-lg: 19px; --text-xl: 24px;
                --block-label-text-size: 15px; --block-info-text-size: 15px; --button-large-text-size: 18px;
                --block-title-text-size: 16px; --checkbox-label-text-size: 16px; --input-text-size: 16px;

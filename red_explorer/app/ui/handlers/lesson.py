@@ -86,20 +86,21 @@ def end(session: Session, owner: str | None = None) -> tuple:
 
 def load_sample(session: Session, owner: str | None = None):
     """After a move: the step's sample loaded through the Data tab's handler when no data is loaded, so that its
-    button works for a student who came straight from the steps before; the step's text, saying so (or why not).
-    Otherwise the text is left as it is."""
+    button works for a student who came straight from the steps before: (the step's text, saying so or why not; the
+    Ablations tab's max-length line, on the data loaded now). Otherwise both are left as they are."""
     _adopt(session, owner)
     workbench = session.workbench
     index = recall_step(workbench.store.root, workbench.owner, len(STEPS))
     if index is None or not STEPS[index].sample or workbench.data is not None:
-        return UNCHANGED
+        return UNCHANGED, UNCHANGED
     name, text = STEPS[index].sample, view(index)[3]
     try:
         data.load_data(session, None, name, max_length=workbench.max_length)
     except EXPECTED_ERRORS as error:
-        return f"{text}\n\n*{plain(str(error))} Load data in the **Data** tab first.*"
+        return f"{text}\n\n*{plain(str(error))} Load data in the **Data** tab first.*", UNCHANGED
     loaded = f"the bundled sample **{data.SAMPLES[name][0]}** ({name})"
-    return f"{text}\n\n*No data was loaded, so the lesson loaded {loaded}; the **Data** tab shows it.*"
+    note = data.length_note(session, workbench.max_length)
+    return f"{text}\n\n*No data was loaded, so the lesson loaded {loaded}; the **Data** tab shows it.*", note
 
 
 def restore(owner: str | None) -> tuple:
