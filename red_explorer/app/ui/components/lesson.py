@@ -60,6 +60,7 @@ PRIVATE = dict(api_visibility="private", show_progress="hidden", queue=False)  #
 
 # The run lists a step may set (see handlers.SELECTORS): Inspect's Run A, Compare's ticked runs, Explore's run.
 SELECTOR_IDS = ("inspect-run-a", "compare-runs", "explore-run-choice")
+LENGTH_NOTE_ID = "ablation-length-note"  # the Ablations tab's max-length line, shown again when a step loads data
 
 
 def build() -> dict:
@@ -82,12 +83,12 @@ def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, 
     opens the step the browser's owner was at (after the app's own page-load events)."""
     outputs = parts["outputs"] + selectors
     target = parts["outputs"][4:5]  # the tab and control the page follows
-    text = parts["outputs"][3:4]
+    # the step's sample when no data is loaded (queued: it may wait for the model to finish loading), and the
+    # Ablations tab's max-length line on it
+    note = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == LENGTH_NOTE_ID)
+    sample = dict(fn=ui_event(handlers.load_sample), inputs=[state, owner], outputs=[parts["outputs"][3], note])
     for button, handler in parts["moves"].items():
         moved = button.click(ui_event(handler), [state, owner], outputs, **PRIVATE)
         moved.then(None, target, None, js=FOLLOW_JS)
-        # the step's sample when no data is loaded (queued: it may wait for the model to finish loading)
-        moved.then(
-            ui_event(handlers.load_sample), [state, owner], text, api_visibility="private", show_progress="hidden"
-        )
+        moved.then(**sample, api_visibility="private", show_progress="hidden")
     demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
