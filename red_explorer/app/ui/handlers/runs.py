@@ -8,6 +8,7 @@ from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
 from red_explorer.runs.size import human_bytes
+from red_explorer.runs.store import folder_bytes
 
 ALL_METHODS = METHODS
 
@@ -68,8 +69,12 @@ def _may(session: Session, label: str | None, doing: str) -> None:
 def ask_delete(session: Session, label: str | None) -> tuple[Visible, str]:
     """The page asks before it deletes: (the confirmation shown, its button's text naming the run and its size)."""
     _may(session, label, "delete")
-    size = human_bytes(session.workbench.run(label).record.method_bytes)
-    return Visible(True), f"Yes, delete '{label}' ({size}) for good"
+    return Visible(True), f"Yes, delete '{label}' ({_disk_size(session, label)}) for good"
+
+
+def _disk_size(session: Session, label: str) -> str:
+    """What the run's folder holds on disk (its files, record and metrics): what deleting it frees."""
+    return human_bytes(folder_bytes(session.workbench.run(label).record.path))
 
 
 def delete(session: Session, label: str | None):
@@ -78,9 +83,8 @@ def delete(session: Session, label: str | None):
     if not label:
         raise ValueError("pick the run to delete first")
     workbench = session.workbench
-    before = workbench.store.usage_bytes(workbench.owner)
+    freed = _disk_size(session, label)
     workbench.delete_run(label)
-    freed = human_bytes(max(0, before - workbench.store.usage_bytes(workbench.owner)))
     done = f"✓ Deleted run **{plain(label)}** ({freed} freed)."
     return f"{done}\n\n{overview(session)}", run_choices(workbench, ALL_METHODS)
 
