@@ -24,6 +24,21 @@ def expect_step(page, index: int) -> None:
     expect(page.locator(f"#{step.focus}")).to_have_class(class_pattern("lesson-focus"))
     page.wait_for_timeout(300)
     assert page.evaluate(NO_SIDEWAYS_SCROLL), f"step {index + 1} scrolls sideways at 1280 px"
+    assert framed(page, step.focus), f"step {index + 1}: no red frame to be seen around #{step.focus}"
+
+
+def framed(page, focus: str) -> bool:
+    """Whether the control's red frame is what one sees along most of its left edge (not what the control draws;
+    the lesson panel may cover its top)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = Image.open(BytesIO(page.locator(f"#{focus}").screenshot())).convert("RGB")
+    image.save(SHOTS / f"lesson_focus_{focus}.png")
+    edge = [image.getpixel((1, row)) for row in range(10, image.height - 10)]
+    red = [red > 150 and green < 110 and blue < 110 for red, green, blue in edge]
+    return sum(red) >= len(red) / 2
 
 
 def class_pattern(name: str):
@@ -47,6 +62,12 @@ def test_the_lesson_walks_every_tab_at_1280_px_and_a_reload_opens_the_same_step(
                 expect(page.locator("#compare-prepared")).to_contain_text("Arr! The French be cap")
             if index == 2:  # and shown layer by layer, with no run of the class's own
                 expect(page.locator("#inspect-summary")).to_contain_text("Pirate style · RED: 30 edited sites")
+                expect(page.locator("#layers-plot-a .main-svg").first).to_be_visible()
+                assert framed(page, "layers-plot-a"), "the plot is drawn over the step's frame"
+            if index == 3:  # no data loaded yet: the step loads the pirate sample, so Run ablation has data
+                loaded = "the lesson loaded the bundled sample **"[:-3]
+                expect(page.locator("#lesson-text")).to_contain_text(loaded, timeout=180_000)
+                expect(page.locator("#ablation-length-note")).to_contain_text("training examples")
             if index == 4:  # beside the gallery's pirate LoRA run
                 expect(page.locator("#compare-prepared")).to_contain_text("Pirate style · LoRA r=8")
             shot(page, f"lesson_{index + 1}")

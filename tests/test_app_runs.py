@@ -9,6 +9,7 @@ from tiny_models import logits, sample_inputs
 
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
+from red_explorer.app.ui.handlers.common import Visible
 from red_explorer.app.ui.interface import _start
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -18,7 +19,7 @@ from red_explorer.data.render import encode_prompt
 from red_explorer.engine.generation import DecodingSettings
 from red_explorer.engine.training import TrainConfig
 from red_explorer.runs.leftovers import INCOMING
-from red_explorer.runs.size import RECORD_BYTES, estimated_run_bytes
+from red_explorer.runs.size import RECORD_BYTES, estimated_run_bytes, human_bytes
 from red_explorer.runs.store import QuotaError, RunStore
 
 INPUTS = sample_inputs(batch=2, length=8)
@@ -214,8 +215,16 @@ def test_your_runs_lists_sizes_renames_deletes_and_copies_local_runs(files, home
     assert choices.choices == ["RED full (ffn)", "LoRA r=8"] and "2 runs" in shown and "of 500.0 MB" in shown
     shown, choices = runs.rename(session, "RED full (ffn)", "my first RED")
     assert choices.value == "my first RED" and "**my first RED** (RED, " in shown
+    store, owner = session.workbench.store, session.workbench.owner
+    before = store.usage_bytes(owner)
+    asked = runs.ask_delete(session, "my first RED")
+    assert "**my first RED** (RED, " in runs.overview(session)  # asking deletes nothing
     shown, choices = runs.delete(session, "my first RED")
-    assert choices.choices == ["LoRA r=8"] and "my first RED" not in shown
+    freed = human_bytes(before - store.usage_bytes(owner))  # the run's whole folder, more than its edits
+    assert asked == (Visible(True), f"Yes, delete 'my first RED' ({freed}) for good")
+    done, listed = shown.split("\n\n", 1)
+    assert done == f"✓ Deleted run **my first RED** ({freed} freed)."
+    assert choices.choices == ["LoRA r=8"] and "my first RED" not in listed
     _, update = ui_event(runs.rename)(session, "LoRA r=8", "adapter")
     assert update["value"] == "adapter" and update["choices"] == ["adapter"]
 

@@ -70,7 +70,31 @@ def test_a_student_opens_the_teachers_link_read_only_until_it_is_revoked(fresh_a
         expect(student.locator("#runs-overview")).to_contain_text("Disk:")
         expect(student.locator("#runs-overview")).not_to_contain_text(SHARED)
         shot(student, "share_3_student_after_revoke")
+        the_owner_deletes_the_run_after_saying_yes(teacher)
         browser.close()
+
+
+def the_owner_deletes_the_run_after_saying_yes(page) -> None:
+    """Delete run asks first, naming the run; only the second button deletes, and the page says what it freed."""
+    from playwright.sync_api import expect
+
+    overview, confirm = page.locator("#runs-overview"), page.locator("#run-delete-confirm")
+    page.click("#run-delete")
+    expect(confirm).to_be_visible()
+    expect(page.locator("#run-delete-sure")).to_have_text(
+        re.compile(r"Yes, delete 'RED full \(ffn\) \(imported\)' \(\d[\d.,]* (bytes|kB)\) for good")
+    )
+    shot(page, "share_4_delete_asked")
+    expect(overview).not_to_contain_text("Deleted run")  # asking deleted nothing
+    page.click("#run-delete-cancel")
+    expect(confirm).to_be_hidden()
+    page.click("#run-delete")
+    page.click("#run-delete-sure")
+    expect(overview).to_contain_text(
+        re.compile(r"✓ Deleted run RED full \(ffn\) \(imported\) \(\d[\d.,]* (bytes|kB) freed\)\.")
+    )
+    expect(confirm).to_be_hidden()
+    shot(page, "share_5_deleted")
 
 
 def link_pattern(fresh_app_url: str) -> re.Pattern:

@@ -2,6 +2,7 @@
 
 import re
 import zipfile
+from dataclasses import replace
 
 import gradio as gr
 import pytest
@@ -9,6 +10,7 @@ from app_helpers import QUICK
 
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.ui.handlers import compare, explore, export, inspect, runs, shares
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.interface import _open_shared, _start
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -67,6 +69,8 @@ def test_the_student_sees_the_shared_run_read_only_and_nothing_else(teacher_and_
     assert len(token) == 43 and teacher.workbench.owner not in token
     note = shares.open_link(student, token)
     assert note.startswith(f"**{SHARED}** was shared with you: it is listed read-only in Inspect, Compare")
+    base = plain(teacher.workbench.key.spec)  # the student has the run's model loaded: nothing to load
+    assert note.endswith(f"(trained on {base}, the model this page uses).") and "load that model" not in note
     for name, labels in all_lists(student).items():
         assert labels == ["RED scale (ffn)", SHARED], name  # never the teacher's other run
     shown = runs.overview(student)
@@ -81,6 +85,14 @@ def test_the_student_sees_the_shared_run_read_only_and_nothing_else(teacher_and_
     with pytest.raises(ValueError, match="only its owner can share it"):
         shares.share(student, SHARED, BASE)
     assert [run.label for run in teacher.workbench.own_runs()] == ["RED full (ffn)", "RED bias (ffn)"]
+
+
+def test_a_student_on_another_model_is_told_to_load_the_runs_model(teacher_and_student, files):
+    teacher, student, token = teacher_and_student
+    student.workbench.key = replace(student.workbench.key, spec="default")  # chose another model, not loaded yet
+    note = shares.open_link(student, token)
+    base = plain(teacher.workbench.key.spec)
+    assert note.endswith(f"(trained on {base}: load that model in the Model tab to use it).")
 
 
 def test_the_student_inspects_compares_and_exports_the_shared_run_as_the_teacher_would(teacher_and_student):

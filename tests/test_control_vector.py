@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 
 import gguf
 import numpy as np
@@ -101,8 +102,14 @@ def test_export_refusals_say_why_and_how(tmp_path):
     assert exported.dropped == ["the scale vectors of 2 layers"]
     assert sorted(read_control_vector(exported.path).directions) == [1, 2]
     layer_zero = save_random_run(four_layer_llama(), tmp_path / "zero", RedConfig(use_scale=False), seed=1)
-    with pytest.raises(ValueError, match="my run edits layer 0, which llama.cpp never steers .* layers 1 and up"):
+    with pytest.raises(
+        ValueError, match="my run edits layer 0, which llama.cpp never steers .* layers 1 and up"
+    ) as zero:
         export_control_vector(layer_zero, tmp_path / "x.gguf", four_layer_llama(), name="my run")
+    assert zero.value.part == "layer 0" and zero.value.advice("A", "B").endswith(
+        "layer 0): export its bias only (layers 1 and up; A), or train on layers 1 and up (B)"
+    )
+    assert str(pickle.loads(pickle.dumps(zero.value))) == str(zero.value)  # it may come back from a GPU worker
     attention = RedConfig(use_scale=False, sites=["attn"], layers=[1])
     attn = save_random_run(four_layer_llama(), tmp_path / "attn", attention, seed=1)
     with pytest.raises(ValueError, match="which is not an FFN output.* train on the FFN sites"):
@@ -240,7 +247,11 @@ def test_control_vector_commands(tmp_path):
     full = save_random_run(load_model(str(model_dir), device="cpu").model, tmp_path / "full", RedConfig(layers=[1]))
     export = ("control-vector", "export", "--edits", full, "--model", model_dir, "--out", tmp_path / "f.gguf")
     refused = cli(*export, check=False)
-    assert refused.returncode == 1 and "has a scale part" in refused.stderr and "(add --bias-only)" in refused.stderr
+    assert refused.returncode == 1 and "has a scale part" in refused.stderr
+    assert (
+        "export its bias only (layers 1 and up; add --bias-only), or train it bias-only (red-explorer train "
+        "--no-scale)" in refused.stderr
+    )
     dropped = cli(*export, "--bias-only")
     assert "warning: left out the scale vectors of 1 layers" in dropped.stderr
 

@@ -11,8 +11,8 @@ import pytest
 from red_explorer.app.lesson_progress import LESSON_FILE, recall_step
 from red_explorer.app.lesson_text import PIRATE_LORA, PIRATE_RED, STEPS
 from red_explorer.app.model_registry import ModelRegistry
-from red_explorer.app.ui.handlers import compare, explore, gallery, lesson
-from red_explorer.app.ui.handlers.common import Visible
+from red_explorer.app.ui.handlers import compare, data, explore, gallery, lesson
+from red_explorer.app.ui.handlers.common import Notice, Visible
 from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -154,3 +154,33 @@ def test_a_user_with_a_run_of_their_own_keeps_the_tabs_choice(tmp_path):
     assert not session.workbench.runs["my pirate"].gallery
     assert all(lesson.gallery_picks(session, index) == () for index in range(len(STEPS)))
     assert lesson.start(session)[7:] == lesson.next_step(session)[7:] == (UNCHANGED,) * 3
+
+
+def test_the_ablation_step_loads_the_pirate_sample_when_no_data_is_loaded_so_run_ablation_works(files, home):
+    from red_explorer.app.ui.handlers import ablate
+    from red_explorer.app.ui.handlers import model as model_handlers
+
+    session = browser_session("d" * 32)
+    model_handlers.load_model(session, str(files[0]), "causal-lm", "auto", "auto")  # the model, no data: a student
+    lesson.start(session)
+    kept = (UNCHANGED, UNCHANGED)
+    assert lesson.load_sample(session) == kept  # steps 1-3 load nothing
+    for _ in range(3):
+        assert lesson.load_sample(session) == kept and session.workbench.data is None
+        *_, text, target, _, _, _, _, _ = lesson.next_step(session)
+    assert target == "Ablations|ablation-rows"
+    shown, note = lesson.load_sample(session)
+    assert session.workbench.data.name == "pirate_style.jsonl" and session.workbench.max_length == 128
+    assert note == data.length_line(session.workbench.data, 128) and "training examples" in note
+    assert shown == (
+        f"{text}\n\n*No data was loaded, so the lesson loaded the bundled sample **Pirate speak: a new answer style** "
+        "(pirate_style.jsonl); the **Data** tab shows it.*"
+    )
+    running = ablate.ablate(session, ["RED bias (ffn)"], max_steps=1, batch_size=2, max_length=64)
+    first = next(running)  # not refused ("no data loaded yet"); a tiny tokenizer's pieces may make a length warning
+    running.close()
+    status, table, _ = first.outputs if isinstance(first, Notice) else first
+    assert "Running" in status and list(table.columns) == ablate.COLUMNS
+    assert lesson.load_sample(session) == kept  # data loaded: kept as it is
+    lesson.next_step(session)
+    assert lesson.load_sample(session) == kept and session.workbench.data.name == "pirate_style.jsonl"

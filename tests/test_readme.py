@@ -31,3 +31,15 @@ def test_readme_names_the_two_commands_and_the_space_metadata():
     assert "bash scripts/setup.sh --test && python -m pytest -q" in text
     ci = (README.parent / ".ci" / "run").read_text()
     assert "bash scripts/setup.sh --test" in ci and "python -m pytest -q" in ci
+
+
+def test_the_train_tabs_edit_sites_help_says_what_the_readme_measured():
+    from red_explorer.app.ui.components.train import SITES_HELP
+
+    readme = README.read_text()
+    section = " ".join(readme.split("### When to choose RED")[1].split())
+    assert "is level with tuned LoRA r=8" in section and "Its price is forgetting: general text rises" in section
+    assert SITES_HELP == (
+        "Ticking both: about as good as tuned LoRA r=8 on the two generation samples we measured, but it forgets "
+        "more general text than FFN only (README: When to choose RED)"
+    )

@@ -43,6 +43,49 @@ def test_train_and_ablation_buttons_are_greyed_while_their_job_runs_and_given_ba
         assert [button] in [outputs(index) for index in after(started)]  # the same chain; then it is given back
 
 
+def test_every_demo_button_is_greyed_while_a_demo_runs_and_given_back_after_it_ends_or_fails():
+    demo = build_demo(preload=False)
+    functions = list(demo.fns.values())
+    buttons = [
+        block.elem_id for block in demo.blocks.values() if str(getattr(block, "elem_id", "")).startswith("demo-")
+    ]
+    buttons = [name for name in buttons if _events(demo, name, "click")]  # the demo buttons, not their panels
+    assert len(buttons) == 3
+    for button in buttons:
+        greyed = next(
+            index for index, function in enumerate(functions) if (_block(demo, button), "click") in function.targets
+        )
+        assert [output.elem_id for output in functions[greyed].outputs] == buttons
+        assert [update["interactive"] for update in functions[greyed].fn()] == [False] * 3  # texts kept: an input
+        (job,) = [index for index, function in enumerate(functions) if function.trigger_after == greyed]
+        assert functions[job].name == "run_demo"
+        ended = [function for function in functions if function.trigger_after == job]
+        assert sorted((function.trigger_only_on_success, function.trigger_only_on_failure) for function in ended) == [
+            (False, False),  # .then: after it finished or was stopped
+            (False, True),  # .failure: the page runs only these after an error
+        ]
+        for function in ended:
+            assert [output.elem_id for output in function.outputs] == buttons
+            assert [update["interactive"] for update in function.fn()] == [True] * 3
+
+
+def test_delete_run_asks_first_and_only_the_confirmation_deletes():
+    demo = build_demo(preload=False)
+    assert _events(demo, "run-delete", "click") == [
+        [],
+        ["run-delete-confirm", "run-delete-sure"],
+    ]  # a check, a question
+    sure = _events(demo, "run-delete-sure", "click")
+    assert ["runs-overview", "export-run"] in sure and ["run-delete-confirm"] in sure  # deleted, the question gone
+    (deleting,) = [function for function in demo.fns.values() if function.api_name == "delete_run"]
+    assert [block.elem_id for block in deleting.inputs][1:] == ["export-run"]  # scripted clients: the label only
+    assert ["run-delete-confirm"] in _events(demo, "export-run", "change")  # another run picked: asked again
+
+
+def _block(demo, elem_id: str) -> int:
+    return next(block._id for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+
+
 def test_a_single_logged_step_is_drawn_as_a_point():
     figure = loss_figure({"RED full (ffn)": ([1.25], [])})
     assert figure.data[0].mode == "markers" and list(figure.data[0].y) == [1.25]

@@ -15,6 +15,7 @@ class LessonStep:
     focus: str  # elem_id of the live control the step talks about
     text: str
     gallery: tuple[str, ...] = ()  # gallery runs the step picks in its tab's run list when the user has none
+    sample: str = ""  # a bundled sample the step loads (as the Data tab does) when no data is loaded
 
 
 PIRATE_RED, PIRATE_LORA = "Pirate style · RED", "Pirate style · LoRA r=8"  # gallery runs (gallery.json titles)
@@ -58,8 +59,9 @@ STEPS = (
         "Ablations",
         "ablation-rows",
         "The paper's ablation: scale only, bias only, both; after the FFN, after attention or both. Tick a few "
-        "rows and press **Run ablation**: each row trains from the same frozen base on the same data, so the "
-        "table's validation column compares them fairly.",
+        "rows and press **Run ablation**: each row trains from the same frozen base on the same data (the one "
+        "loaded in the **Data** tab), so the table's validation column compares them fairly.",
+        sample="pirate_style.jsonl",
     ),
     LessonStep(
         "Side by side with LoRA",

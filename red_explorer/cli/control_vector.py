@@ -49,7 +49,8 @@ def run_export(args: argparse.Namespace) -> None:
     try:
         exported = export_control_vector(args.edits, args.out, model, bias_only=args.bias_only)
     except NeedsBiasOnly as error:
-        raise ValueError(f"{error} (add --bias-only)") from error
+        retrain = {"scale": "red-explorer train --no-scale", "layer 0": "red-explorer train --layers 1,2,…"}
+        raise ValueError(error.advice("add --bias-only", retrain[error.part])) from error
     for part in exported.dropped:
         print(f"warning: left out {part}", file=sys.stderr)
     width, path = read_control_vector(exported.path).width, exported.path

@@ -37,7 +37,24 @@ from red_explorer.explore.strength import check_strength
 
 
 class NeedsBiasOnly(ValueError):
-    """The run has parts a control vector cannot hold (a scale, layer 0) that a bias-only export leaves out."""
+    """The run has parts a control vector cannot hold (a scale, layer 0) that a bias-only export leaves out.
+
+    ``part`` names what is in the way ("scale" or "layer 0"); ``advice`` says the two ways out, each with where a
+    front end does it."""
+
+    def __init__(self, reason: str, part: str, retrain: str):
+        self.reason, self.part, self.retrain = reason, part, retrain
+        super().__init__(self.advice())
+
+    def __reduce__(self):
+        return type(self), (self.reason, self.part, self.retrain)
+
+    def advice(self, export_where: str = "", train_where: str = "") -> str:
+        """The refusal and its two ways out: export the bias only, or train again; each followed by where to do it
+        when given (e.g. ``add --bias-only``)."""
+        export = f"export its bias only (layers 1 and up{f'; {export_where}' if export_where else ''})"
+        train = self.retrain + (f" ({train_where})" if train_where else "")
+        return f"{self.reason}: {export}, or {train}"
 
 
 @dataclass
@@ -64,8 +81,9 @@ def _scale_part(run: RedRun, name: str, bias_only: bool, dropped: list[str]) -> 
         return
     if not bias_only:
         raise NeedsBiasOnly(
-            f"{name} has a scale part (scale ⊙ h multiplies the FFN output per token; a control vector only "
-            "adds): export its bias only (layers 1 and up), or train it bias-only"
+            f"{name} has a scale part (scale ⊙ h multiplies the FFN output per token; a control vector only adds)",
+            "scale",
+            "train it bias-only",
         )
     dropped.append(f"the scale vectors of {len(scales)} layers")
 
@@ -99,7 +117,9 @@ def directions_from_run(
     if 0 in directions:
         raise NeedsBiasOnly(
             f"{name} edits layer 0, which llama.cpp never steers (its loader rejects direction.0 and keeps no control "
-            "tensor for layer 0): export its bias only (layers 1 and up), or train on layers 1 and up"
+            "tensor for layer 0)",
+            "layer 0",
+            "train on layers 1 and up",
         )
     if not directions:
         raise ValueError(f"{name} has no non-zero bias on layers 1 and up: there is nothing to export")

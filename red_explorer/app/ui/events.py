@@ -130,3 +130,14 @@ def busy_click(button: gr.Button, running: str, fn, inputs, outputs, **options):
     for ended in (job.then, job.failure):
         ended(lambda: gr.update(value=idle, interactive=True), None, [button], **private)
     return job
+
+
+def group_busy_click(button: gr.Button, group: list[gr.Button], fn, inputs, outputs, **options):
+    """``button.click(fn, inputs, outputs, **options)`` with every button of ``group`` greyed out (their text kept:
+    a button may be an input of the job) while the job runs, and given back when it ends as in ``busy_click``."""
+    private = dict(api_visibility="private", show_progress="hidden", queue=False)
+    greyed = button.click(lambda: [gr.update(interactive=False)] * len(group), None, group, **private)
+    job = greyed.then(fn, inputs, outputs, **options)
+    for ended in (job.then, job.failure):
+        ended(lambda: [gr.update(interactive=True)] * len(group), None, group, **private)
+    return job

@@ -93,6 +93,9 @@ def _runs_section(state: gr.State, run: gr.Dropdown, show_cli_runs: bool) -> dic
         new_label = gr.Textbox(label="New name for the chosen run", elem_id="run-new-label")
         rename_button = gr.Button("Rename", elem_id="run-rename")
         delete_button = gr.Button("Delete run", variant="stop", elem_id="run-delete")
+    with gr.Row(visible=False, elem_id="run-delete-confirm") as confirm:  # a delete cannot be undone: asked first
+        sure_button = gr.Button("Yes, delete it", variant="stop", elem_id="run-delete-sure")
+        cancel_button = gr.Button("Cancel", elem_id="run-delete-cancel")
     with gr.Row(visible=show_cli_runs):
         local = gr.Dropdown([], label="Runs saved from the command line (local only)", elem_id="local-runs")
         import_button = gr.Button("Copy into my runs", elem_id="local-import")
@@ -100,9 +103,14 @@ def _runs_section(state: gr.State, run: gr.Dropdown, show_cli_runs: bool) -> dic
     rename_button.click(ui_event(runs.may_rename), [state, run], None, **CHECK).success(
         ui_event(runs.rename), [state, run, new_label], [shown, run], api_name="rename_run"
     )
-    deleted = delete_button.click(ui_event(runs.may_delete), [state, run], None, **CHECK).success(
-        ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run"
+    delete_button.click(ui_event(runs.may_delete), [state, run], None, **CHECK).success(
+        ui_event(runs.ask_delete), [state, run], [confirm, sure_button], **CHECK
     )
+    checked = sure_button.click(ui_event(runs.may_delete), [state, run], None, **CHECK)
+    deleted = checked.success(ui_event(runs.delete), [state, run], [shown, run], api_name="delete_run")
+    hide = dict(fn=lambda: gr.update(visible=False), inputs=None, outputs=[confirm], **CHECK, queue=False)
+    for asked_no_more in (deleted.then, deleted.failure, checked.failure, cancel_button.click, run.change):
+        asked_no_more(**hide)  # deleted, refused, cancelled, or another run picked: the next delete asks again
     import_button.click(ui_event(runs.import_local), [state, local], [shown, run], api_visibility="private")
     links = _share_section(state, run)
     deleted.success(_links, [state], links, api_visibility="private")  # deleting a run ends its links

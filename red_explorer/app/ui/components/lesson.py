@@ -15,8 +15,11 @@ CSS = """
 #lesson-heading h3 {font-size: 26px; margin: 2px 0 4px 0; color: #922b21;}
 #lesson-text, #lesson-text p {font-size: 21px; line-height: 1.4; color: #1b2631;}
 #lesson-panel button {font-size: 20px; min-height: 46px;}
-.lesson-focus {outline: 4px solid #c0392b !important; outline-offset: -4px; border-radius: 8px;
-               scroll-margin-top: 300px;}  /* drawn inside: a parent that clips its overflow still shows it */
+.lesson-focus {position: relative; border-radius: 8px; scroll-margin-top: 300px;}
+/* a frame laid over the control, inside its box (a parent that clips its overflow still shows it) and above what the
+   control draws (a plot's positioned layers hid an outline), below the lesson panel (z-index 50) */
+.lesson-focus::after {content: ""; position: absolute; inset: 0; border: 4px solid #c0392b; border-radius: 8px;
+               pointer-events: none; z-index: 40;}
 body.red-lesson .gradio-container {--text-sm: 15px; --text-md: 17px; --text-lg: 19px; --text-xl: 24px;
                --block-label-text-size: 15px; --block-info-text-size: 15px; --button-large-text-size: 18px;
                --block-title-text-size: 16px; --checkbox-label-text-size: 16px; --input-text-size: 16px;
@@ -57,6 +60,7 @@ PRIVATE = dict(api_visibility="private", show_progress="hidden", queue=False)  #
 
 # The run lists a step may set (see handlers.SELECTORS): Inspect's Run A, Compare's ticked runs, Explore's run.
 SELECTOR_IDS = ("inspect-run-a", "compare-runs", "explore-run-choice")
+LENGTH_NOTE_ID = "ablation-length-note"  # the Ablations tab's max-length line, shown again when a step loads data
 
 
 def build() -> dict:
@@ -79,6 +83,12 @@ def wire(demo: gr.Blocks, parts: dict, state: gr.State, owner: gr.BrowserState, 
     opens the step the browser's owner was at (after the app's own page-load events)."""
     outputs = parts["outputs"] + selectors
     target = parts["outputs"][4:5]  # the tab and control the page follows
+    # the step's sample when no data is loaded (queued: it may wait for the model to finish loading), and the
+    # Ablations tab's max-length line on it
+    note = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == LENGTH_NOTE_ID)
+    sample = dict(fn=ui_event(handlers.load_sample), inputs=[state, owner], outputs=[parts["outputs"][3], note])
     for button, handler in parts["moves"].items():
-        button.click(ui_event(handler), [state, owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)
+        moved = button.click(ui_event(handler), [state, owner], outputs, **PRIVATE)
+        moved.then(None, target, None, js=FOLLOW_JS)
+        moved.then(**sample, api_visibility="private", show_progress="hidden")
     demo.load(ui_event(handlers.restore), [owner], outputs, **PRIVATE).then(None, target, None, js=FOLLOW_JS)

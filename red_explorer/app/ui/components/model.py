@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from red_explorer.app.plots import empty_figure
-from red_explorer.app.ui.events import ui_event
+from red_explorer.app.ui.events import group_busy_click, ui_event
 from red_explorer.app.ui.handlers import model as handlers
 from red_explorer.app.ui.texts import RED_EXPLANATION, TARE_EXPLANATION
 from red_explorer.choice.defaults import DEFAULT_BATCH_SIZE
@@ -56,8 +56,11 @@ def wire_demos(parts: dict, state: gr.State, tabs: gr.Tabs, compare_outputs: lis
     """Each demo button runs its preset; the outputs span this tab, the tabs and Compare (``COMPARE_IDS``)."""
     outputs = [parts["demo_result"], parts["demo_loss"], *parts["shown"], *parts["controls"][:2], tabs]
     outputs += compare_outputs
-    for index, button in enumerate(parts["demo_buttons"]):
-        button.click(
+    buttons = parts["demo_buttons"]  # all greyed while one runs: a click on another would wait unseen, then run
+    for index, button in enumerate(buttons):
+        group_busy_click(
+            button,
+            buttons,
             ui_event(handlers.run_demo),
             [state, button],
             outputs,

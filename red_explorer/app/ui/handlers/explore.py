@@ -13,6 +13,7 @@ from red_explorer.app.last_shown import keep_shown
 from red_explorer.app.options import APP_DECODING, decoding_text
 from red_explorer.app.ui.handlers.common import Notice, colours, pick_run, run_choices
 from red_explorer.app.ui.handlers.counting import ShownProgress
+from red_explorer.app.ui.handlers.export import BIAS_ONLY, bias_only_advice
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.app.workbench import Workbench
@@ -169,4 +170,4 @@ def control_vector(session: Session, label: str | None) -> str:
     try:
         return str(Explorer(workbench).control_vector(label).path)
     except NeedsBiasOnly as error:
-        raise ValueError(f"{error} (the Export tab's “bias only, layers ≥ 1”)") from error
+        raise ValueError(bias_only_advice(error, f"in the Export tab, tick “{BIAS_ONLY}”")) from error

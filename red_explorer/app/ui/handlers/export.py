@@ -13,6 +13,10 @@ from red_explorer.core.registry import METHODS
 from red_explorer.explore.control_vector import NeedsBiasOnly
 
 BIAS_ONLY = "bias only, layers ≥ 1"  # the Export tab's control-vector option
+RETRAIN_WHERE = {  # where a run is trained again without what a control vector cannot hold
+    "scale": "in the Train tab, RED vectors: “bias only”",
+    "layer 0": "in the Train tab, Layers: from 1 up, e.g. 1-29",
+}
 EXPORTABLE = METHODS  # every registered method: edits, an adapter or a whole model
 
 
@@ -44,11 +48,16 @@ def export_control_vector(session: Session, label: str | None, bias_only: bool =
     try:
         exported = Explorer(workbench).control_vector(label, bool(bias_only))
     except NeedsBiasOnly as error:
-        raise ValueError(f"{error} (tick “{BIAS_ONLY}”)") from error
+        raise ValueError(bias_only_advice(error, f"tick “{BIAS_ONLY}” here")) from error
     status = f"**Control vector of {plain(label)}** ready: {layer_ranges(exported.layers)}"
     if exported.dropped:
         status += "; left out: " + "; ".join(plain(part) for part in exported.dropped)
     return str(exported.path), status + ". Use it with `llama-cli --control-vector FILE.gguf`."
+
+
+def bias_only_advice(error: NeedsBiasOnly, export_where: str) -> str:
+    """A control vector's refusal with its two ways out, each saying where in the app to take it."""
+    return error.advice(export_where, RETRAIN_WHERE[error.part])
 
 
 def export_notebook(session: Session, label: str | None) -> tuple[str, str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from red_explorer.app.lesson_progress import recall_step, remember_step
 from red_explorer.app.lesson_text import FINISHED, STEPS, heading
-from red_explorer.app.ui.handlers.common import Visible
+from red_explorer.app.ui.handlers import data
+from red_explorer.app.ui.handlers.common import EXPECTED_ERRORS, Visible
+from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.handlers.navigation import UNCHANGED
 from red_explorer.app.ui.session import Session, is_browser_key
 from red_explorer.runs.home import default_home
@@ -80,6 +82,25 @@ def end(session: Session, owner: str | None = None) -> tuple:
     """Close the lesson; a reload no longer opens it."""
     _adopt(session, owner)
     return _go(session, None)
+
+
+def load_sample(session: Session, owner: str | None = None):
+    """After a move: the step's sample loaded through the Data tab's handler when no data is loaded, so that its
+    button works for a student who came straight from the steps before: (the step's text, saying so or why not; the
+    Ablations tab's max-length line, on the data loaded now). Otherwise both are left as they are."""
+    _adopt(session, owner)
+    workbench = session.workbench
+    index = recall_step(workbench.store.root, workbench.owner, len(STEPS))
+    if index is None or not STEPS[index].sample or workbench.data is not None:
+        return UNCHANGED, UNCHANGED
+    name, text = STEPS[index].sample, view(index)[3]
+    try:
+        data.load_data(session, None, name, max_length=workbench.max_length)
+    except EXPECTED_ERRORS as error:
+        return f"{text}\n\n*{plain(str(error))} Load data in the **Data** tab first.*", UNCHANGED
+    loaded = f"the bundled sample **{data.SAMPLES[name][0]}** ({name})"
+    note = data.length_note(session, workbench.max_length)
+    return f"{text}\n\n*No data was loaded, so the lesson loaded {loaded}; the **Data** tab shows it.*", note
 
 
 def restore(owner: str | None) -> tuple:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from red_explorer.app.kept_runs import SessionRun, same_base
-from red_explorer.app.ui.handlers.common import Choices, colours, grouped, other_model_name, run_choices
+from red_explorer.app.ui.handlers.common import Choices, Visible, colours, grouped, other_model_name, run_choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
 from red_explorer.core.registry import METHODS
 from red_explorer.runs.size import human_bytes
+from red_explorer.runs.store import folder_bytes
 
 ALL_METHODS = METHODS
 
@@ -65,12 +66,27 @@ def _may(session: Session, label: str | None, doing: str) -> None:
     session.workbench.own_run(label, doing)
 
 
+def ask_delete(session: Session, label: str | None) -> tuple[Visible, str]:
+    """The page asks before it deletes: (the confirmation shown, its button's text naming the run and its size)."""
+    _may(session, label, "delete")
+    return Visible(True), f"Yes, delete '{label}' ({_disk_size(session, label)}) for good"
+
+
+def _disk_size(session: Session, label: str) -> str:
+    """What the run's folder holds on disk (its files, record and metrics): what deleting it frees."""
+    return human_bytes(folder_bytes(session.workbench.run(label).record.path))
+
+
 def delete(session: Session, label: str | None):
-    """Delete the chosen run from disk (the only way a run goes away): (overview, run choices)."""
+    """Delete the chosen run from disk (the only way a run goes away): (overview headed by what was deleted and the
+    space freed, run choices)."""
     if not label:
         raise ValueError("pick the run to delete first")
-    session.workbench.delete_run(label)
-    return overview(session), run_choices(session.workbench, ALL_METHODS)
+    workbench = session.workbench
+    freed = _disk_size(session, label)
+    workbench.delete_run(label)
+    done = f"✓ Deleted run **{plain(label)}** ({freed} freed)."
+    return f"{done}\n\n{overview(session)}", run_choices(workbench, ALL_METHODS)
 
 
 def local_choices(session: Session) -> Choices:

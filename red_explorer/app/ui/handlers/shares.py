@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
+from red_explorer.app.kept_runs import same_base
 from red_explorer.app.ui.handlers.common import Choices
 from red_explorer.app.ui.handlers.markup import plain
 from red_explorer.app.ui.session import Session
@@ -72,8 +73,12 @@ def open_link(session: Session, token: str | None) -> str:
         return f"✕ **The shared run cannot be opened**: {plain(str(error))}."
     if run is None:
         return "This link opens one of your own runs: it is in your run lists as it is."
-    base = run.record.base.spec
+    base = plain(run.record.base.spec)
+    if same_base(run.record, session.workbench.training_key().resolved()):
+        where = f"trained on {base}, the model this page uses"
+    else:
+        where = f"trained on {base}: load that model in the Model tab to use it"
     return (
         f"**{plain(run.label)}** was shared with you: it is listed read-only in Inspect, Compare, Explore and "
-        f"Export (trained on {plain(base)}: load that model in the Model tab to use it)."
+        f"Export ({where})."
     )
