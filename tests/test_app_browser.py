@@ -138,7 +138,8 @@ def test_a_teacher_demo_from_model_to_download(page, short_csv, tmp_path):
     expect(page.locator("#ablation-plot .js-plotly-plot .main-svg").first).to_be_visible()
     shot(page, "07_ablations")
 
-    open_tab(page, "Compare")
+    open_tab(page, "Compare")  # the tab offers the data's first validation prompt; typing before it lands is lost
+    expect(page.locator("#compare-prompt textarea")).to_have_value("What is 2 plus 3?")
     page.locator("#compare-prompt textarea").fill("What is 4 plus 5?")
     page.get_by_text("Decoding (the same for every method)").click()
     fill_number(page, "max-new-tokens", 16)

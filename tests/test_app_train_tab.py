@@ -9,6 +9,7 @@ import transformers as tf
 from app_helpers import save_tiny_llama, tiny_rows, write_csv
 
 import red_explorer.app as app_package
+from red_explorer.app.colours import text_colour
 from red_explorer.app.model_registry import ModelRegistry
 from red_explorer.app.options import TrainOptions
 from red_explorer.app.ui.events import _to_gradio, ui_event
@@ -100,7 +101,7 @@ def test_runs_shown_redraws_only_the_picked_runs_in_their_colours(every_method):
     assert list(first.y) == runs[0].result.train_loss
     assert list(table["method"]) == [run.label for run in picked]
     styling = _to_gradio(table)._compute()._translate(None, None)["cellstyle"]
-    assert {style["props"][0][1] for style in styling} == {run_colour(run.label) for run in picked}
+    assert {style["props"][0][1] for style in styling} == {text_colour(run_colour(run.label)) for run in picked}
     empty, _ = train.show(session, [])
     assert empty.layout.annotations[0].text == train.NONE_PICKED
     later, _ = train.shown_choices(session, [runs[0].label], listed[:-1])  # the last run is new since then
