@@ -43,6 +43,7 @@ class Session:
         self.shared_tokens = workbench.shared_tokens if workbench is not None else []  # outlive an idle close
         self.job: str | None = None  # "training" or "ablation" while one runs (what Stop would stop)
         self.last_error = ""  # the reason of the last refused request (shown when the page is restored)
+        self.restore_note = (None, "")  # (model key, note) of the page load's restore, shown with that model
         self.last_used = time.monotonic()
         self.gone = False  # the tab left: a request still under way then gets no new workbench
         if workbench is not None:

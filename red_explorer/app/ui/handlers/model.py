@@ -179,8 +179,10 @@ def _panels(session: Session, head: str = "") -> tuple:
 
 
 def show_model(session: Session) -> tuple:
-    """The Model tab opened: (summary, diagram, chart) of the model in use now, as the header line says it."""
-    return _panels(session)
+    """The Model tab opened: (summary, diagram, chart) of the model in use now, as the header line says it; still
+    with the page load's note on restoring it while that model is the one in use."""
+    restored, note = session.restore_note
+    return _panels(session, note if restored == session.workbench.key else "")
 
 
 def restore_last(session: Session):
@@ -197,6 +199,7 @@ def restore_last(session: Session):
     if choice is not None and choice.data_name and workbench.data is not None:
         head = f"> Restored your last model and data ({escape(choice.data_name)}).\n\n"
     key = workbench.key
+    session.restore_note = (key, head)
     shown = (*_panels(session, head), model_status(session))
     return (*shown, key.spec, key.task, key.device, key.dtype, key.quantize or "none")
 
