@@ -41,10 +41,11 @@ def test_a_reload_gives_back_what_was_typed_in_compare_explore_and_the_layers_bo
     with page_at(fresh_app_url, {"width": 1400, "height": 1000}) as page:
         for (box, text), tab in zip(typed.items(), ("Compare", "Explore", "Train"), strict=True):
             open_tab(page, tab)
-            type_into(page, box, text)
-            if tab == "Compare":
+            if tab == "Compare":  # the prompt typed last: its change keeps the whole of Compare's settings as they are
                 page.get_by_text("Decoding (the same for every method)").click()
                 fill_number(page, "max-new-tokens", 16)
+                page.wait_for_timeout(500)
+            type_into(page, box, text)
         page.wait_for_timeout(1000)  # each change is kept in the browser
         page.reload()
         expect(page.get_by_role("tab")).to_have_count(len(TABS))  # a state between two tabs would draw a tab more
